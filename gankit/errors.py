@@ -1,0 +1,18 @@
+"""Exceptions with a message meant for the user.
+
+The CLI turns :class:`UsageError` (bad input: exit code 2) and :class:`GankitError`
+(an internal failure that we can describe: exit code 1) into one line on stderr,
+never a traceback.
+"""
+
+
+class GankitError(Exception):
+    """A failure gankit can explain in one line (exit code 1 in the CLI)."""
+
+    exit_code = 1
+
+
+class UsageError(GankitError, ValueError):
+    """The user asked for something that cannot be done (exit code 2 in the CLI)."""
+
+    exit_code = 2

@@ -1,0 +1,133 @@
+"""What a model family is: the contract between gankit's core and a plugin.
+
+A family knows how to build its generator and discriminator, what the generator is fed
+during training and at export, and which extra losses it adds to the adversarial one.
+The core (trainer, exporter, runtime, evaluation) only ever talks to a family through
+this class, so a third-party family trains, exports and runs exactly like a built-in.
+
+Nothing here imports torch at module level: listing families must stay instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+Task = Literal["generate", "inpaint"]
+Condition = Literal["none", "label", "masked-image"]
+
+
+@dataclass
+class ModelFamily:
+    """Base class of every model family. Subclass it and override the ``build_*`` methods.
+
+    Attributes
+    ----------
+    name:
+        Unique name, used as ``gankit train --plugin NAME``.
+    task:
+        ``"generate"`` (noise [+ label] -> image) or ``"inpaint"`` (masked image -> image).
+    condition:
+        What the generator is conditioned on: ``"none"``, ``"label"`` or ``"masked-image"``.
+    description:
+        One line for ``gankit plugins``.
+    defaults:
+        Training and architecture defaults; ``gankit train`` options override them and the
+        merged dict (the *config*) is what every ``build_*`` method receives.
+    """
+
+    name: str = "unnamed"
+    task: Task = "generate"
+    condition: Condition = "none"
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    implemented: bool = True
+
+    # -- building ----------------------------------------------------------------------
+    def build_generator(self, config: dict[str, Any]) -> "nn.Module":
+        """Return a fresh generator for ``config`` (shapes in ``config['channels'|'height'|'width']``)."""
+        raise NotImplementedError(f"family {self.name!r} does not build a generator")
+
+    def build_discriminator(self, config: dict[str, Any]) -> "nn.Module":
+        """Return a fresh discriminator; it returns one logit per image (or per patch)."""
+        raise NotImplementedError(f"family {self.name!r} does not build a discriminator")
+
+    # -- training ----------------------------------------------------------------------
+    def generator_inputs(
+        self, real: "torch.Tensor", labels: "torch.Tensor", config: dict[str, Any], rng: "torch.Generator"
+    ) -> dict[str, "torch.Tensor"]:
+        """Inputs of the generator for one training batch, keyed by ONNX input name.
+
+        The default draws ``z`` (and passes ``label`` when ``condition == "label"``).
+        """
+        import torch
+
+        z = torch.randn(real.shape[0], int(config["latent_dim"]), generator=rng, device="cpu").to(real.device)
+        inputs = {"z": z}
+        if self.condition == "label":
+            inputs["label"] = labels
+        return inputs
+
+    def discriminator_inputs(
+        self, images: "torch.Tensor", labels: "torch.Tensor", g_inputs: dict[str, "torch.Tensor"]
+    ) -> tuple:
+        """Positional arguments for ``discriminator(...)`` judging ``images``."""
+        if self.condition == "label":
+            return (images, labels)
+        if self.condition == "masked-image":
+            return (images, g_inputs["mask"])
+        return (images,)
+
+    def extra_generator_loss(
+        self, fake: "torch.Tensor", real: "torch.Tensor", g_inputs: dict[str, "torch.Tensor"], config: dict[str, Any]
+    ) -> dict[str, "torch.Tensor"]:
+        """Losses added to the generator's adversarial loss (e.g. L1 reconstruction), by name."""
+        return {}
+
+    # -- export ------------------------------------------------------------------------
+    def export_inputs(self, config: dict[str, Any], batch: int, seed: int = 0) -> dict[str, "torch.Tensor"]:
+        """Example generator inputs for export and parity checks, keyed by ONNX input name."""
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        if self.task == "inpaint":
+            c, h, w = int(config["channels"]), int(config["height"]), int(config["width"])
+            image = torch.rand(batch, c, h, w, generator=g) * 2 - 1
+            mask = (torch.rand(batch, 1, h, w, generator=g) > 0.6).float()
+            return {"image": image, "mask": mask}
+        inputs = {"z": torch.randn(batch, int(config["latent_dim"]), generator=g)}
+        if self.condition == "label":
+            inputs["label"] = torch.randint(0, int(config["num_classes"]), (batch,), generator=g)
+        return inputs
+
+    def export_module(self, generator: "nn.Module", config: dict[str, Any]) -> "nn.Module":
+        """The module to hand to ``torch.onnx.export`` (override for export-only swaps)."""
+        return generator
+
+    @property
+    def output_name(self) -> str:
+        return "restored" if self.task == "inpaint" else "image"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "condition": self.condition,
+            "description": self.description,
+            "implemented": self.implemented,
+        }
+
+
+class NotImplementedFamily(ModelFamily):
+    """A registered placeholder: listed, but training it is a clear error."""
+
+    def build_generator(self, config):  # noqa: D401
+        from gankit.errors import UsageError
+
+        raise UsageError(f"plugin family {self.name!r} is not implemented yet")
+
+    build_discriminator = build_generator

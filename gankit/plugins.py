@@ -1,0 +1,250 @@
+"""The plugin manager: finds plugins, loads each in isolation, and keeps what they registered.
+
+Plugins are modules listed under the ``gankit`` entry-point group; the built-in families
+(``gan``, ``cgan``, ``inpaint``) are found exactly like a third-party one. The core's own
+datasets are registered through the same hooks by :mod:`gankit.data.builtin`.
+
+Loading order and precedence (documented in ``docs/plugins.md``):
+
+1. ``GANKIT_LOAD_PLUGINS`` (comma-separated names): if set, only these entry points load;
+   set to an empty string, none do.
+2. ``GANKIT_DISABLE_PLUGINS`` (comma-separated names): these never load, even if named in
+   ``GANKIT_LOAD_PLUGINS``.
+3. Each remaining entry point is imported and its hooks called inside its own
+   ``try/except``: a failure is recorded against that plugin (``gankit plugins`` shows it)
+   and everything else keeps working. ``GANKIT_STRICT_PLUGINS=1`` turns any such failure
+   into an error, for plugin authors.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+import pluggy
+
+from gankit import hookspecs
+from gankit.errors import GankitError, UsageError
+
+ENTRY_POINT_GROUP = "gankit"
+CORE_PLUGIN = "core"
+
+
+@dataclass
+class PluginRecord:
+    """What ``gankit plugins`` shows for one plugin."""
+
+    name: str
+    version: str = ""
+    module: str = ""
+    status: str = "loaded"  # loaded | error | disabled
+    error: str = ""
+    families: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "status": self.status,
+            "error": self.error,
+            "families": self.families,
+            "datasets": self.datasets,
+            "hooks": self.hooks,
+        }
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+class PluginManager:
+    """Holds the pluggy manager plus everything the plugins registered."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("gankit")
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self._families: dict[str, tuple[Any, str]] | None = None
+        self._datasets: dict[str, tuple[Any, str]] | None = None
+        self.strict = os.environ.get("GANKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+
+    # -- loading -----------------------------------------------------------------------
+    def load(self) -> "PluginManager":
+        from gankit.data import builtin
+
+        self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"))
+        only = _env_names("GANKIT_LOAD_PLUGINS")
+        blocked = _env_names("GANKIT_DISABLE_PLUGINS") or set()
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in self.records:
+                continue  # the same entry point installed twice (e.g. editable + wheel)
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.name in blocked or (only is not None and ep.name not in only):
+                why = "GANKIT_DISABLE_PLUGINS" if ep.name in blocked else "GANKIT_LOAD_PLUGINS"
+                self.records[ep.name] = PluginRecord(ep.name, version, ep.value, "disabled", f"disabled by {why}")
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must never break gankit
+                self._fail(PluginRecord(ep.name, version, ep.value), exc)
+                continue
+            self.register(module, name=ep.name, version=version)
+        return self
+
+    def register(self, plugin: Any, name: str, version: str = "") -> PluginRecord:
+        """Register a plugin object (a module or any object with hook implementations)."""
+        record = PluginRecord(name, version, getattr(plugin, "__name__", type(plugin).__name__))
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:
+            self._fail(record, exc)
+            return record
+        record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+        self.records[name] = record
+        self._families = self._datasets = None
+        return record
+
+    def unregister(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self.records.pop(name, None)
+        self._families = self._datasets = None
+
+    def _fail(self, record: PluginRecord, exc: BaseException) -> None:
+        record.status = "error"
+        record.error = _one_line(exc)
+        self.records[record.name] = record
+        if self.strict:
+            raise GankitError(f"plugin {record.name!r} failed to load: {record.error}") from exc
+        if os.environ.get("GANKIT_DEBUG"):
+            traceback.print_exception(exc)
+
+    # -- collecting registrations --------------------------------------------------------
+    def _collect(self, hook_name: str, validate: Callable[[Any], str], kind: str) -> dict[str, tuple[Any, str]]:
+        """Call one ``register_*`` hook plugin by plugin so a failure stays with its plugin."""
+        found: dict[str, tuple[Any, str]] = {}
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():  # registration order: core, then entry points by name
+            record = self.records.get(impl.plugin_name)
+            if record is None or record.status != "loaded":
+                continue
+            staged: list[tuple[str, Any]] = []
+
+            def register(obj: Any, _staged=staged) -> None:
+                _staged.append((validate(obj), obj))
+
+            try:
+                impl.function(*[{"register": register}[a] for a in impl.argnames])
+                for key, obj in staged:
+                    if key in found:
+                        raise GankitError(
+                            f"{kind} {key!r} is registered by both plugin {found[key][1]!r} and plugin {impl.plugin_name!r}"
+                        )
+            except Exception as exc:
+                self._fail(record, exc)
+                continue
+            for key, obj in staged:
+                found[key] = (obj, impl.plugin_name)
+        return found
+
+    @property
+    def families(self) -> dict[str, tuple[Any, str]]:
+        if self._families is None:
+            self._families = {}
+            self._families = self._collect("register_families", _validate_family, "family")
+            for r in self.records.values():
+                r.families = [k for k, (_, p) in self._families.items() if p == r.name]
+        return self._families
+
+    @property
+    def datasets(self) -> dict[str, tuple[Any, str]]:
+        if self._datasets is None:
+            self._datasets = {}
+            self._datasets = self._collect("register_datasets", _validate_dataset, "dataset")
+            for r in self.records.values():
+                r.datasets = [k for k, (_, p) in self._datasets.items() if p == r.name]
+        return self._datasets
+
+    def family(self, name: str):
+        fams = self.families
+        if name not in fams:
+            known = ", ".join(sorted(fams)) or "none installed"
+            hint = ""
+            rec = self.records.get(name)
+            if rec is not None and rec.status != "loaded":
+                hint = f" (plugin {name!r} is {rec.status}: {rec.error})"
+            raise UsageError(f"unknown plugin/family {name!r}{hint}; available: {known}")
+        return fams[name][0]
+
+    def register_commands(self, app: Any) -> None:
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            record = self.records.get(impl.plugin_name)
+            if record is None or record.status != "loaded":
+                continue
+            try:
+                impl.function(*[{"app": app}[a] for a in impl.argnames])
+            except Exception as exc:
+                self._fail(record, exc)
+
+
+def _validate_family(obj: Any) -> str:
+    from gankit.family import ModelFamily
+
+    if not isinstance(obj, ModelFamily):
+        raise GankitError(f"register_families got {type(obj).__name__}, expected a gankit.family.ModelFamily")
+    if not isinstance(obj.name, str) or not obj.name.strip() or obj.name == "unnamed":
+        raise GankitError("a registered family has no name")
+    if obj.task not in ("generate", "inpaint"):
+        raise GankitError(f"family {obj.name!r} has unknown task {obj.task!r}")
+    return obj.name
+
+
+def _validate_dataset(obj: Any) -> str:
+    from gankit.data import DatasetSpec
+
+    if not isinstance(obj, DatasetSpec):
+        raise GankitError(f"register_datasets got {type(obj).__name__}, expected a gankit.data.DatasetSpec")
+    return obj.name
+
+
+def _dist_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+_MANAGER: PluginManager | None = None
+
+
+def get_manager() -> PluginManager:
+    """The process-wide plugin manager, loaded on first use."""
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = PluginManager().load()
+    return _MANAGER
+
+
+def reset() -> None:
+    """Forget the loaded plugins (tests use this after changing the environment)."""
+    global _MANAGER
+    _MANAGER = None
+
+
+def get_family(name: str):
+    return get_manager().family(name)

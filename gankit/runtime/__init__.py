@@ -1,0 +1,17 @@
+"""The torch-free runtime: run exported gankit models with onnxruntime, numpy and Pillow.
+
+    >>> import gankit.runtime as gr
+    >>> model = gr.load("exported/cgan-001.onnx")
+    >>> sevens = model.generate(16, labels=7, seed=0)      # uint8 [16, 28, 28, 1]
+
+The model knows its task, shapes and classes from the file's metadata. Sessions prefer
+CUDA when a CUDA driver is present and fall back to the CPU quietly. This package never
+imports torch, so it starts fast and embeds anywhere.
+"""
+
+from __future__ import annotations
+
+from gankit.runtime.errors import ModelFormatError, RuntimeInputError
+from gankit.runtime.model import BACKENDS, GankitModel, default_providers, load
+
+__all__ = ["load", "GankitModel", "ModelFormatError", "RuntimeInputError", "default_providers", "BACKENDS"]

@@ -1,0 +1,1 @@
+"""Training: the generic trainer loop, GAN losses, checkpoints and the run directory."""

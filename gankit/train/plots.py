@@ -1,0 +1,63 @@
+"""Loss and quality curves as PNG (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from gankit.train.run import RunDir
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(run: RunDir) -> str | None:
+    recs = [r for r in run.read_metrics() if "d_loss" in r]
+    if not recs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    steps = [r["step"] for r in recs]
+    for key, label in (("d_loss", "discriminator"), ("g_adv", "generator (adversarial)"), ("l1", "generator L1")):
+        if key in recs[0]:
+            ax.plot(steps, [r[key] for r in recs], label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"losses: {run.path.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = run.path / "losses.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_quality(run: RunDir) -> str | None:
+    recs = [r for r in run.read_metrics() if isinstance(r.get("eval"), dict)]
+    if not recs:
+        return None
+    plt = _plt()
+    keys = [k for k in ("conditional_accuracy", "coverage", "fd_ratio", "hole_psnr_db") if k in recs[-1]["eval"]]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), dpi=100, squeeze=False)
+    steps = [r["step"] for r in recs]
+    for ax, key in zip(axes[0], keys):
+        ax.plot(steps, [r["eval"].get(key) for r in recs], marker="o")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ref = {"conditional_accuracy": recs[-1]["eval"].get("judge_test_accuracy"), "fd_ratio": 1.0}.get(key)
+        if ref is not None:
+            ax.axhline(ref, color="gray", ls="--", lw=1, label="real data")
+            ax.legend()
+    fig.suptitle(f"quality over training: {run.path.name}")
+    fig.tight_layout()
+    path = run.path / "quality.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)

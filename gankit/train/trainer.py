@@ -1,0 +1,278 @@
+"""The generic GAN trainer: alternating discriminator and generator updates.
+
+The loop is the same for every family; the family decides what the generator is fed
+(:meth:`ModelFamily.generator_inputs`), what the discriminator sees
+(:meth:`ModelFamily.discriminator_inputs`) and which extra losses the generator gets
+(:meth:`ModelFamily.extra_generator_loss`). Defaults follow DCGAN: Adam(2e-4, 0.5, 0.999),
+non-saturating BCE. On CPU a run is deterministic for a given seed, and resuming from a
+checkpoint continues bit-for-bit where it stopped (data order is a pure function of seed
+and epoch; the noise RNG state is saved).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from gankit.data import Dataset
+from gankit.family import ModelFamily
+from gankit.train import checkpoint as ckpt
+from gankit.train.losses import get_loss
+from gankit.train.run import RunDir, config_hash
+
+
+@dataclass
+class TrainResult:
+    step: int
+    seconds: float
+    images_per_s: float
+    last: dict[str, float] = field(default_factory=dict)
+    final_eval: dict[str, Any] | None = None
+    checkpoint: str = ""
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    from gankit.errors import UsageError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return name
+
+
+class Trainer:
+    """Trains one family on one dataset into one run directory."""
+
+    def __init__(
+        self,
+        family: ModelFamily,
+        dataset: Dataset,
+        config: dict[str, Any],
+        run: RunDir,
+        evaluator: Callable[[Any, int], dict[str, Any]] | None = None,
+        sampler: Callable[[Any], np.ndarray] | None = None,
+    ):
+        import torch
+
+        self.family, self.dataset, self.config, self.run = family, dataset, config, run
+        self.evaluator, self.sampler = evaluator, sampler
+        self.device = torch.device(resolve_device(config.get("device", "auto")))
+        seed = int(config["seed"])
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        self.G = family.build_generator(config).to(self.device)
+        self.D = family.build_discriminator(config).to(self.device)
+        self.ema_decay = float(config.get("ema", 0.0) or 0.0)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
+        betas = (float(config["beta1"]), float(config["beta2"]))
+        fused = {"foreach": True}
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config["lr_g"]), betas=betas, **fused)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config["lr_d"]), betas=betas, **fused)
+        self.loss = get_loss(config.get("loss", "bce"))
+        self.adv_weight = float(config.get("adv_weight", 1.0))
+        self.noise = torch.Generator().manual_seed(seed + 1)
+        self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
+        self.y = torch.from_numpy(dataset.y_train)
+        self.step = 0
+        self.hash = config_hash(config)
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def sample_generator(self):
+        """The generator that is sampled, evaluated and exported (EMA when enabled)."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def save(self) -> str:
+        import torch
+
+        modules = {"G": self.G, "D": self.D}
+        if self.G_ema is not None:
+            modules["G_ema"] = self.G_ema
+        path = ckpt.save(
+            ckpt.path_for(self.run.checkpoints, self.step),
+            modules=modules,
+            optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d},
+            rng={
+                "torch": torch.get_rng_state(),
+                "noise": self.noise.get_state(),
+                "numpy": _np_state(),
+                "python": _py_state(),
+            },
+            meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name},
+        )
+        ckpt.prune(self.run.checkpoints, int(self.config.get("keep", 3)))
+        return str(path)
+
+    def restore(self, c: ckpt.Checkpoint) -> None:
+        import torch
+
+        self.G.load_state_dict(c.module_state("G"))
+        self.D.load_state_dict(c.module_state("D"))
+        if self.G_ema is not None and c.has("G_ema"):
+            self.G_ema.load_state_dict(c.module_state("G_ema"))
+        self.opt_g.load_state_dict(c.optimizer_state("opt_g"))
+        self.opt_d.load_state_dict(c.optimizer_state("opt_d"))
+        torch.set_rng_state(c.rng("torch"))
+        self.noise.set_state(c.rng("noise"))
+        _set_np_state(c.rng("numpy"))
+        _set_py_state(c.rng("python"))
+        self.step = c.step
+
+    # -- data --------------------------------------------------------------------------
+    def batch_indices(self, step: int) -> "Any":
+        """Indices of the batch for ``step``: epoch permutations seeded by (seed, epoch)."""
+        import torch
+
+        n, bs = len(self.x), int(self.config["batch_size"])
+        per_epoch = max(1, n // bs)
+        epoch, k = divmod(step, per_epoch)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(int(self.config["seed"]) * 100003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(n, generator=g), epoch
+        if bs >= n:
+            return self._perm
+        return self._perm[k * bs : (k + 1) * bs]
+
+    def real_batch(self, step: int):
+        idx = self.batch_indices(step)
+        x = self.x[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        return x, self.y[idx].to(self.device)
+
+    # -- one step ----------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        import torch
+
+        fam, cfg = self.family, self.config
+        real, labels = self.real_batch(self.step)
+        g_in = fam.generator_inputs(real, labels, cfg, self.noise)
+        g_in = {k: v.to(self.device) for k, v in g_in.items()}
+        fake = self.G(**g_in)
+
+        # discriminator
+        self.D.requires_grad_(True)
+        d_real = self.D(*fam.discriminator_inputs(real, labels, g_in))
+        d_fake = self.D(*fam.discriminator_inputs(fake.detach(), labels, g_in))
+        loss_d = self.loss.d_loss(d_real, d_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # generator (D frozen: no weight gradients computed for it)
+        self.D.requires_grad_(False)
+        adv = self.loss.g_loss(self.D(*fam.discriminator_inputs(fake, labels, g_in)))
+        extra = fam.extra_generator_loss(fake, real, g_in, cfg)
+        loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        if self.G_ema is not None:
+            self._update_ema()
+        self.step += 1
+        out = {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
+        out.update({k: float(v.detach()) for k, v in extra.items()})
+        out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
+        out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
+        return out
+
+    def _update_ema(self) -> None:
+        import torch
+
+        # warm-up: average over roughly the steps seen so far, then settle at ema_decay
+        decay = min(self.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                pe.lerp_(p, 1 - decay)
+            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                be.copy_(b)
+
+    # -- loop --------------------------------------------------------------------------
+    def fit(self, progress: Any = None) -> TrainResult:
+        import torch
+
+        cfg = self.config
+        total = int(cfg["steps"])
+        sample_every = int(cfg.get("sample_every", 0) or 0)
+        save_every = int(cfg.get("save_every", 0) or 0)
+        log_every = max(1, int(cfg.get("log_every", 25)))
+        bs = int(cfg["batch_size"])
+        start_step, t0 = self.step, time.perf_counter()
+        running: dict[str, float] = {}
+        last: dict[str, float] = {}
+        final_eval = None
+        self.G.train()
+        self.D.train()
+        while self.step < total:
+            losses = self.train_step()
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + v
+            if not all(math.isfinite(v) for v in losses.values()):
+                from gankit.errors import GankitError
+
+                self.run.append_metrics({"step": self.step, "event": "non-finite loss", **losses})
+                raise GankitError(f"training diverged at step {self.step} (non-finite loss); lower the learning rate")
+            if self.step % log_every == 0 or self.step == total:
+                n = log_every if self.step % log_every == 0 else (self.step % log_every)
+                last = {k: v / n for k, v in running.items()}
+                running = {}
+                elapsed = time.perf_counter() - t0
+                self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
+            if progress is not None:
+                progress(self.step, total, losses)
+            if sample_every and self.step % sample_every == 0 and self.step < total:
+                self.write_samples()
+                if self.evaluator is not None:
+                    rec = self.evaluator(self.sample_generator, self.step)
+                    self.run.append_metrics({"step": self.step, "eval": rec})
+                    self.G.train()
+            if save_every and self.step % save_every == 0 and self.step < total:
+                self.save()
+        seconds = time.perf_counter() - t0
+        path = self.save()
+        self.write_samples()
+        if self.evaluator is not None:
+            final_eval = self.evaluator(self.sample_generator, self.step)
+            self.run.append_metrics({"step": self.step, "eval": final_eval, "final": True})
+        done = self.step - start_step
+        torch.set_grad_enabled(True)
+        return TrainResult(self.step, seconds, done * bs / max(seconds, 1e-9), last, final_eval, path)
+
+    def write_samples(self) -> str | None:
+        if self.sampler is None:
+            return None
+        from gankit.images import save_png
+
+        grid = self.sampler(self.sample_generator)
+        self.G.train()
+        scale = 2 if grid.shape[0] < 400 else 1
+        return str(save_png(grid, self.run.samples / f"step-{self.step}.png", scale=scale))
+
+
+def _np_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _set_np_state(s: dict) -> None:
+    np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))
+
+
+def _py_state() -> list:
+    v, internal, gauss = random.getstate()
+    return [v, list(internal), gauss]
+
+
+def _set_py_state(s: list) -> None:
+    random.setstate((s[0], tuple(s[1]), s[2]))

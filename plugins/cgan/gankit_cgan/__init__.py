@@ -1,0 +1,28 @@
+"""gankit plugin ``cgan``: class-conditional GAN (Mirza & Osindero, 2014) on DCGAN blocks.
+
+The generator receives the label as an embedding joined with z; the discriminator is a
+projection discriminator (Miyato & Koyama, 2018) by default (``d_condition="concat"`` feeds
+the label as one-hot input channels instead). Ask it for a "7" and you get a 7.
+"""
+
+from __future__ import annotations
+
+from gankit import hookimpl
+from gankit_gan import DEFAULTS, DCGANFamily
+
+__version__ = "0.1.0"
+
+CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection"}
+
+
+@hookimpl
+def register_families(register):
+    register(
+        DCGANFamily(
+            name="cgan",
+            task="generate",
+            condition="label",
+            description="conditional DCGAN (Mirza & Osindero 2014; projection D): generate a chosen class",
+            defaults=dict(CGAN_DEFAULTS),
+        )
+    )

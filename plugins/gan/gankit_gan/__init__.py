@@ -1,0 +1,68 @@
+"""gankit plugin ``gan``: DCGAN, the unconditional baseline.
+
+Registered through the ``gankit`` entry-point group like any third-party plugin. torch is
+imported only when a model is built, so ``gankit --help`` and ``gankit plugins`` stay fast.
+"""
+
+from __future__ import annotations
+
+from gankit import hookimpl
+from gankit.family import ModelFamily
+
+__version__ = "0.1.0"
+
+DEFAULTS = {
+    "data": "mnist5k",
+    "latent_dim": 64,
+    "ngf": 32,
+    "ndf": 32,
+    "upsample": "convtranspose",
+    "steps": 2000,
+    "batch_size": 64,
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "beta1": 0.5,
+    "beta2": 0.999,
+    "loss": "bce",
+    "ema": 0.999,
+}
+
+
+class DCGANFamily(ModelFamily):
+    def build_generator(self, config):
+        from gankit_gan.model import Generator
+
+        return Generator(
+            latent_dim=int(config["latent_dim"]),
+            channels=int(config["channels"]),
+            size=int(config["height"]),
+            width=int(config["ngf"]),
+            num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else 0,
+            upsample=config.get("upsample", "pixelshuffle"),
+        )
+
+    def build_discriminator(self, config):
+        from gankit_gan.model import Discriminator
+
+        return Discriminator(
+            channels=int(config["channels"]),
+            size=int(config["height"]),
+            width=int(config["ndf"]),
+            num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else 0,
+            condition=config.get("d_condition", "projection"),
+            mbstd=bool(config.get("mbstd", True)),
+            spectral_norm=bool(config.get("spectral_norm", False)),
+        )
+
+
+@hookimpl
+def register_families(register):
+    register(
+        DCGANFamily(
+            name="gan",
+            task="generate",
+            condition="none",
+            description="DCGAN (Radford et al. 2015): unconditional image generation",
+            defaults=dict(DEFAULTS),
+        )
+    )

@@ -1,0 +1,106 @@
+"""DCGAN generator and discriminator (Radford, Metz & Chintala, 2015), optionally class-conditional.
+
+Generator: z (+ label embedding) -> linear -> base x base feature map -> k x [upsample x2,
+BatchNorm, ReLU] -> 3x3 conv -> tanh. Upsampling is either a transposed 4x4 convolution
+(the paper's choice) or a 3x3 convolution followed by PixelShuffle (sub-pixel convolution,
+Shi et al. 2016), which computes the same kind of function, avoids checkerboard artefacts,
+and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8 kernel).
+
+Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] -> linear logit. With
+``num_classes > 0`` it is a projection discriminator (Miyato & Koyama, 2018): the logit
+gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the label is fed as
+extra one-hot input channels (Mirza & Osindero, 2014).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def plan(size: int) -> tuple[int, int]:
+    """(base, number of x2 upsamplings) for an image side: 28 -> (7, 2), 64 -> (4, 4)."""
+    n = 0
+    while size % (2 ** (n + 1)) == 0 and size // (2 ** (n + 1)) >= 4:
+        n += 1
+    if n == 0:
+        raise ValueError(f"image side {size} must be a multiple of 8 (e.g. 28, 32, 64)")
+    return size // 2**n, n
+
+
+class Up(nn.Sequential):
+    def __init__(self, cin: int, cout: int, mode: str):
+        if mode == "convtranspose":
+            conv = [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)]
+        elif mode == "pixelshuffle":
+            conv = [nn.Conv2d(cin, cout * 4, 3, 1, 1, bias=False), nn.PixelShuffle(2)]
+        else:
+            raise ValueError(f"unknown upsample mode {mode!r}")
+        super().__init__(*conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Generator(nn.Module):
+    def __init__(self, latent_dim=64, channels=1, size=28, width=32, num_classes=0, upsample="pixelshuffle"):
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.base, n_up = plan(size)
+        chans = [min(width * 2 ** (n_up - i), 512) for i in range(n_up + 1)]
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        in_dim = latent_dim * (2 if num_classes else 1)
+        self.fc = nn.Sequential(
+            nn.Linear(in_dim, chans[0] * self.base**2, bias=False),
+            nn.BatchNorm1d(chans[0] * self.base**2),
+            nn.ReLU(inplace=True),
+        )
+        self.c0 = chans[0]
+        self.ups = nn.Sequential(*[Up(chans[i], chans[i + 1], upsample) for i in range(n_up)])
+        self.out = nn.Conv2d(chans[-1], channels, 3, 1, 1)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(label)], dim=1)
+        h = self.fc(z).view(-1, self.c0, self.base, self.base)
+        return torch.tanh(self.out(self.ups(h)))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
+                 mbstd: bool = True, spectral_norm: bool = False):
+        super().__init__()
+        _, n_down = plan(size)
+        n_down = min(n_down, 4)
+        self.num_classes, self.condition, self.mbstd = num_classes, condition, mbstd
+        cin = channels + (num_classes if num_classes and condition == "concat" else 0)
+        layers, c = [], cin
+        for i in range(n_down):
+            cout = min(width * 2**i, 512)
+            layers.append(nn.Conv2d(c, cout, 4, 2, 1, bias=i == 0 or spectral_norm))
+            if i > 0 and not spectral_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c = cout
+        self.features = nn.Sequential(*layers)
+        side = size // 2**n_down
+        self.feat_dim = c * side * side + (side * side if mbstd else 0)
+        self.fc = nn.Linear(self.feat_dim, 1)
+        self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes and condition == "projection" else None
+        if self.embed is not None:  # unit-normal embeddings would swamp the logit at this width
+            nn.init.xavier_uniform_(self.embed.weight)
+        if spectral_norm:
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes and self.condition == "concat":
+            onehot = nn.functional.one_hot(label, self.num_classes).to(x.dtype)
+            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
+        h = self.features(x)
+        if self.mbstd:  # minibatch standard deviation (Karras et al. 2018): lets D see diversity
+            std = h.std(dim=0, unbiased=False).mean(dim=0, keepdim=True)  # [1, H, W]
+            h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
+        h = h.flatten(1)
+        out = self.fc(h).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(label) * h).sum(1)
+        return out

@@ -1,0 +1,80 @@
+"""The command line: help, errors (one line, exit 2, no traceback), fast start."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import GANKIT, assert_one_line_error, run_subprocess
+
+
+def test_help_lists_commands(cli):
+    r = cli("--help")
+    assert r.code == 0
+    for cmd in ("train", "export", "generate", "inpaint", "evaluate", "plugins"):
+        assert cmd in r.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--plugin", "no-such-plugin"],
+        ["train", "--plugin", "gan", "--steps", "0"],
+        ["train", "--plugin", "gan", "--steps", "-5"],
+        ["train", "--plugin", "gan", "--steps", "many"],
+        ["train", "--plugin", "gan", "--batch-size", "0"],
+        ["train", "--plugin", "gan", "--data", "folder:/definitely/not/here"],
+        ["train", "--plugin", "gan", "--data", "imagenet"],
+        ["train", "--plugin", "gan", "--loss", "nope"],
+        ["train", "--plugin", "gan", "--device", "tpu"],
+        ["train", "--plugin", "gan", "--set", "novalue"],
+        ["train"],
+        ["export", "/no/such/run"],
+        ["generate", "/no/such/model.onnx"],
+        ["evaluate", "/no/such/thing"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2(cli, args):
+    assert_one_line_error(cli(*args), 2)
+
+
+def test_train_refuses_existing_run_dir(cli, tmp_path):
+    out = tmp_path / "runs" / "x"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("precious")
+    assert_one_line_error(cli("train", "--plugin", "gan", "--out", out, "--steps", "1"), 2)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_help_and_plugins_do_not_import_torch():
+    code = (
+        "import sys; from gankit.cli import main; "
+        "rc = main(['--help']); rc2 = main(['plugins']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    )
+    r = run_subprocess([sys.executable, "-c", code])
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_importtime_of_help_has_no_torch():
+    r = run_subprocess([sys.executable, "-X", "importtime", "-m", "gankit.cli", "--help"])
+    assert r.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported and "onnxruntime" not in imported
+
+
+def test_runtime_import_does_not_import_torch():
+    r = run_subprocess([sys.executable, "-c", "import gankit.runtime, sys; assert 'torch' not in sys.modules"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.code == 0 and r.out.startswith("gankit ")
+
+
+def test_console_script_exit_code():
+    r = run_subprocess(GANKIT + ["train", "--plugin", "nope"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

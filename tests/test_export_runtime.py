@@ -1,0 +1,237 @@
+"""Exporter and runtime: the ONNX file contract, parity failures, runtime errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from gankit import runtime
+from gankit.errors import GankitError
+from tests.conftest import assert_one_line_error
+
+FAMILIES = ("gan", "cgan", "inpaint")
+CONTRACT_KEYS = ("gankit.format", "gankit.plugin", "gankit.task", "gankit.latent_dim", "gankit.num_classes",
+                 "gankit.class_names", "gankit.channels", "gankit.height", "gankit.width", "gankit.value_range",
+                 "gankit.version")
+
+
+def bare_run(path, batch: int):
+    """Run a gankit file with onnxruntime + numpy only, from its metadata alone."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    c, h, w = int(meta["gankit.channels"]), int(meta["gankit.height"]), int(meta["gankit.width"])
+    rng = np.random.default_rng(0)
+    if meta["gankit.task"] == "inpaint":
+        image = rng.uniform(-1, 1, (batch, c, h, w)).astype(np.float32)
+        mask = (rng.uniform(size=(batch, 1, h, w)) > 0.5).astype(np.float32)
+        feeds = {"image": image, "mask": mask}
+    else:
+        feeds = {"z": rng.standard_normal((batch, int(meta["gankit.latent_dim"]))).astype(np.float32)}
+        k = int(meta["gankit.num_classes"])
+        if k:
+            feeds["label"] = (np.arange(batch) % k).astype(np.int64)
+    (out,) = sess.run(None, feeds)
+    return meta, feeds, out, (c, h, w)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch", [1, 5])
+def test_bare_onnxruntime_runs_from_metadata(tiny_runs, family, batch):
+    meta, feeds, out, (c, h, w) = bare_run(tiny_runs[family]["onnx"], batch)
+    assert out.shape == (batch, c, h, w) and out.dtype == np.float32
+    assert out.min() >= -1.0 and out.max() <= 1.0
+    if family == "inpaint":
+        known = feeds["mask"] == 0
+        kept = np.broadcast_to(known, out.shape)
+        assert np.max(np.abs(out[kept] - feeds["image"][kept])) < 2e-3  # [-1,1] units: < 1e-3 in [0,1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_file_contract(tiny_runs, family):
+    model = onnx.load(str(tiny_runs[family]["onnx"]))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 18
+    meta = {p.key: p.value for p in model.metadata_props}
+    for key in CONTRACT_KEYS:
+        assert key in meta, key
+    assert meta["gankit.format"] == "1" and meta["gankit.value_range"] == "-1,1"
+    assert meta["gankit.plugin"] == family
+    inputs = [i.name for i in model.graph.input]
+    expected = {"gan": ["z"], "cgan": ["z", "label"], "inpaint": ["image", "mask"]}[family]
+    assert inputs == expected
+    assert [o.name for o in model.graph.output] == ["restored" if family == "inpaint" else "image"]
+    for inp in model.graph.input:  # dynamic batch axis
+        assert inp.type.tensor_type.shape.dim[0].dim_param
+    if family == "cgan":
+        assert json.loads(meta["gankit.class_names"]) == [str(i) for i in range(10)]
+        assert model.graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
+
+
+def test_runtime_generate(tiny_runs):
+    m = runtime.load(tiny_runs["cgan"]["onnx"])
+    assert m.task == "generate" and m.num_classes == 10 and m.latent_dim > 0
+    a = m.generate(7, labels=3, seed=1)
+    b = m.generate(7, labels=3, seed=1, batch_size=2)  # split into batches: same result
+    assert a.shape == (7, 28, 28, 1) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, m.generate(7, labels=3, seed=2))
+    pil = m.generate(2, labels="5", seed=0, as_pil=True)
+    assert pil[0].size == (28, 28)
+    assert m.providers == ["CPUExecutionProvider"]
+
+
+def test_runtime_errors(tiny_runs, tmp_path):
+    m = runtime.load(tiny_runs["cgan"]["onnx"])
+    with pytest.raises(runtime.RuntimeInputError, match="out of range"):
+        m.generate(2, labels=10)
+    with pytest.raises(runtime.RuntimeInputError, match="out of range"):
+        m.generate(2, labels=-1)
+    with pytest.raises(runtime.RuntimeInputError, match="unknown class name"):
+        m.generate(2, labels="cat")
+    with pytest.raises(runtime.RuntimeInputError, match="positive"):
+        m.generate(0)
+    g = runtime.load(tiny_runs["gan"]["onnx"])
+    with pytest.raises(runtime.RuntimeInputError, match="unconditional"):
+        g.generate(2, labels=1)
+    with pytest.raises(runtime.ModelFormatError, match="not found"):
+        runtime.load(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01 definitely not protobuf")
+    with pytest.raises(runtime.ModelFormatError, match="not a loadable ONNX"):
+        runtime.load(junk)
+    with pytest.raises(runtime.RuntimeInputError, match="backend"):
+        runtime.load(tiny_runs["gan"]["onnx"], backend="tensorflow")
+
+
+def _plain_onnx(path):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["z"], ["image"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_non_gankit_onnx_is_refused(tmp_path, cli):
+    path = _plain_onnx(tmp_path / "plain.onnx")
+    with pytest.raises(runtime.ModelFormatError, match="not a gankit model"):
+        runtime.load(path)
+    assert_one_line_error(cli("generate", path, "--out", tmp_path / "g.png"), 2)
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_inpaint_runtime(tiny_runs):
+    m = runtime.load(tiny_runs["inpaint"]["onnx"])
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)  # larger than the model, RGB into a gray model
+    mask = np.zeros((50, 70), bool)
+    mask[10:20, 30:45] = True
+    out = m.inpaint(img, mask)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~mask], img[~mask])
+    small = m.inpaint(img[:10, :10, 0], mask[:10, :10] | True)
+    assert small.shape == (10, 10, 1)
+    with pytest.raises(runtime.RuntimeInputError, match="must match"):
+        m.inpaint(img, mask[:40])
+    with pytest.raises(runtime.RuntimeInputError, match="generate"):
+        m.generate(2)
+
+
+def test_cli_generate_and_overwrite(tiny_runs, cli, tmp_path):
+    out = tmp_path / "grid.png"
+    r = cli("generate", tiny_runs["cgan"]["onnx"], "--n", "20", "--seed", "0", "--out", out)
+    assert r.code == 0, r.err
+    before = out.read_bytes()
+    assert_one_line_error(cli("generate", tiny_runs["cgan"]["onnx"], "--out", out), 2)
+    assert out.read_bytes() == before
+    assert_one_line_error(cli("generate", tiny_runs["cgan"]["onnx"], "--label", "12", "--out", tmp_path / "x.png"), 2)
+    assert cli("generate", tiny_runs["cgan"]["onnx"], "--label", "7", "--n", "4", "--out", tmp_path / "s.png").code == 0
+
+
+def test_export_cli_refuses_to_overwrite(tiny_runs, cli, tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep me")
+    assert_one_line_error(cli("export", tiny_runs["gan"]["run"], "--out", target), 2)
+    assert target.read_bytes() == b"keep me"
+    r = cli("export", tiny_runs["gan"]["run"], "--out", target, "--overwrite")
+    assert r.code == 0, r.err
+    assert runtime.load(target).task == "generate"
+
+
+# -- parity failures ----------------------------------------------------------------------
+def _gan_config():
+    return {"latent_dim": 8, "channels": 1, "height": 8, "width": 8, "num_classes": 0, "data": "none"}
+
+
+def test_parity_mismatch_is_caught(tmp_path):
+    import torch
+
+    from gankit.export import ExportError, check_parity, export_generator
+    from gankit.family import ModelFamily
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, scale=1.0):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 64)
+            self.scale = scale
+
+        def forward(self, z):
+            return torch.tanh(self.fc(z) * self.scale).view(-1, 1, 8, 8)
+
+    fam = ModelFamily(name="tiny")
+    cfg = _gan_config()
+    torch.manual_seed(0)
+    good = Tiny()
+    path = export_generator(fam, cfg, good, tmp_path / "tiny.onnx")
+    other = Tiny(scale=1.01)
+    other.load_state_dict(good.state_dict())
+    with pytest.raises(ExportError) as info:
+        check_parity(fam, cfg, other, path.read_bytes())
+    msg = str(info.value)
+    assert "output 'image'" in msg and "differs" in msg and "\n" not in msg
+
+
+def test_non_exportable_module_fails_with_one_line(tmp_path):
+    import torch
+
+    from gankit.export import ExportError, export_generator
+    from gankit.family import ModelFamily
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, z):
+            out = torch.tanh(z[:, :1].repeat(1, 64)).view(-1, 1, 8, 8)
+            return out.nonzero().float().sum() * 0 + out if float(z.sum()) > 0 else -out
+
+    with pytest.raises(ExportError) as info:
+        export_generator(ModelFamily(name="bad"), _gan_config(), DataDependent(), tmp_path / "bad.onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "bad.onnx").exists()
+    assert isinstance(info.value, GankitError)
+
+
+def test_spectral_norm_and_batchnorm_are_folded_away():
+    import torch
+
+    from gankit.export import prepare_for_export
+
+    m = torch.nn.Sequential(
+        torch.nn.utils.parametrizations.spectral_norm(torch.nn.Conv2d(2, 4, 3, padding=1)),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+    )
+    m.train()
+    for _ in range(3):
+        m(torch.randn(4, 2, 5, 5))
+    m.eval()
+    x = torch.randn(3, 2, 5, 5)
+    with torch.no_grad():
+        ref = m(x)
+        p = prepare_for_export(m)
+        assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in p.modules())
+        assert not torch.nn.utils.parametrize.is_parametrized(p[0])
+        assert torch.allclose(p(x), ref, atol=1e-5)

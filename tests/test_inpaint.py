@@ -1,0 +1,70 @@
+"""Inpainting: the composite keeps known pixels; the inpaint command and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import assert_one_line_error
+
+
+def test_generator_keeps_known_pixels_exactly():
+    import torch
+
+    from gankit_inpaint.model import InpaintGenerator
+
+    torch.manual_seed(0)
+    G = InpaintGenerator(channels=3, width=8).eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    m = (torch.rand(4, 1, 32, 32) > 0.7).float()
+    with torch.no_grad():
+        y = G(image=x * (1 - m), mask=m)
+    known = (m == 0).expand_as(x)
+    assert torch.equal(y[known], x[known])
+    assert not torch.equal(y[~known], x[~known])
+
+
+def _write(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def test_inpaint_cli(tiny_runs, cli, tmp_path):
+    rng = np.random.default_rng(0)
+    img = _write(tmp_path / "in.png", rng.integers(0, 255, (40, 36, 4), dtype=np.uint8))  # RGBA
+    mask_arr = np.zeros((40, 36), np.uint8)
+    mask_arr[5:15, 5:15] = 255
+    mask = _write(tmp_path / "mask.png", mask_arr)
+    out, cmp = tmp_path / "out.png", tmp_path / "cmp.png"
+    r = cli("inpaint", tiny_runs["inpaint"]["onnx"], "--image", img, "--mask", mask, "--out", out, "--compare", cmp)
+    assert r.code == 0, r.err
+    res = np.asarray(Image.open(out))
+    src = np.asarray(Image.open(img))
+    assert res.shape == src.shape
+    keep = mask_arr == 0
+    assert np.array_equal(res[keep], src[keep])
+    assert np.array_equal(res[..., 3], src[..., 3])  # alpha untouched
+    assert Image.open(cmp).size == (36 * 2 + 4, 40)
+
+
+@pytest.mark.parametrize("case", ["size-mismatch", "missing-image", "corrupt-image", "truncated", "generator-model"])
+def test_inpaint_cli_errors(tiny_runs, cli, tmp_path, case):
+    rng = np.random.default_rng(0)
+    img = _write(tmp_path / "in.png", rng.integers(0, 255, (30, 30), dtype=np.uint8))
+    mask = _write(tmp_path / "mask.png", np.zeros((30, 30), np.uint8))
+    model = tiny_runs["inpaint"]["onnx"]
+    if case == "size-mismatch":
+        mask = _write(tmp_path / "mask2.png", np.zeros((20, 30), np.uint8))
+    elif case == "missing-image":
+        img = tmp_path / "nope.png"
+    elif case == "corrupt-image":
+        img.write_bytes(b"garbage" * 10)
+    elif case == "truncated":
+        data = img.read_bytes()
+        img.write_bytes(data[: len(data) // 2])
+    elif case == "generator-model":
+        model = tiny_runs["gan"]["onnx"]
+    out = tmp_path / "out.png"
+    assert_one_line_error(cli("inpaint", model, "--image", img, "--mask", mask, "--out", out), 2)
+    assert not out.exists()
