@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gankit.errors import UsageError
-from gankit.train.run import RunDir, config_hash, default_run_dir
+from gankit.train.run import VOLATILE_KEYS, RunDir, config_hash, default_run_dir
 
 EXPORT_DIR = Path("exported")
 
@@ -126,8 +126,8 @@ def train(
             if over.get(k) is None and k in old_config:
                 config[k] = old_config[k]
         if config_hash(config) != config_hash(old_config) and not force:
-            changed = sorted(k for k in set(config) | set(old_config) if config.get(k) != old_config.get(k)
-                             and k not in ("steps", "device", "save_every", "sample_every", "keep", "export", "eval_every"))
+            changed = sorted(k for k in set(config) | set(old_config)
+                             if config.get(k) != old_config.get(k) and k not in VOLATILE_KEYS)
             raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); pass --force to accept")
     export_path = EXPORT_DIR / f"{run.path.name}.onnx"
     if export and not resume and export_path.exists():

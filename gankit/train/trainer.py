@@ -76,10 +76,10 @@ class Trainer:
         self.D = family.build_discriminator(config).to(self.device)
         self.ema_decay = float(config.get("ema", 0.0) or 0.0)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
-        betas = (float(config["beta1"]), float(config["beta2"]))
-        fused = {"foreach": True}
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config["lr_g"]), betas=betas, **fused)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config["lr_d"]), betas=betas, **fused)
+        # DCGAN's Adam settings unless the family or the user says otherwise
+        betas = (float(config.get("beta1", 0.5)), float(config.get("beta2", 0.999)))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config.get("lr_g", 2e-4)), betas=betas, foreach=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas, foreach=True)
         self.loss = get_loss(config.get("loss", "bce"))
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.noise = torch.Generator().manual_seed(seed + 1)

@@ -2,7 +2,7 @@
 
 Generator: input = [image * (1 - mask), mask] -> 3x3 conv -> two stride-2 4x4 convs
 (H/4) -> dilated 3x3 convs (receptive field covers the whole 28x28 / most of a 64x64
-patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> tanh.
+patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> clamp to [-1, 1] (straight-through gradient).
 The output is composited, ``mask * generated + (1 - mask) * image``, inside the model, so
 the exported ONNX file keeps known pixels exactly. Only plain convolutions: it exports to
 ONNX and quantises.
@@ -41,7 +41,10 @@ class InpaintGenerator(nn.Module):
         h = self.mid(self.enc3(e2))
         h = self.dec2(torch.cat([self.up2(h), e2], dim=1))
         h = self.dec1(torch.cat([self.up1(h), e1], dim=1))
-        generated = torch.tanh(self.out(h))
+        raw = self.out(h)
+        # straight-through clamp: outputs stay in [-1, 1], but gradients never vanish the way
+        # they do in a saturated tanh (which froze training on mostly-black digit holes)
+        generated = raw + (raw.clamp(-1, 1) - raw).detach()
         return mask * generated + (1 - mask) * image
 
 
