@@ -145,8 +145,10 @@ def torch_inpaint_fn(G, batch: int = 500) -> InpaintFn:
 
 
 def training_evaluator(dataset: Dataset, config: dict[str, Any]):
+    limit = config.get("eval_samples")  # default: the whole test split
+
     def run(G, step: int) -> dict[str, Any]:
-        rec = evaluate_inpainting(torch_inpaint_fn(G), dataset, seed=0)
+        rec = evaluate_inpainting(torch_inpaint_fn(G), dataset, seed=0, limit=int(limit) if limit else None)
         rec["step"] = step
         return rec
 

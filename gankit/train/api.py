@@ -93,6 +93,8 @@ def train(
     from gankit.train.losses import get_loss
 
     console = Console(stderr=False, highlight=False, quiet=quiet)
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
     family = get_family(plugin)
     if not family.implemented:
         raise UsageError(f"plugin family {plugin!r} is not implemented yet")

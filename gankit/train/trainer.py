@@ -82,6 +82,7 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas, foreach=True)
         self.loss = get_loss(config.get("loss", "bce"))
         self.adv_weight = float(config.get("adv_weight", 1.0))
+        self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
@@ -167,6 +168,8 @@ class Trainer:
         loss_d = self.loss.d_loss(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.D.parameters(), self.clip_grad)
         self.opt_d.step()
 
         # generator (D frozen: no weight gradients computed for it)
@@ -176,6 +179,8 @@ class Trainer:
         loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.G.parameters(), self.clip_grad)
         self.opt_g.step()
 
         if self.G_ema is not None:
