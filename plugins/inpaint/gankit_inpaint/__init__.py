@@ -19,7 +19,7 @@ DEFAULTS = {
     "data": "mnist5k",
     "gen_width": 16,
     "disc_width": 32,
-    "steps": 1500,
+    "steps": 1200,
     "batch_size": 64,
     "lr_g": 5e-4,
     "lr_d": 2e-4,

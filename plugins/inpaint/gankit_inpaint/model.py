@@ -2,7 +2,7 @@
 
 Generator: input = [image * (1 - mask), mask] -> 3x3 conv -> two stride-2 4x4 convs
 (H/4) -> dilated 3x3 convs (receptive field covers the whole 28x28 / most of a 64x64
-patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> clamp to [-1, 1] (straight-through gradient).
+patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> tanh. Convolutions are followed by BatchNorm (folded away at export).
 The output is composited, ``mask * generated + (1 - mask) * image``, inside the model, so
 the exported ONNX file keeps known pixels exactly. Only plain convolutions: it exports to
 ONNX and quantises.
@@ -20,18 +20,25 @@ def _act() -> nn.Module:
     return nn.LeakyReLU(0.2, inplace=True)
 
 
+def _block(conv: nn.Module, cout: int) -> nn.Sequential:
+    """conv -> BatchNorm -> LeakyReLU. BatchNorm keeps activations at a fixed scale (without it
+    they grew ~100x per layer and training blew up near step 750); the exporter folds it into
+    the conv, so it costs nothing at inference."""
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), _act())
+
+
 class InpaintGenerator(nn.Module):
     def __init__(self, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4)):
         super().__init__()
         w = width
         self.enc1 = nn.Sequential(nn.Conv2d(channels + 1, w, 3, 1, 1), _act())
-        self.enc2 = nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), _act())
-        self.enc3 = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), _act())
-        self.mid = nn.Sequential(*[m for d in dilations for m in (nn.Conv2d(4 * w, 4 * w, 3, 1, d, dilation=d), _act())])
-        self.up2 = nn.Sequential(nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), _act())
-        self.dec2 = nn.Sequential(nn.Conv2d(4 * w, 2 * w, 3, 1, 1), _act())
-        self.up1 = nn.Sequential(nn.ConvTranspose2d(2 * w, w, 4, 2, 1), _act())
-        self.dec1 = nn.Sequential(nn.Conv2d(2 * w, w, 3, 1, 1), _act())
+        self.enc2 = _block(nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), 2 * w)
+        self.enc3 = _block(nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), 4 * w)
+        self.mid = nn.Sequential(*[_block(nn.Conv2d(4 * w, 4 * w, 3, 1, d, dilation=d, bias=False), 4 * w) for d in dilations])
+        self.up2 = _block(nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), 2 * w)
+        self.dec2 = _block(nn.Conv2d(4 * w, 2 * w, 3, 1, 1, bias=False), 2 * w)
+        self.up1 = _block(nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), w)
+        self.dec1 = _block(nn.Conv2d(2 * w, w, 3, 1, 1, bias=False), w)
         self.out = nn.Conv2d(w, channels, 3, 1, 1)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -41,10 +48,7 @@ class InpaintGenerator(nn.Module):
         h = self.mid(self.enc3(e2))
         h = self.dec2(torch.cat([self.up2(h), e2], dim=1))
         h = self.dec1(torch.cat([self.up1(h), e1], dim=1))
-        raw = self.out(h)
-        # straight-through clamp: outputs stay in [-1, 1], but gradients never vanish the way
-        # they do in a saturated tanh (which froze training on mostly-black digit holes)
-        generated = raw + (raw.clamp(-1, 1) - raw).detach()
+        generated = torch.tanh(self.out(h))
         return mask * generated + (1 - mask) * image
 
 
