@@ -244,12 +244,10 @@ def _check_output(path: Path, overwrite: bool, suffix: str | None = None) -> Non
 
 # --------------------------------------------------------------------------- entry point
 def _build_app() -> typer.Typer:
+    """The root app plus any sub-commands plugins add through ``register_commands``."""
     from gankit.plugins import get_manager
 
-    try:
-        get_manager().register_commands(app)
-    except GankitError:
-        raise
+    get_manager().register_commands(app)
     return app
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
 from gankit import hookimpl, plugins
-from gankit.errors import GankitError, UsageError
+from gankit.errors import UsageError
 from gankit.family import ModelFamily
 from tests.conftest import GANKIT, run_subprocess
 

@@ -134,7 +134,7 @@ def train(
     export_path = EXPORT_DIR / f"{run.path.name}.onnx"
     if export and not resume and export_path.exists():
         raise UsageError(f"{export_path} already exists; pass --out with a new run name or --no-export")
-    _check_batch(config, dataset)
+    _check_batch(config)
 
     from gankit.train.trainer import Trainer
 
@@ -196,7 +196,7 @@ def train(
     return summary
 
 
-def _check_batch(config: dict[str, Any], dataset) -> None:
+def _check_batch(config: dict[str, Any]) -> None:
     if int(config["batch_size"]) < 2:
         raise UsageError("--batch-size must be at least 2 (BatchNorm needs more than one image)")
     if int(config["steps"]) <= 0:

@@ -205,8 +205,6 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
     def fit(self, progress: Any = None) -> TrainResult:
-        import torch
-
         cfg = self.config
         total = int(cfg["steps"])
         sample_every = int(cfg.get("sample_every", 0) or 0)
@@ -251,7 +249,6 @@ class Trainer:
             final_eval = self.evaluator(self.sample_generator, self.step)
             self.run.append_metrics({"step": self.step, "eval": final_eval, "final": True})
         done = self.step - start_step
-        torch.set_grad_enabled(True)
         return TrainResult(self.step, seconds, done * bs / max(seconds, 1e-9), last, final_eval, path)
 
     def write_samples(self) -> str | None:

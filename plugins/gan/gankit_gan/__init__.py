@@ -52,6 +52,7 @@ class DCGANFamily(ModelFamily):
             condition=config.get("d_condition", "projection"),
             mbstd=bool(config.get("mbstd", True)),
             spectral_norm=bool(config.get("spectral_norm", False)),
+            batchnorm=bool(config.get("d_batchnorm", True)),
         )
 
 

@@ -65,7 +65,7 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
-                 mbstd: bool = True, spectral_norm: bool = False):
+                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True):
         super().__init__()
         _, n_down = plan(size)
         n_down = min(n_down, 4)
@@ -75,7 +75,7 @@ class Discriminator(nn.Module):
         for i in range(n_down):
             cout = min(width * 2**i, 512)
             layers.append(nn.Conv2d(c, cout, 4, 2, 1, bias=i == 0 or spectral_norm))
-            if i > 0 and not spectral_norm:
+            if i > 0 and batchnorm and not spectral_norm:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c = cout
