@@ -71,3 +71,31 @@ def test_evaluated_run_records_quality(tmp_path, plugin):
     key = "conditional_accuracy" if plugin == "cgan" else "hole_psnr_db"
     assert key in summary["eval"]
     assert (tmp_path / plugin / "quality.png").is_file()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "gankit.cli", "train", "--plugin", "gan", "--steps", "100000", "--batch-size", "4",
+            "--out", str(out), "--no-export", "--no-evaluate", "--sample-every", "100000"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait for real progress (first log line), not for a duration
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--resume" in lines[0] and "Traceback" not in err
+    ckpts = sorted((out / "checkpoints").glob("step-*.safetensors"))
+    assert ckpts, "no checkpoint written on Ctrl-C"
+    step = int(ckpts[-1].stem.split("-")[1])
+    assert step >= 25
+    done = subprocess.run(args[:7] + [str(step + 2)] + args[8:] + ["--resume"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (out / "checkpoints" / f"step-{step + 2:07d}.safetensors").is_file()

@@ -8,10 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from gankit.errors import UsageError
+from gankit.errors import GankitError, UsageError
 from gankit.train.run import VOLATILE_KEYS, RunDir, config_hash, default_run_dir
 
 EXPORT_DIR = Path("exported")
+
+
+class TrainingInterrupted(GankitError):
+    """Ctrl-C during training: a checkpoint was saved; exit code 130 like any interrupted command."""
+
+    exit_code = 130
 
 
 def build_config(family, dataset, *, data: str, seed: int, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +166,15 @@ def train(
         f"training [bold]{plugin}[/bold] on {data_name} ({len(dataset.x_train)} train images, {dataset.shape}) "
         f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device} -> {run.path}"
     )
-    result = _fit_with_progress(trainer, console)
+    from gankit.train.trainer import Interrupted
+
+    try:
+        result = _fit_with_progress(trainer, console)
+    except Interrupted as stop:
+        raise TrainingInterrupted(
+            f"interrupted at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
+            f"resume with: gankit train --plugin {plugin} --out {run.path} --resume"
+        ) from None
 
     from gankit.train.plots import plot_losses, plot_quality
 

@@ -205,6 +205,11 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
     def fit(self, progress: Any = None) -> TrainResult:
+        """Train to ``config['steps']``; Ctrl-C stops between steps with a checkpoint saved."""
+        with _StopOnInterrupt() as self._stop:
+            return self._fit(progress)
+
+    def _fit(self, progress: Any) -> TrainResult:
         cfg = self.config
         total = int(cfg["steps"])
         sample_every = int(cfg.get("sample_every", 0) or 0)
@@ -218,6 +223,9 @@ class Trainer:
         self.G.train()
         self.D.train()
         while self.step < total:
+            if self._stop.requested:
+                path = self.save()
+                raise Interrupted(self.step, path)
             losses = self.train_step()
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
@@ -260,6 +268,42 @@ class Trainer:
         self.G.train()
         scale = 2 if grid.shape[0] < 400 else 1
         return str(save_png(grid, self.run.samples / f"step-{self.step}.png", scale=scale))
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C (SIGINT) between two steps, after saving a checkpoint."""
+
+    def __init__(self, step: int, checkpoint: str):
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: stop at once."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+
+            def handler(signum, frame):
+                if self.requested:
+                    raise KeyboardInterrupt
+                self.requested = True
+
+            signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
 
 
 def _np_state() -> dict:
