@@ -99,3 +99,51 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
     done = subprocess.run(args[:7] + [str(step + 2)] + args[8:] + ["--resume"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "checkpoints" / f"step-{step + 2:07d}.safetensors").is_file()
+
+
+def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path, monkeypatch):
+    import math
+
+    from gankit.train.api import train
+    from gankit.train.trainer import Trainer
+
+    real_step = Trainer.train_step
+    poisoned = {"done": False}
+
+    def flaky(self):
+        out = real_step(self)
+        if self.step == 5 and not poisoned["done"]:
+            poisoned["done"] = True
+            for p in self.G.parameters():  # really break the weights, as a diverging run would
+                p.data.fill_(math.nan)
+            out["g_loss"] = math.nan
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", flaky)
+    train(plugin="gan", steps=8, batch_size=4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
+          overrides={"sample_every": 4})
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in recs if r.get("event") == "non-finite loss"]
+    assert len(events) == 1 and events[0]["rolled_back_to"] == 4
+    assert events[0]["lr_g"] == pytest.approx(1e-4)
+    final = load_file(str(tmp_path / "r" / "checkpoints" / "step-0000008.safetensors"))
+    assert all(np.isfinite(v).all() for k, v in final.items() if k.startswith("G/"))
+
+
+def test_repeated_non_finite_loss_stops_with_one_line(cli, tmp_path, monkeypatch):
+    import math
+
+    from gankit.train.trainer import Trainer
+
+    real_step = Trainer.train_step
+
+    def always_nan(self):
+        out = real_step(self)
+        out["d_loss"] = math.nan
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", always_nan)
+    r = cli("train", "--plugin", "gan", "--steps", "6", "--batch-size", "4", "--out", tmp_path / "r", "--no-export",
+            "--no-evaluate")
+    assert_one_line_error(r, 1)
+    assert "diverged" in r.err

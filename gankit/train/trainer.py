@@ -192,6 +192,35 @@ class Trainer:
         out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
         return out
 
+    MAX_ROLLBACKS = 3
+
+    def _roll_back(self, losses: dict[str, float]) -> None:
+        """A non-finite loss: restore the newest checkpoint, halve both learning rates, go on.
+
+        Repeated failures (``MAX_ROLLBACKS``) or no checkpoint to go back to stop the run with
+        a one-line explanation.
+        """
+        from gankit.errors import GankitError
+
+        bad_step = self.step
+        self.rollbacks = getattr(self, "rollbacks", 0) + 1
+        good = ckpt.latest(self.run.checkpoints)
+        event = {"step": bad_step, "event": "non-finite loss", **{k: str(v) for k, v in losses.items()}}
+        if good is None or self.rollbacks > self.MAX_ROLLBACKS:
+            self.run.append_metrics(event)
+            why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
+            raise GankitError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
+        self.restore(good)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        event.update(rolled_back_to=good.step, lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
+        self.run.append_metrics(event)
+        import sys
+
+        print(f"warning: non-finite loss at step {bad_step}; rolled back to step {good.step} and halved the "
+              f"learning rates (roll-back {self.rollbacks} of {self.MAX_ROLLBACKS})", file=sys.stderr)
+
     def _update_ema(self) -> None:
         import torch
 
@@ -230,10 +259,9 @@ class Trainer:
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
             if not all(math.isfinite(v) for v in losses.values()):
-                from gankit.errors import GankitError
-
-                self.run.append_metrics({"step": self.step, "event": "non-finite loss", **losses})
-                raise GankitError(f"training diverged at step {self.step} (non-finite loss); lower the learning rate")
+                self._roll_back(losses)
+                running = {}
+                continue
             if self.step % log_every == 0 or self.step == total:
                 n = log_every if self.step % log_every == 0 else (self.step % log_every)
                 last = {k: v / n for k, v in running.items()}
