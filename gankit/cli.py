@@ -236,7 +236,7 @@ def _check_output(path: Path, overwrite: bool, suffix: str | None = None) -> Non
     probe = parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
         raise UsageError(f"cannot write to {parent}")
     if suffix and path.suffix.lower() != suffix:
         raise UsageError(f"output {path} should end in {suffix}")

@@ -10,6 +10,7 @@ skipped and reported by name on stderr.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,13 @@ def load_folder(arg: str, size: int = 64, channels: int | None = None, **_: obje
         readable = []
         for f in files:
             try:
-                with Image.open(f) as im:
-                    im.load()
-                    readable.append(im.copy())
-            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(f) as im:
+                        im.load()
+                        readable.append(im.copy())
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+                    SyntaxError, ValueError):
                 bad.append(str(f.relative_to(root)))
         n_test = len(readable) // 5 if len(readable) >= 5 else (1 if len(readable) >= 2 else 0)
         images += [(im, label, i >= len(readable) - n_test) for i, im in enumerate(readable)]

@@ -5,6 +5,16 @@ from __future__ import annotations
 from gankit.train.run import RunDir
 
 
+def _save(fig, path) -> str:
+    """Write atomically (temporary name, then rename), like every other file of a run."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return str(path)
+
+
 def _plt():
     import matplotlib
 
@@ -30,10 +40,9 @@ def plot_losses(run: RunDir) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = run.path / "losses.png"
-    fig.savefig(path)
+    out = _save(fig, run.path / "losses.png")
     plt.close(fig)
-    return str(path)
+    return out
 
 
 def plot_quality(run: RunDir) -> str | None:
@@ -57,7 +66,6 @@ def plot_quality(run: RunDir) -> str | None:
             ax.legend()
     fig.suptitle(f"quality over training: {run.path.name}")
     fig.tight_layout()
-    path = run.path / "quality.png"
-    fig.savefig(path)
+    out = _save(fig, run.path / "quality.png")
     plt.close(fig)
-    return str(path)
+    return out
