@@ -87,6 +87,8 @@ class Trainer:
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
         self.step = 0
+        self.rollbacks = 0
+        self._perm_epoch: int | None = None
         self.hash = config_hash(config)
 
     # -- state -------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class Trainer:
         n, bs = len(self.x), int(self.config["batch_size"])
         per_epoch = max(1, n // bs)
         epoch, k = divmod(step, per_epoch)
-        if getattr(self, "_perm_epoch", None) != epoch:
+        if self._perm_epoch != epoch:
             g = torch.Generator().manual_seed(int(self.config["seed"]) * 100003 + epoch)
             self._perm, self._perm_epoch = torch.randperm(n, generator=g), epoch
         if bs >= n:
@@ -203,7 +205,7 @@ class Trainer:
         from gankit.errors import GankitError
 
         bad_step = self.step
-        self.rollbacks = getattr(self, "rollbacks", 0) + 1
+        self.rollbacks += 1
         good = ckpt.latest(self.run.checkpoints)
         event = {"step": bad_step, "event": "non-finite loss", **{k: str(v) for k, v in losses.items()}}
         if good is None or self.rollbacks > self.MAX_ROLLBACKS:
