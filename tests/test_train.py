@@ -147,3 +147,27 @@ def test_repeated_non_finite_loss_stops_with_one_line(cli, tmp_path, monkeypatch
             "--no-evaluate")
     assert_one_line_error(r, 1)
     assert "diverged" in r.err
+
+
+def test_each_roll_back_halves_the_learning_rate_again(tmp_path, monkeypatch):
+    import math
+
+    from gankit.train.api import train
+    from gankit.train.trainer import Trainer
+
+    real_step = Trainer.train_step
+    remaining = {"n": 2}
+
+    def twice_nan(self):
+        out = real_step(self)
+        if self.step == 5 and remaining["n"]:
+            remaining["n"] -= 1
+            out["g_loss"] = math.nan
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", twice_nan)
+    train(plugin="gan", steps=7, batch_size=4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
+          overrides={"sample_every": 4})
+    recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in recs if r.get("event") == "non-finite loss"]
+    assert [e["lr_g"] for e in events] == pytest.approx([1e-4, 5e-5])

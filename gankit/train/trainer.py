@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -199,6 +200,9 @@ class Trainer:
     def _roll_back(self, losses: dict[str, float]) -> None:
         """A non-finite loss: restore the newest checkpoint, halve both learning rates, go on.
 
+        Each further roll-back to the same checkpoint halves again (0.5, 0.25, 0.125 of the
+        checkpoint's rates).
+
         Repeated failures (``MAX_ROLLBACKS``) or no checkpoint to go back to stop the run with
         a one-line explanation.
         """
@@ -212,14 +216,13 @@ class Trainer:
             self.run.append_metrics(event)
             why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
             raise GankitError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
-        self.restore(good)
+        self.restore(good)  # also restores the checkpoint's learning rates...
+        scale = 0.5**self.rollbacks  # ...so halve them once per roll-back so far
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] *= 0.5
+                group["lr"] *= scale
         event.update(rolled_back_to=good.step, lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
         self.run.append_metrics(event)
-        import sys
-
         print(f"warning: non-finite loss at step {bad_step}; rolled back to step {good.step} and halved the "
               f"learning rates (roll-back {self.rollbacks} of {self.MAX_ROLLBACKS})", file=sys.stderr)
 

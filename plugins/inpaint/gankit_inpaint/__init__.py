@@ -4,8 +4,8 @@ The generator sees the image with its holes and the mask, and is trained with an
 adversarial loss from a patch discriminator plus L1 and L2 reconstruction losses over the
 hole pixels (weights ``adv_weight``, ``l1_weight``, ``l2_weight``). L1 alone drove the
 generator to paint every digit hole black (the per-pixel median); the L2 term, which
-rewards the conditional mean, is what hole PSNR measures and kept training moving. Masks are a seeded mix of rectangles and
-free-form strokes (:mod:`gankit.data.masks`).
+rewards the conditional mean, is what hole PSNR measures and kept training moving.
+Masks are a seeded mix of rectangles and free-form strokes (:mod:`gankit.data.masks`).
 """
 
 from __future__ import annotations
