@@ -56,7 +56,7 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     from gankit.plugins import get_manager
 
     mgr = get_manager()
-    mgr.families, mgr.datasets  # noqa: B018 - collect registrations so records are complete
+    mgr.families, mgr.datasets, mgr.losses  # noqa: B018 - collect registrations so records are complete
     records = [r.as_dict() for r in mgr.records.values()]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
@@ -65,12 +65,37 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
 
     table = Table(title="gankit plugins")
     for col in ("name", "version", "families", "datasets", "status", "error"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in records:
         style = {"loaded": "green", "error": "red", "disabled": "yellow"}.get(r["status"], "")
         table.add_row(r["name"], r["version"], ", ".join(r["families"]), ", ".join(r["datasets"]),
                       f"[{style}]{r['status']}[/{style}]", r["error"])
-    _console().print(table)
+    con = _console()
+    if not con.is_terminal:
+        con.width = 160  # piped or logged: do not squeeze error messages into 80 columns
+    con.print(table)
+
+
+# --------------------------------------------------------------------------- plugin new
+plugin_app = typer.Typer(help="Write your own plugin: `gankit plugin new NAME`.", no_args_is_help=True)
+app.add_typer(plugin_app, name="plugin")
+
+
+@plugin_app.command("new")
+def plugin_new_cmd(
+    name: str = typer.Argument(..., help="Family name (lowercase, e.g. mygan); the package is gankit-NAME."),
+    directory: Path = typer.Option(Path("."), "--dir", help="Where to create gankit-NAME/."),
+) -> None:
+    """Create an installable plugin package: pyproject with the entry point, a family, a conformance test."""
+    from gankit.scaffold import new_plugin
+
+    path = new_plugin(name, directory)
+    con = _console()
+    con.print(f"created [bold]{path}[/bold]")
+    con.print("next:")
+    con.print(f"  pip install -e {path}")
+    con.print(f"  pytest -q {path}")
+    con.print(f"  gankit train --plugin {name}")
 
 
 # --------------------------------------------------------------------------- train
@@ -92,7 +117,11 @@ def train_cmd(
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid (+ evaluation) every N steps."),
     keep: int = typer.Option(3, "--keep", help="Checkpoints to keep."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side for folder:/photos data."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="Adversarial loss: bce, minimax, hinge, lsgan."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Adversarial loss: bce, minimax, hinge, lsgan, wgan-gp (or a plugin's)."),
+    spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation on every D layer."),
+    ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the generator weights (0 = off); the EMA generator is sampled and exported."),
+    diffaug: Optional[str] = typer.Option(None, "--diffaug", help="Differentiable augmentation for D: color,translation,cutout (comma-separated), all, or none."),
+    r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real images (0 = off)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of both G and D."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed config."),
@@ -106,6 +135,14 @@ def train_cmd(
     for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--save-every", save_every),
                         ("--sample-every", sample_every), ("--keep", keep), ("--image-size", image_size)):
         _positive(name, value)
+    if ema is not None and not 0.0 <= ema < 1.0:
+        raise UsageError(f"--ema must be in [0, 1), got {ema}")
+    if r1 is not None and r1 < 0:
+        raise UsageError(f"--r1 must be >= 0, got {r1}")
+    if diffaug is not None:
+        from gankit.train.augment import parse_policy
+
+        parse_policy(diffaug)
     overrides = {}
     for item in set_:
         key, eq, raw = item.partition("=")
@@ -115,6 +152,9 @@ def train_cmd(
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
+    for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1)):
+        if value is not None:
+            overrides[key] = value
     train(
         plugin=plugin, data=data, steps=steps, batch_size=batch_size, seed=seed, device=device, out=out,
         save_every=save_every, sample_every=sample_every, keep=keep, image_size=image_size, loss=loss, lr=lr,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from gankit.data import DatasetSpec
     from gankit.family import ModelFamily
+    from gankit.train.losses import AdversarialLoss
 
 hookspec = pluggy.HookspecMarker("gankit")
 hookimpl = pluggy.HookimplMarker("gankit")
@@ -54,6 +55,18 @@ def register_datasets(register: Callable[["DatasetSpec"], None]) -> None:
 
 
 @hookspec
+def register_losses(register: Callable[["AdversarialLoss"], None]) -> None:
+    """Register adversarial losses that ``gankit train --loss NAME`` can use.
+
+    Called once per process, the first time a loss is looked up by name. Call
+    ``register(AdversarialLoss(name=..., d_loss=..., g_loss=...))`` from
+    :mod:`gankit.train.losses`; set ``gradient_penalty`` and ``n_critic`` for WGAN-style
+    critics. The built-ins (``bce``, ``minimax``, ``hinge``, ``lsgan``, ``wgan-gp``) are
+    registered through this same hook by gankit's core plugin.
+    """
+
+
+@hookspec
 def register_commands(app: "typer.Typer") -> None:
     """Add sub-commands to the ``gankit`` command line.
 
@@ -68,4 +81,5 @@ def _hook_names() -> list[str]:
     return [name for name, obj in globals().items() if name.startswith("register_") and callable(obj)]
 
 
-__all__: list[Any] = ["hookspec", "hookimpl", "register_families", "register_datasets", "register_commands"]
+__all__: list[Any] = ["hookspec", "hookimpl", "register_families", "register_datasets", "register_losses",
+                      "register_commands"]

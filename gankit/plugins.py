@@ -2,7 +2,7 @@
 
 Plugins are modules listed under the ``gankit`` entry-point group; the built-in families
 (``gan``, ``cgan``, ``inpaint``) are found exactly like a third-party one. The core's own
-datasets are registered through the same hooks by :mod:`gankit.data.builtin`.
+datasets and losses are registered through the same hooks by :mod:`gankit.builtin`.
 
 Loading order and precedence (documented in ``docs/plugins.md``):
 
@@ -44,6 +44,7 @@ class PluginRecord:
     error: str = ""
     families: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,6 +56,7 @@ class PluginRecord:
             "error": self.error,
             "families": self.families,
             "datasets": self.datasets,
+            "losses": self.losses,
             "hooks": self.hooks,
         }
 
@@ -80,11 +82,12 @@ class PluginManager:
         self.records: dict[str, PluginRecord] = {}
         self._families: dict[str, tuple[Any, str]] | None = None
         self._datasets: dict[str, tuple[Any, str]] | None = None
+        self._losses: dict[str, tuple[Any, str]] | None = None
         self.strict = os.environ.get("GANKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> "PluginManager":
-        from gankit.data import builtin
+        from gankit import builtin
 
         self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"))
         only = _env_names("GANKIT_LOAD_PLUGINS")
@@ -115,7 +118,7 @@ class PluginManager:
             return record
         record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
         self.records[name] = record
-        self._families = self._datasets = None
+        self._families = self._datasets = self._losses = None
         return record
 
     def unregister(self, name: str) -> None:
@@ -123,7 +126,7 @@ class PluginManager:
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
         self.records.pop(name, None)
-        self._families = self._datasets = None
+        self._families = self._datasets = self._losses = None
 
     def _fail(self, record: PluginRecord, exc: BaseException) -> None:
         record.status = "error"
@@ -180,6 +183,15 @@ class PluginManager:
                 r.datasets = [k for k, (_, p) in self._datasets.items() if p == r.name]
         return self._datasets
 
+    @property
+    def losses(self) -> dict[str, tuple[Any, str]]:
+        if self._losses is None:
+            self._losses = {}
+            self._losses = self._collect("register_losses", _validate_loss, "loss")
+            for r in self.records.values():
+                r.losses = [k for k, (_, p) in self._losses.items() if p == r.name]
+        return self._losses
+
     def family(self, name: str):
         fams = self.families
         if name not in fams:
@@ -219,6 +231,18 @@ def _validate_dataset(obj: Any) -> str:
 
     if not isinstance(obj, DatasetSpec):
         raise GankitError(f"register_datasets got {type(obj).__name__}, expected a gankit.data.DatasetSpec")
+    return obj.name
+
+
+def _validate_loss(obj: Any) -> str:
+    from gankit.train.losses import AdversarialLoss
+
+    if not isinstance(obj, AdversarialLoss):
+        raise GankitError(f"register_losses got {type(obj).__name__}, expected a gankit.train.losses.AdversarialLoss")
+    if not obj.name or not callable(obj.d_loss) or not callable(obj.g_loss):
+        raise GankitError("a registered loss needs a name, d_loss and g_loss")
+    if int(obj.n_critic) < 1 or float(obj.gradient_penalty) < 0:
+        raise GankitError(f"loss {obj.name!r}: n_critic must be >= 1 and gradient_penalty >= 0")
     return obj.name
 
 

@@ -31,6 +31,7 @@ class _Reference:
         self.judge = load_judge(dataset)
         self.test_feats, test_pred = self.judge.features_and_predictions(to_float(dataset.x_test))
         self.test_accuracy = float((test_pred == dataset.y_test).mean())
+        self.test_spread = _spread(self.test_feats, dataset.y_test, dataset.num_classes)
         self._floors: dict[int, float] = {}
 
     def floor(self, n: int) -> float:
@@ -85,11 +86,25 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
         "fd_floor": round(floor, 4),
         "fd_ratio": round(fd / max(floor, 1e-12), 3),
     }
+    # intra-class diversity: mean feature distance to the class centroid, generated / real
+    # (grouped by the requested label, or by the judge's prediction for unconditional models)
+    groups = labels if conditional else pred
+    rec["diversity"] = round(_spread(feats, groups, k) / max(ref.test_spread, 1e-12), 3)
     if conditional:
         rec["conditional_accuracy"] = round(float((pred == labels).mean()), 4)
         rec["per_class_accuracy"] = [round(float((pred[labels == c] == c).mean()), 3) for c in range(k)]
     rec["seconds"] = round(time.perf_counter() - t0, 2)
     return rec
+
+
+def _spread(feats: np.ndarray, groups: np.ndarray, k: int) -> float:
+    """Average over classes of the mean distance of a class's features to their centroid."""
+    out = []
+    for c in range(k):
+        f = feats[groups == c]
+        if len(f) >= 2:
+            out.append(float(np.linalg.norm(f - f.mean(0), axis=1).mean()))
+    return float(np.mean(out)) if out else 0.0
 
 
 def torch_sample_fn(G, batch: int = 500) -> SampleFn:
@@ -191,5 +206,7 @@ def format_report(rec: dict[str, Any]):
     t.add_row("class coverage", f"{rec['coverage']:.4f}", "1.0000 (uniform)")
     t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} (train vs test)")
     t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
+    if "diversity" in rec:
+        t.add_row("intra-class diversity", f"{rec['diversity']:.3f}", "1.000 (real test spread)")
     t.caption = f"judge {rec['judge_sha256'][:12]}"
     return t

@@ -31,7 +31,7 @@ def coverage(predictions: np.ndarray, num_classes: int) -> float:
     counts = np.bincount(np.asarray(predictions, dtype=np.int64), minlength=num_classes).astype(np.float64)
     p = counts / max(counts.sum(), 1)
     nz = p[p > 0]
-    return float(-(nz * np.log(nz)).sum() / np.log(num_classes))
+    return max(0.0, float(-(nz * np.log(nz)).sum() / np.log(num_classes)))  # max: no "-0.0"
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:

@@ -30,15 +30,19 @@ class ExportError(GankitError):
     """The export failed (unsupported op, checker error, or parity mismatch)."""
 
 
-def load_run_generator(run_dir: str | os.PathLike):
-    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint."""
+def load_run_generator(run_dir: str | os.PathLike, family=None):
+    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint.
+
+    ``family`` defaults to the installed family named in the run's config.
+    """
     from gankit.plugins import get_family
     from gankit.train import checkpoint as ckpt
     from gankit.train.run import RunDir
 
     run = RunDir(run_dir)
     config = run.read_config()
-    family = get_family(config.get("plugin", "?"))
+    if family is None:
+        family = get_family(config.get("plugin", "?"))
     latest = ckpt.latest(run.checkpoints)
     if latest is None:
         raise UsageError(f"{run.path} has no readable checkpoint")

@@ -20,8 +20,22 @@ class TrainingInterrupted(GankitError):
     exit_code = 130
 
 
+# config keys the core derives from the family and the data; a family default or a --set
+# override with one of these names would silently change the data shape, so both are refused
+RESERVED_KEYS = ("plugin", "task", "condition", "seed", "device", "channels", "height", "width", "num_classes",
+                 "class_names")
+
+
 def build_config(family, dataset, *, data: str, seed: int, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
     c, h, w = dataset.shape
+    clash = sorted(k for k in family.defaults if k in RESERVED_KEYS)
+    if clash:
+        raise GankitError(f"family {family.name!r} uses reserved config key(s) {', '.join(clash)} in its defaults "
+                          "(the core sets them from the data); rename them, e.g. ngf/features")
+    clash = sorted(k for k, v in overrides.items() if k in RESERVED_KEYS and v is not None)
+    if clash:
+        raise UsageError(f"config key(s) {', '.join(clash)} come from the data and options, not --set "
+                         "(use --image-size, --seed, --device, --data)")
     config: dict[str, Any] = dict(family.defaults)
     config.update(
         plugin=family.name, task=family.task, condition=family.condition, data=data, seed=seed, device=device,

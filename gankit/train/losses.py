@@ -1,7 +1,9 @@
 """Adversarial losses. Each maps discriminator logits to a D loss and a G loss.
 
+Built in (registered through the ``register_losses`` hook, like a plugin's would be):
 ``bce`` (non-saturating, the default), ``minimax`` (the original saturating form),
-``hinge`` and ``lsgan`` (least squares). Further losses are registered in :data:`LOSSES`.
+``hinge``, ``lsgan`` (least squares) and ``wgan-gp`` (Wasserstein critic with a gradient
+penalty and several critic steps per generator step). ``--loss NAME`` picks one.
 """
 
 from __future__ import annotations
@@ -10,14 +12,30 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gankit.errors import UsageError
+from gankit.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)
-class GANLoss:
+class AdversarialLoss:
+    """One adversarial objective.
+
+    ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)`` return scalars to
+    minimise. ``gradient_penalty`` > 0 adds the WGAN-GP penalty (that weight times
+    ``(|grad D(x_hat)| - 1)^2`` on random interpolates of real and fake) to the D loss;
+    ``n_critic`` discriminator updates run per generator update. ``saturated_below``: a D loss
+    under this value means the discriminator has won (used to warn; None = no such notion).
+    """
+
     name: str
-    d_loss: Callable  # (real_logits, fake_logits) -> scalar
-    g_loss: Callable  # (fake_logits) -> scalar
+    d_loss: Callable
+    g_loss: Callable
     description: str = ""
+    gradient_penalty: float = 0.0
+    n_critic: int = 1
+    saturated_below: float | None = None
+
+
+GANLoss = AdversarialLoss  # earlier name
 
 
 def _bce_d(real, fake):
@@ -44,7 +62,7 @@ def _hinge_d(real, fake):
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
-def _hinge_g(fake):
+def _mean_neg(fake):
     return -fake.mean()
 
 
@@ -56,15 +74,55 @@ def _ls_g(fake):
     return 0.5 * ((fake - 1) ** 2).mean()
 
 
-LOSSES: dict[str, GANLoss] = {
-    "bce": GANLoss("bce", _bce_d, _bce_g, "non-saturating binary cross-entropy (Goodfellow et al.)"),
-    "minimax": GANLoss("minimax", _bce_d, _minimax_g, "original saturating minimax objective"),
-    "hinge": GANLoss("hinge", _hinge_d, _hinge_g, "hinge loss (Lim & Ye; SAGAN, BigGAN)"),
-    "lsgan": GANLoss("lsgan", _ls_d, _ls_g, "least squares (Mao et al.)"),
-}
+def _wasserstein_d(real, fake):
+    return fake.mean() - real.mean()  # the critic maximises E[D(x)] - E[D(G(z))]
 
 
-def get_loss(name: str) -> GANLoss:
-    if name not in LOSSES:
-        raise UsageError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}")
-    return LOSSES[name]
+BUILTIN_LOSSES = (
+    AdversarialLoss("bce", _bce_d, _bce_g, "non-saturating binary cross-entropy (Goodfellow et al. 2014)",
+                    saturated_below=0.02),
+    AdversarialLoss("minimax", _bce_d, _minimax_g, "original saturating minimax objective (Goodfellow et al. 2014)",
+                    saturated_below=0.02),
+    AdversarialLoss("hinge", _hinge_d, _mean_neg, "hinge loss (Lim & Ye 2017; SAGAN, BigGAN)", saturated_below=0.02),
+    AdversarialLoss("lsgan", _ls_d, _ls_g, "least squares (Mao et al. 2017)", saturated_below=0.005),
+    AdversarialLoss("wgan-gp", _wasserstein_d, _mean_neg, "Wasserstein critic + gradient penalty 10, 5 critic steps "
+                    "(Gulrajani et al. 2017)", gradient_penalty=10.0, n_critic=5),
+)
+
+
+@hookimpl
+def register_losses(register):
+    for loss in BUILTIN_LOSSES:
+        register(loss)
+
+
+def available_losses() -> dict[str, AdversarialLoss]:
+    from gankit.plugins import get_manager
+
+    return {name: obj for name, (obj, _) in get_manager().losses.items()}
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    losses = available_losses()
+    if name not in losses:
+        raise UsageError(f"unknown loss {name!r}; available: {', '.join(losses)}")
+    return losses[name]
+
+
+# -- penalties -----------------------------------------------------------------------------
+def gradient_penalty(critic: Callable, real, fake, rng=None):
+    """WGAN-GP: ``E[(|grad_x critic(x)| - 1)^2]`` at random interpolates of real and fake."""
+    import torch
+
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device="cpu").to(real.device, real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(d_real, real):
+    """R1 (Mescheder et al. 2018): ``E[|grad_x D(x)|^2]`` on real images (``real`` must require grad)."""
+    import torch
+
+    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()

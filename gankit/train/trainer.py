@@ -24,8 +24,11 @@ import numpy as np
 from gankit.data import Dataset
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
-from gankit.train.losses import get_loss
+from gankit.train.augment import diff_augment, parse_policy
+from gankit.train.losses import get_loss, gradient_penalty, r1_penalty
+from gankit.train.monitor import TrainingMonitor
 from gankit.train.run import RunDir, config_hash
+from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Trainer:
         random.seed(seed)
         self.G = family.build_generator(config).to(self.device)
         self.D = family.build_discriminator(config).to(self.device)
+        if config.get("spectral_norm"):
+            apply_spectral_norm(self.D)  # no-op when the family already applied it
         self.ema_decay = float(config.get("ema", 0.0) or 0.0)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
         # DCGAN's Adam settings unless the family or the user says otherwise
@@ -82,6 +87,12 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config.get("lr_g", 2e-4)), betas=betas, foreach=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas, foreach=True)
         self.loss = get_loss(config.get("loss", "bce"))
+        self.n_critic = int(config.get("n_critic") or self.loss.n_critic)
+        self.gp_weight = float(config.get("gp_weight", self.loss.gradient_penalty) or 0.0)
+        self.r1 = float(config.get("r1", 0.0) or 0.0)  # gamma; the penalty is gamma/2 * E|grad D(x)|^2
+        self.diffaug = parse_policy(config.get("diffaug"))
+        self.aug_rng = torch.Generator().manual_seed(seed + 2)
+        self.monitor = TrainingMonitor(self.loss, run, family)
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         self.noise = torch.Generator().manual_seed(seed + 1)
@@ -111,6 +122,7 @@ class Trainer:
             rng={
                 "torch": torch.get_rng_state(),
                 "noise": self.noise.get_state(),
+                "augment": self.aug_rng.get_state(),
                 "numpy": _np_state(),
                 "python": _py_state(),
             },
@@ -130,6 +142,8 @@ class Trainer:
         self.opt_d.load_state_dict(c.optimizer_state("opt_d"))
         torch.set_rng_state(c.rng("torch"))
         self.noise.set_state(c.rng("noise"))
+        if "rng/augment" in c.tensors:
+            self.aug_rng.set_state(c.rng("augment"))
         _set_np_state(c.rng("numpy"))
         _set_py_state(c.rng("python"))
         self.step = c.step
@@ -155,30 +169,51 @@ class Trainer:
         return x, self.y[idx].to(self.device)
 
     # -- one step ----------------------------------------------------------------------
+    def _augment(self, x):
+        return diff_augment(x, self.diffaug, self.aug_rng) if self.diffaug else x
+
     def train_step(self) -> dict[str, float]:
+        """One generator update after ``n_critic`` discriminator updates (each on its own batch)."""
         import torch
 
-        fam, cfg = self.family, self.config
-        real, labels = self.real_batch(self.step)
-        g_in = fam.generator_inputs(real, labels, cfg, self.noise)
-        g_in = {k: v.to(self.device) for k, v in g_in.items()}
-        fake = self.G(**g_in)
-
-        # discriminator
-        self.D.requires_grad_(True)
-        d_real = self.D(*fam.discriminator_inputs(real, labels, g_in))
-        d_fake = self.D(*fam.discriminator_inputs(fake.detach(), labels, g_in))
-        loss_d = self.loss.d_loss(d_real, d_fake)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        if self.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.D.parameters(), self.clip_grad)
-        self.opt_d.step()
+        fam, cfg, D = self.family, self.config, self.D
+        D.requires_grad_(True)
+        stats: dict[str, float] = {}
+        for i in range(self.n_critic):
+            # the data order stays a pure function of (seed, step): batch k = step * n_critic + i
+            real, labels = self.real_batch(self.step * self.n_critic + i)
+            g_in = fam.generator_inputs(real, labels, cfg, self.noise)
+            g_in = {k: v.to(self.device) for k, v in g_in.items()}
+            last = i == self.n_critic - 1
+            if last:
+                fake = self.G(**g_in)  # kept with its graph for the generator update below
+            else:
+                with torch.no_grad():
+                    fake = self.G(**g_in)
+            real_in = real.detach().requires_grad_(True) if self.r1 else real
+            d_real = D(*fam.discriminator_inputs(self._augment(real_in), labels, g_in))
+            d_fake = D(*fam.discriminator_inputs(self._augment(fake.detach()), labels, g_in))
+            adv_d = self.loss.d_loss(d_real, d_fake)
+            loss_d = adv_d
+            if self.gp_weight:
+                gp = gradient_penalty(lambda x: D(*fam.discriminator_inputs(self._augment(x), labels, g_in)),
+                                      real, fake, self.aug_rng)
+                loss_d = loss_d + self.gp_weight * gp
+                stats["gp"] = float(gp.detach())
+            if self.r1:
+                r1 = r1_penalty(d_real, real_in)
+                loss_d = loss_d + 0.5 * self.r1 * r1
+                stats["r1"] = float(r1.detach())
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            if self.clip_grad:
+                torch.nn.utils.clip_grad_norm_(D.parameters(), self.clip_grad)
+            self.opt_d.step()
 
         # generator (D frozen: no weight gradients computed for it)
-        self.D.requires_grad_(False)
-        adv = self.loss.g_loss(self.D(*fam.discriminator_inputs(fake, labels, g_in)))
-        extra = fam.extra_generator_loss(fake, real, g_in, cfg)
+        D.requires_grad_(False)
+        adv = self.loss.g_loss(D(*fam.discriminator_inputs(self._augment(fake), labels, g_in)))
+        extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
         loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -189,7 +224,8 @@ class Trainer:
         if self.G_ema is not None:
             self._update_ema()
         self.step += 1
-        out = {"d_loss": float(loss_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
+        out = {"d_loss": float(adv_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
+        out.update(stats)
         out.update({k: float(v.detach()) for k, v in extra.items()})
         out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
         out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
@@ -227,15 +263,7 @@ class Trainer:
               f"learning rates (roll-back {self.rollbacks} of {self.MAX_ROLLBACKS})", file=sys.stderr)
 
     def _update_ema(self) -> None:
-        import torch
-
-        # warm-up: average over roughly the steps seen so far, then settle at ema_decay
-        decay = min(self.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                pe.lerp_(p, 1 - decay)
-            for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                be.copy_(b)
+        ema_update(self.G_ema, self.G, ema_decay_at(self.step, self.ema_decay))
 
     # -- loop --------------------------------------------------------------------------
     def fit(self, progress: Any = None) -> TrainResult:
@@ -273,6 +301,7 @@ class Trainer:
                 running = {}
                 elapsed = time.perf_counter() - t0
                 self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
+                self.monitor.check_losses(self.step, last)
             if progress is not None:
                 progress(self.step, total, losses)
             if sample_every and self.step % sample_every == 0 and self.step < total:
@@ -280,6 +309,7 @@ class Trainer:
                 if self.evaluator is not None:
                     rec = self.evaluator(self.sample_generator, self.step)
                     self.run.append_metrics({"step": self.step, "eval": rec})
+                    self.monitor.check_eval(self.step, rec)
                     self.G.train()
             if save_every and self.step % save_every == 0 and self.step < total:
                 self.save()
@@ -289,6 +319,7 @@ class Trainer:
         if self.evaluator is not None:
             final_eval = self.evaluator(self.sample_generator, self.step)
             self.run.append_metrics({"step": self.step, "eval": final_eval, "final": True})
+            self.monitor.check_eval(self.step, final_eval)
         done = self.step - start_step
         return TrainResult(self.step, seconds, done * bs / max(seconds, 1e-9), last, final_eval, path)
 

@@ -52,7 +52,9 @@ class DCGANFamily(ModelFamily):
             condition=config.get("d_condition", "projection"),
             mbstd=bool(config.get("mbstd", True)),
             spectral_norm=bool(config.get("spectral_norm", False)),
-            batchnorm=bool(config.get("d_batchnorm", True)),
+            # BatchNorm couples the samples of a batch, which breaks the per-sample gradient
+            # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
+            batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
         )
 
 

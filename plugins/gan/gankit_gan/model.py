@@ -97,7 +97,8 @@ class Discriminator(nn.Module):
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
         h = self.features(x)
         if self.mbstd:  # minibatch standard deviation (Karras et al. 2018): lets D see diversity
-            std = h.std(dim=0, unbiased=False).mean(dim=0, keepdim=True)  # [1, H, W]
+            # sqrt(var + eps): finite gradients where every sample agrees (R1 differentiates twice)
+            std = h.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=0, keepdim=True)  # [1, H, W]
             h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
         h = h.flatten(1)
         out = self.fc(h).squeeze(1)

@@ -1,0 +1,232 @@
+"""The plugin conformance kit: does a family keep the contract the core relies on?
+
+:func:`check_family` takes a :class:`~gankit.family.ModelFamily` and walks it through the
+whole flow on tiny synthetic data, exactly as ``gankit train`` / ``export`` / ``generate``
+would: build G and D, feed them, train two steps with the real trainer, save a checkpoint,
+export to ONNX (parity and metadata checked by the real exporter) and run the file through
+:mod:`gankit.runtime`. The first broken promise raises :class:`ConformanceError` naming the
+stage, so a plugin author sees *what* to fix::
+
+    from gankit.testing import check_family
+    from gankit_mygan import MyFamily
+
+    def test_conformance(tmp_path):
+        check_family(MyFamily(name="mygan"), workdir=tmp_path)
+
+With pytest, the ``gankit_check`` fixture (registered through the ``pytest11`` entry point
+when gankit is installed) does the same with a temporary directory::
+
+    def test_conformance(gankit_check):
+        gankit_check("mygan")          # by registered name, through the plugin manager
+
+The built-in plugins are tested with this kit on every CI run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["ConformanceError", "ConformanceReport", "check_family", "synthetic_dataset"]
+
+
+class ConformanceError(AssertionError):
+    """A family broke the contract; the message names the stage and what was expected."""
+
+
+@dataclass
+class ConformanceReport:
+    """What :func:`check_family` verified, stage by stage."""
+
+    family: str
+    shape: tuple[int, int, int]
+    passed: list[str] = field(default_factory=list)
+    losses: dict[str, float] = field(default_factory=dict)
+    parity_max_abs_diff: float | None = None
+    onnx_path: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.family} {self.shape}: " + ", ".join(self.passed)
+
+
+def synthetic_dataset(shape: Sequence[int] = (1, 28, 28), *, num_classes: int = 3, n_train: int = 16,
+                      n_test: int = 8, seed: int = 0):
+    """Random uint8 images with labels: enough to exercise every code path in seconds."""
+    from gankit.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    c, h, w = (int(s) for s in shape)
+    return Dataset(
+        name="synthetic",
+        x_train=rng.integers(0, 256, (n_train, c, h, w), dtype=np.uint8),
+        y_train=(np.arange(n_train) % num_classes).astype(np.int64),
+        x_test=rng.integers(0, 256, (n_test, c, h, w), dtype=np.uint8),
+        y_test=(np.arange(n_test) % num_classes).astype(np.int64),
+        class_names=[f"class{i}" for i in range(num_classes)],
+    )
+
+
+def _fail(stage: str, message: str) -> ConformanceError:
+    return ConformanceError(f"[{stage}] {message}")
+
+
+def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: str | Path | None = None,
+                 steps: int = 2, batch_size: int = 4, num_classes: int = 3,
+                 overrides: dict[str, Any] | None = None) -> ConformanceReport:
+    """Check ``family`` (a ModelFamily or a registered family name) end to end on ``shape``.
+
+    Raises :class:`ConformanceError` at the first failed stage; returns a report otherwise.
+    ``overrides`` adjusts the family's defaults (e.g. a smaller width) for speed.
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="gankit-conformance-") as tmp:
+            return check_family(family, shape=shape, workdir=tmp, steps=steps, batch_size=batch_size,
+                                num_classes=num_classes, overrides=overrides)
+    import torch
+
+    from gankit.family import ModelFamily
+    from gankit.plugins import _validate_family, get_family
+
+    if isinstance(family, str):
+        family = get_family(family)
+    if not isinstance(family, ModelFamily):
+        raise _fail("contract", f"expected a gankit.family.ModelFamily, got {type(family).__name__}")
+    try:
+        _validate_family(family)
+    except Exception as exc:
+        raise _fail("contract", str(exc)) from None
+    if family.condition not in ("none", "label", "masked-image"):
+        raise _fail("contract", f"unknown condition {family.condition!r}")
+    if (family.task == "inpaint") != (family.condition == "masked-image"):
+        raise _fail("contract", f"task {family.task!r} does not fit condition {family.condition!r} "
+                                "(inpainting families condition on the masked image, generators do not)")
+    report = ConformanceReport(family.name, tuple(int(s) for s in shape))  # type: ignore[arg-type]
+    report.passed.append("contract")
+    workdir = Path(workdir)
+    dataset = synthetic_dataset(shape, num_classes=num_classes, n_train=max(4 * batch_size, 8))
+
+    # -- config ------------------------------------------------------------------------
+    from gankit.train.api import build_config
+
+    over = {"steps": steps, "batch_size": batch_size, "sample_every": steps, "save_every": steps, "keep": 2,
+            **(overrides or {})}
+    try:
+        config = build_config(family, dataset, data="synthetic", seed=0, device="cpu", overrides=over)
+    except Exception as exc:
+        raise _fail("config", str(exc)) from None
+    if family.task == "generate" and int(config.get("latent_dim", 0) or 0) <= 0:
+        raise _fail("config", "a generate family needs a positive 'latent_dim' in its defaults")
+
+    # -- build and forward ---------------------------------------------------------------
+    c, h, w = report.shape
+    torch.manual_seed(0)
+    try:
+        G = family.build_generator(config)
+        D = family.build_discriminator(config)
+    except Exception as exc:
+        raise _fail("build", f"{type(exc).__name__}: {exc}") from None
+    for role, mod in (("generator", G), ("discriminator", D)):
+        if not isinstance(mod, torch.nn.Module):
+            raise _fail("build", f"build_{role} returned {type(mod).__name__}, not a torch.nn.Module")
+        if not any(p.requires_grad for p in mod.parameters()):
+            raise _fail("build", f"the {role} has no trainable parameters")
+    inputs = family.export_inputs(config, batch_size, seed=0)
+    declared = list(inputs)
+    expected = ["image", "mask"] if family.task == "inpaint" else (["z", "label"] if family.condition == "label" else ["z"])
+    if declared != expected:
+        raise _fail("inputs", f"export_inputs gives {declared}, the runtime feeds {expected}")
+    train_inputs = family.generator_inputs(torch.zeros(batch_size, c, h, w), torch.zeros(batch_size, dtype=torch.long),
+                                           config, torch.Generator().manual_seed(0))
+    if set(train_inputs) != set(declared):
+        raise _fail("inputs", f"generator_inputs gives {sorted(train_inputs)} but export_inputs {sorted(declared)}")
+    G.eval(), D.eval()
+    with torch.no_grad():
+        fake = G(**inputs)
+    if not isinstance(fake, torch.Tensor) or tuple(fake.shape) != (batch_size, c, h, w):
+        got = tuple(fake.shape) if isinstance(fake, torch.Tensor) else type(fake).__name__
+        raise _fail("generator", f"output shape {got}, expected {(batch_size, c, h, w)}")
+    if not torch.isfinite(fake).all() or fake.abs().max() > 1.0 + 1e-5:
+        raise _fail("generator", "output must be finite and in [-1, 1] (end the generator with tanh)")
+    labels = torch.arange(batch_size) % num_classes
+    with torch.no_grad():
+        logits = D(*family.discriminator_inputs(fake, labels, inputs))
+    if not isinstance(logits, torch.Tensor) or logits.shape[0] != batch_size or not torch.isfinite(logits).all():
+        raise _fail("discriminator", "must return finite logits with the batch as first dimension")
+    report.passed.append("forward")
+
+    # -- two real training steps, with a checkpoint --------------------------------------
+    from gankit.train import checkpoint as ckpt
+    from gankit.train.run import RunDir, config_hash
+    from gankit.train.trainer import Trainer
+
+    run = RunDir(workdir / f"run-{family.name}")
+    run.create({**config, "config_hash": config_hash(config)})
+    trainer = Trainer(family, dataset, config, run)
+    before = [p.detach().clone() for p in trainer.G.parameters()]
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        raise _fail("train", f"{type(exc).__name__}: {exc}") from None
+    if result.step != steps:
+        raise _fail("train", f"stopped at step {result.step} of {steps}")
+    if not all(np.isfinite(v) for v in result.last.values()):
+        raise _fail("train", f"non-finite losses {result.last}")
+    if all(torch.equal(a, b) for a, b in zip(before, trainer.G.parameters())):
+        raise _fail("train", "two training steps left the generator's weights unchanged")
+    report.losses = {k: float(v) for k, v in result.last.items()}
+    latest = ckpt.latest(run.checkpoints)
+    if latest is None or latest.step != steps:
+        raise _fail("checkpoint", "no readable checkpoint for the last step")
+    report.passed.append("train")
+
+    # -- export (parity + metadata) -------------------------------------------------------
+    from gankit.export import ExportError, load_run_generator
+
+    try:
+        _, config2, G2, step = load_run_generator(run.path, family)
+    except Exception as exc:
+        raise _fail("checkpoint", f"reloading the run failed: {type(exc).__name__}: {exc}") from None
+    onnx_path = workdir / f"{family.name}.onnx"
+    from gankit.export import export_generator
+
+    try:
+        export_generator(family, config2, G2, onnx_path, extra_metadata={"gankit.step": str(step)})
+    except ExportError as exc:
+        raise _fail("export", str(exc)) from None
+    report.onnx_path = str(onnx_path)
+    report.passed.append("export")
+
+    # -- runtime ---------------------------------------------------------------------------
+    import gankit.runtime as rt
+
+    try:
+        model = rt.load(onnx_path, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise _fail("metadata", f"gankit.runtime refused the exported file: {exc}") from None
+    if (model.channels, model.height, model.width) != report.shape:
+        raise _fail("metadata", f"file says {(model.channels, model.height, model.width)}, trained on {report.shape}")
+    if family.task == "inpaint":
+        rng = np.random.default_rng(0)
+        img = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+        mask = np.zeros((h, w), dtype=bool)
+        mask[h // 4 : h // 2, w // 4 : w // 2] = True
+        out = np.asarray(model.inpaint(img if c > 1 else img[..., 0], mask))
+        if out.shape != img.shape or out.dtype != np.uint8:
+            raise _fail("runtime", f"inpaint returned {out.shape} {out.dtype} for a {img.shape} uint8 image")
+        if np.abs(out[~mask].astype(int) - img[~mask].astype(int)).max() > 1:
+            raise _fail("runtime", "inpainting changed known pixels (composite mask*generated + (1-mask)*input)")
+    else:
+        labels_arg = list(range(min(num_classes, 4))) if family.condition == "label" else None
+        n = len(labels_arg) if labels_arg else 4
+        out = np.asarray(model.generate(n, labels=labels_arg, seed=0))
+        if out.shape[0] != n or out.dtype != np.uint8:
+            raise _fail("runtime", f"generate returned {out.shape} {out.dtype}")
+        again = np.asarray(model.generate(n, labels=labels_arg, seed=0))
+        if not np.array_equal(out, again):
+            raise _fail("runtime", "the same seed gave different images")
+    report.passed.append("runtime")
+    return report

@@ -1,0 +1,89 @@
+"""Collapse and divergence detection while training: say so early, and say what to try.
+
+Two signals, both cheap and both already measured:
+
+- the discriminator's adversarial loss, averaged over each log interval: near zero (below
+  the loss's ``saturated_below``) means D separates real from fake perfectly and G gets no
+  useful gradient;
+- the judge metrics at each sample interval: class coverage falling (unconditional models
+  producing a few classes only), conditional accuracy falling, or intra-class diversity
+  (``diversity``: generated spread / real spread in judge features) far below 1.
+
+Each warning prints one line on stderr and is recorded in ``metrics.jsonl`` as an event;
+a warning is repeated only after its condition has cleared.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+REMEDY_D = "try --diffaug color,translation, --r1 10, --spectral-norm or a lower --lr"
+REMEDY_MODES = "try --loss hinge or wgan-gp, --diffaug, minibatch-std in D, or a lower learning rate"
+
+
+class TrainingMonitor:
+    COVERAGE_MIN = 0.85
+    DROP = 0.10
+    DIVERSITY_MIN = 0.5
+    PATIENCE = 2  # consecutive log intervals with a saturated D before warning
+
+    def __init__(self, loss, run, family, stream=None):
+        self.loss, self.run, self.family = loss, run, family
+        self.stream = stream if stream is not None else sys.stderr
+        self.active: set[str] = set()
+        self.best: dict[str, float] = {}
+        self._saturated = 0
+        self.warnings: list[dict[str, Any]] = []
+
+    def _warn(self, key: str, step: int, message: str) -> None:
+        if key in self.active:
+            return
+        self.active.add(key)
+        event = {"step": step, "event": "warning", "kind": key, "message": message}
+        self.warnings.append(event)
+        self.run.append_metrics(event)
+        print(f"warning: step {step}: {message}", file=self.stream)
+
+    def _clear(self, key: str) -> None:
+        self.active.discard(key)
+
+    def check_losses(self, step: int, averages: dict[str, float]) -> None:
+        limit = self.loss.saturated_below
+        d = averages.get("d_loss")
+        if limit is None or d is None:
+            return
+        self._saturated = self._saturated + 1 if d < limit else 0
+        if self._saturated >= self.PATIENCE:
+            self._warn("d-saturated", step, f"discriminator loss {d:.4f} is near zero (D wins, G gets no gradient); {REMEDY_D}")
+        elif self._saturated == 0:
+            self._clear("d-saturated")
+
+    def check_eval(self, step: int, rec: dict[str, Any] | None) -> None:
+        if not rec or rec.get("kind") != "generate":
+            return
+        conditional = "conditional_accuracy" in rec
+        watched = ["conditional_accuracy"] if conditional else ["coverage"]
+        for key in watched:
+            value = float(rec[key])
+            best = self.best.get(key, value)
+            self.best[key] = max(best, value)
+            if value < best - self.DROP:
+                self._warn(f"{key}-drop", step, f"{key.replace('_', ' ')} fell from {best:.3f} to {value:.3f} "
+                                                f"(mode collapse or divergence); {REMEDY_MODES}")
+            else:
+                self._clear(f"{key}-drop")
+        if not conditional:
+            cov = float(rec["coverage"])
+            if cov < self.COVERAGE_MIN:
+                self._warn("coverage-low", step, f"class coverage {cov:.3f} < {self.COVERAGE_MIN}: the generator "
+                                                 f"makes only some classes (mode collapse); {REMEDY_MODES}")
+            else:
+                self._clear("coverage-low")
+        div = rec.get("diversity")
+        if div is not None:
+            if float(div) < self.DIVERSITY_MIN:
+                self._warn("diversity-low", step, f"intra-class diversity {float(div):.2f} of the real data's "
+                                                  f"(samples of a class look alike: partial mode collapse); {REMEDY_MODES}")
+            else:
+                self._clear("diversity-low")
