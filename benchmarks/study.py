@@ -30,6 +30,9 @@ VARIANTS: dict[str, dict] = {
     "no ema": {"ema": 0.0},
     "+diffaug translation,cutout": {"diffaug": "translation,cutout"},
     "+r1 1": {"r1": 1.0},
+    # combinations of the single changes that helped
+    "+diffaug +spectral-norm": {"diffaug": "translation,cutout", "spectral_norm": True},
+    "+diffaug +r1 1": {"diffaug": "translation,cutout", "r1": 1.0},
 }
 
 

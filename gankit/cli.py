@@ -266,6 +266,62 @@ def evaluate_cmd(
         _console().print(format_report(result))
 
 
+# --------------------------------------------------------------------------- bench
+@app.command("bench")
+def bench_cmd(
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated families or run dirs (default: every installed family)."),
+    batch: str = typer.Option("1,16,64", "--batch", help="Comma-separated batch sizes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the records here (a JSON list)."),
+    md_out: Optional[Path] = typer.Option(None, "--md", help="Write the markdown table here."),
+    png_out: Optional[Path] = typer.Option(None, "--png", help="Write the chart here."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for every backend (default: all cores)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (cuda adds the GPU rows)."),
+    compile_: bool = typer.Option(True, "--compile/--no-compile", help="Include torch.compile rows."),
+    quality: bool = typer.Option(True, "--quality/--no-quality", help="Judge metrics through reduced-precision backends."),
+    quality_samples: int = typer.Option(512, "--quality-samples", help="Samples (or test images) per quality check."),
+    train: bool = typer.Option(True, "--train/--no-train", help="Training speed: gankit vs a plain PyTorch loop."),
+    cold: bool = typer.Option(True, "--cold/--no-cold", help="Runtime cold start (fresh processes)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Fresh-init weights even when a trained run exists."),
+    budget: float = typer.Option(0.8, "--budget", help="Seconds of timed runs per row (after warm-up)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Time every backend (PyTorch variants, onnxruntime fp32/int8, OpenVINO, CUDA) per model and batch."""
+    from gankit.plugins import get_manager
+
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(f"--batch expects comma-separated integers, got {batch!r}") from None
+    if not batches or min(batches) <= 0:
+        raise UsageError("--batch sizes must be positive integers")
+    _positive("--threads", threads)
+    _positive("--quality-samples", quality_samples)
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if budget <= 0:
+        raise UsageError("--budget must be positive")
+    for path, suffix in ((json_out, ".json"), (md_out, ".md"), (png_out, ".png")):
+        if path is not None:
+            _check_output(path, overwrite, suffix)
+    fams = get_manager().families
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else sorted(k for k, (f, _) in fams.items() if f.implemented)
+    for name in names:
+        if name not in fams and not Path(name).is_dir():
+            raise UsageError(f"unknown model {name!r}: not an installed family ({', '.join(sorted(fams))}) or a run directory")
+    from gankit.bench.core import chart, markdown, run_bench, write_json
+
+    records = run_bench(names, batches, threads=threads, compile=compile_, check_quality=quality, train=train,
+                        cold=cold, device=device, budget_s=budget, fresh=fresh, quality_samples=quality_samples)
+    table = markdown(records)
+    if json_out:
+        write_json(records, json_out)
+    if md_out:
+        md_out.write_text(table)
+    if png_out:
+        chart(records, png_out)
+    typer.echo(table)
+
+
 def _check_output(path: Path, overwrite: bool, suffix: str | None = None) -> None:
     """Refuse to clobber an existing file or write where we cannot, before any work is done."""
     if path.exists() and path.is_dir():

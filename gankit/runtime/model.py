@@ -12,7 +12,7 @@ import numpy as np
 
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError
 
-BACKENDS = ("onnxruntime",)
+from gankit.runtime.engines import BACKENDS, open_engine  # noqa: E402
 REQUIRED_KEYS = ("gankit.format", "gankit.task", "gankit.channels", "gankit.height", "gankit.width")
 MAX_BATCH = 256
 
@@ -44,40 +44,34 @@ def default_providers() -> list[str]:
 
 
 def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
-         backend: str = "onnxruntime") -> "GankitModel":
+         backend: str = "onnxruntime", **options: Any) -> "GankitModel":
     """Open an exported gankit ``.onnx`` file.
 
+    ``backend``: ``"onnxruntime"`` (default) or ``"openvino"`` (``pip install gankit[openvino]``;
+    bf16 on CPUs with AMX, else fp32; ``precision="f32"|"bf16"`` forces one).
     ``providers``: onnxruntime execution providers (default: :func:`default_providers`).
-    ``threads``: intra-op threads (default: onnxruntime's choice, one per physical core).
+    ``threads``: intra-op threads (default: the backend's choice, one per physical core).
     Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file.
     """
     if backend not in BACKENDS:
         raise RuntimeInputError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if threads is not None and int(threads) <= 0:
         raise RuntimeInputError(f"threads must be positive, got {threads}")
-    return GankitModel(path, providers=providers, threads=threads)
+    return GankitModel(path, providers=providers, threads=threads, backend=backend, **options)
 
 
 class GankitModel:
     """An exported generator or inpainting model, ready to run."""
 
-    def __init__(self, path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
+                 backend: str = "onnxruntime", **options: Any):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelFormatError(f"model file not found: {self.path}")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=list(providers or default_providers()))
-        except Exception as exc:
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise ModelFormatError(f"{self.path} is not a loadable ONNX model ({first.strip()[:200]})") from None
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.engine = open_engine(self.path, backend, providers, threads, **options)
+        self.backend = backend
+        self.session = getattr(self.engine, "session", None)  # the onnxruntime session, when that is the backend
+        self.metadata: dict[str, str] = dict(self.engine.metadata)
         missing = [k for k in REQUIRED_KEYS if k not in self.metadata]
         if missing:
             raise ModelFormatError(f"{self.path} is not a gankit model (metadata lacks {', '.join(missing)})")
@@ -96,21 +90,21 @@ class GankitModel:
             raise ModelFormatError(f"{self.path} has malformed gankit metadata ({exc})") from None
         if self.task not in ("generate", "inpaint"):
             raise ModelFormatError(f"{self.path} has unknown gankit task {self.task!r}")
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_names = list(self.engine.input_names)
         expected = ["image", "mask"] if self.task == "inpaint" else (["z", "label"] if self.num_classes else ["z"])
         if self.input_names != expected:
             raise ModelFormatError(f"{self.path} has inputs {self.input_names}, a gankit {self.task} model has {expected}")
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_name = self.engine.output_names[0]
 
     @property
     def providers(self) -> list[str]:
         """The providers the session really uses (after any fallback)."""
-        return self.session.get_providers()
+        return self.engine.providers
 
     def __repr__(self) -> str:
         shape = f"{self.channels}x{self.height}x{self.width}"
         cls = f", {self.num_classes} classes" if self.num_classes else ""
-        return f"GankitModel({self.path.name}: {self.plugin} {self.task} {shape}{cls}, providers={self.providers})"
+        return f"GankitModel({self.path.name}: {self.plugin} {self.task} {shape}{cls}, {self.backend}: {self.providers})"
 
     # -- generate ------------------------------------------------------------------------
     def _labels(self, n: int, labels: Any) -> np.ndarray | None:
@@ -151,7 +145,7 @@ class GankitModel:
             feed = {"z": z[i : i + batch_size]}
             if self.num_classes:
                 feed["label"] = np.ascontiguousarray(labels[i : i + batch_size], dtype=np.int64)
-            outs.append(self.session.run(None, feed)[0])
+            outs.append(self.engine.run(feed))
         if not outs:
             return np.zeros((0, self.channels, self.height, self.width), np.float32)
         return np.concatenate(outs)
@@ -187,7 +181,7 @@ class GankitModel:
         outs = []
         for i in range(0, len(images), batch_size):
             m = masks[i : i + batch_size]
-            outs.append(self.session.run(None, {"image": images[i : i + batch_size] * (1 - m), "mask": m})[0])
+            outs.append(self.engine.run({"image": images[i : i + batch_size] * (1 - m), "mask": m}))
         return np.concatenate(outs) if outs else np.zeros((0, *want), np.float32)
 
     def inpaint(self, image: Any, mask: Any, *, as_pil: bool = False, batch_size: int = 64):

@@ -10,7 +10,8 @@ Two signals, both cheap and both already measured:
   (``diversity``: generated spread / real spread in judge features) far below 1.
 
 Each warning prints one line on stderr and is recorded in ``metrics.jsonl`` as an event;
-a warning is repeated only after its condition has cleared.
+a warning is repeated only after its condition has cleared. The "low" checks (coverage,
+diversity) start after the first 30% of the run: early samples are all alike anyway.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ class TrainingMonitor:
     DIVERSITY_MIN = 0.5
     PATIENCE = 2  # consecutive log intervals with a saturated D before warning
 
-    def __init__(self, loss, run, family, stream=None):
+    SETTLE = 0.3  # fraction of the run before the "low" checks start
+
+    def __init__(self, loss, run, family, stream=None, total_steps: int = 0):
         self.loss, self.run, self.family = loss, run, family
+        self.total_steps = int(total_steps)
         self.stream = stream if stream is not None else sys.stderr
         self.active: set[str] = set()
         self.best: dict[str, float] = {}
@@ -73,6 +77,8 @@ class TrainingMonitor:
                                                 f"(mode collapse or divergence); {REMEDY_MODES}")
             else:
                 self._clear(f"{key}-drop")
+        if step < self.SETTLE * self.total_steps:
+            return
         if not conditional:
             cov = float(rec["coverage"])
             if cov < self.COVERAGE_MIN:

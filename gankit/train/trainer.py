@@ -80,6 +80,11 @@ class Trainer:
         self.D = family.build_discriminator(config).to(self.device)
         if config.get("spectral_norm"):
             apply_spectral_norm(self.D)  # no-op when the family already applied it
+        # channels_last: oneDNN (CPU) and cuDNN pick faster convolution kernels for NHWC
+        self.channels_last = bool(config.get("channels_last", False))
+        if self.channels_last:
+            self.G = self.G.to(memory_format=torch.channels_last)
+            self.D = self.D.to(memory_format=torch.channels_last)
         self.ema_decay = float(config.get("ema", 0.0) or 0.0)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
         # DCGAN's Adam settings unless the family or the user says otherwise
@@ -92,7 +97,7 @@ class Trainer:
         self.r1 = float(config.get("r1", 0.0) or 0.0)  # gamma; the penalty is gamma/2 * E|grad D(x)|^2
         self.diffaug = parse_policy(config.get("diffaug"))
         self.aug_rng = torch.Generator().manual_seed(seed + 2)
-        self.monitor = TrainingMonitor(self.loss, run, family)
+        self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)))
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         self.noise = torch.Generator().manual_seed(seed + 1)
@@ -164,8 +169,12 @@ class Trainer:
         return self._perm[k * bs : (k + 1) * bs]
 
     def real_batch(self, step: int):
+        import torch
+
         idx = self.batch_indices(step)
         x = self.x[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x, self.y[idx].to(self.device)
 
     # -- one step ----------------------------------------------------------------------

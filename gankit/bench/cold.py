@@ -1,0 +1,44 @@
+"""Cold start of the torch-free runtime: a fresh interpreter, ``import gankit.runtime``, load,
+first batch of 16. Each repeat is a new process, which is what a user or a server pays."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHILD = r"""
+import time, json, sys
+t0 = time.perf_counter()
+import gankit.runtime as gr
+t1 = time.perf_counter()
+m = gr.load(sys.argv[1])
+t2 = time.perf_counter()
+if m.task == "generate":
+    m.generate(int(sys.argv[2]), seed=0)
+else:
+    import numpy as np
+    img = np.zeros((m.height, m.width, m.channels), np.uint8); mask = np.zeros((m.height, m.width), bool); mask[:4, :4] = True
+    for _ in range(int(sys.argv[2])): m.inpaint(img, mask)
+t3 = time.perf_counter()
+print(json.dumps({"import_ms": (t1-t0)*1e3, "load_ms": (t2-t1)*1e3, "first_batch_ms": (t3-t2)*1e3,
+                  "in_process_ms": (t3-t0)*1e3, "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def cold_start(model: str | Path, repeats: int = 5, batch: int = 16) -> dict:
+    """Medians over ``repeats`` fresh processes, in milliseconds."""
+    rows = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", CHILD, str(model), str(batch)], capture_output=True, text=True, check=True)
+        rec = json.loads(out.stdout.strip().splitlines()[-1])
+        rec["process_ms"] = (time.perf_counter() - t0) * 1e3
+        rows.append(rec)
+    summary = {k: round(statistics.median(r[k] for r in rows), 1)
+               for k in ("import_ms", "load_ms", "first_batch_ms", "in_process_ms", "process_ms")}
+    summary.update(torch_imported=any(r["torch_imported"] for r in rows), batch=batch, repeats=repeats)
+    return summary

@@ -1,0 +1,98 @@
+"""``gankit bench`` and the runtime's second backend: records complete, numbers consistent,
+reduced precision judged, bad options refused. (No timing assertions: speed is reported in
+benchmarks/, not tested.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gankit import runtime
+from gankit.bench.core import quality_failing, summarize
+from tests.conftest import assert_one_line_error
+
+REQUIRED = ("model", "backend", "batch", "median_ms", "p90_ms", "images_per_s", "gflops_per_s",
+            "max_abs_diff_vs_fp32", "psnr_vs_fp32_db")
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+def test_bench_writes_complete_records_table_and_chart(cli):
+    r = cli("bench", "--models", "cgan", "--batch", "1,3", "--no-train", "--no-cold", "--no-compile", "--budget", "0.05",
+            "--fresh", "--quality-samples", "64", "--json", "b.json", "--md", "b.md", "--png", "b.png")
+    assert r.code == 0, r.err
+    records = json.loads(Path("b.json").read_text())
+    kinds = {rec["kind"] for rec in records}
+    assert {"machine", "roof", "inference"} <= kinds
+    roof = next(rec for rec in records if rec["kind"] == "roof")
+    assert roof["fp32_gflops"] > 0 and roof["int8_gflops"] > 0
+    timed = [rec for rec in records if rec["kind"] == "inference" and rec.get("median_ms")]
+    backends = {rec["backend"] for rec in timed}
+    assert {"pytorch eager fp32", "pytorch eager fp32 channels_last", "pytorch bf16 autocast channels_last",
+            "onnxruntime fp32", "onnxruntime int8 QDQ"} <= backends
+    for rec in timed:
+        assert all(k in rec for k in REQUIRED), rec
+        assert rec["p90_ms"] >= rec["median_ms"] > 0
+        assert rec["images_per_s"] == pytest.approx(rec["batch"] / (rec["median_ms"] / 1e3), rel=0.01)
+        if rec["precision"] == "fp32":  # same maths, different engines
+            assert rec["max_abs_diff_vs_fp32"] < 1e-3 and rec["psnr_vs_fp32_db"] > 60
+    # reduced precision differs measurably and carries judge metrics computed through it
+    int8 = [rec for rec in timed if rec["backend"] == "onnxruntime int8 QDQ"]
+    assert all(rec["max_abs_diff_vs_fp32"] > 0 for rec in int8)
+    assert all("conditional_accuracy" in rec["quality"] and "fd_ratio" in rec["quality"] for rec in int8)
+    assert all(rec["status"] == "ok" or rec["status"].startswith("failing: ") for rec in int8)
+    assert "openvino fp32" in {rec["backend"] for rec in records if rec["kind"] == "inference"}  # timed, or skipped with the reason
+    s = summarize(records)
+    assert [(x["model"], x["batch"]) for x in s["speedup"]] == [("cgan", 1), ("cgan", 3)]
+    assert "| cgan | onnxruntime fp32 | 1 |" in Path("b.md").read_text()
+    assert Path("b.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run refuses to overwrite
+    r = cli("bench", "--models", "cgan", "--json", "b.json")
+    assert_one_line_error(r)
+
+
+def test_quality_failing_uses_one_point_margins():
+    ref = {"conditional_accuracy": 0.95, "fd_ratio": 20.0, "hole_psnr_rect_db": 14.0}
+    assert quality_failing(ref, {"conditional_accuracy": 0.945, "fd_ratio": 30.0, "hole_psnr_rect_db": 13.2}) == []
+    bad = quality_failing(ref, {"conditional_accuracy": 0.93, "hole_psnr_rect_db": 12.9})
+    assert bad == ["conditional_accuracy 0.950 -> 0.930", "hole_psnr_rect_db 14.00 -> 12.90"]
+
+
+@pytest.mark.parametrize("args", [["--batch", "0"], ["--batch", "a,b"], ["--models", "nope"], ["--device", "tpu"],
+                                  ["--threads", "0"], ["--budget", "-1"], ["--json", "out.txt"]])
+def test_bad_bench_options_are_one_line_errors(cli, args):
+    assert_one_line_error(cli("bench", *args))
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed (optional extra gankit[openvino])")
+def test_openvino_backend_matches_onnxruntime(tiny_runs):
+    for fam in ("cgan", "inpaint"):
+        path = tiny_runs[fam]["onnx"]
+        ov = runtime.load(path, backend="openvino", precision="f32")
+        ort_model = runtime.load(path)
+        assert ov.backend == "openvino" and "OpenVINO" in ov.providers[0]
+        if fam == "cgan":
+            z = np.random.default_rng(0).standard_normal((5, ort_model.latent_dim)).astype(np.float32)
+            a, b = ov.run_raw(z, np.arange(5)), ort_model.run_raw(z, np.arange(5))
+        else:
+            x = np.random.default_rng(0).uniform(-1, 1, (3, 1, 28, 28)).astype(np.float32)
+            m = (np.random.default_rng(1).uniform(size=(3, 1, 28, 28)) > 0.7).astype(np.float32)
+            a, b = ov.run_raw_inpaint(x, m), ort_model.run_raw_inpaint(x, m)
+        assert np.abs(a - b).max() < 1e-4
+
+
+@pytest.mark.skipif(HAS_OPENVINO, reason="OpenVINO is installed")
+def test_openvino_backend_without_openvino_says_how_to_install(tiny_runs):
+    with pytest.raises(runtime.RuntimeInputError, match=r"pip install 'gankit\[openvino\]'"):
+        runtime.load(tiny_runs["gan"]["onnx"], backend="openvino")
+
+
+def test_cli_generate_with_a_backend(tiny_runs, cli):
+    r = cli("generate", tiny_runs["gan"]["onnx"], "--n", "4", "--seed", "0", "--out", "g.png", "--backend", "nope")
+    assert_one_line_error(r)
+    if HAS_OPENVINO:
+        r = cli("generate", tiny_runs["gan"]["onnx"], "--n", "4", "--seed", "0", "--out", "g.png", "--backend", "openvino")
+        assert r.code == 0, r.err
