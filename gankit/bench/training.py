@@ -66,7 +66,7 @@ def _plain_stepper(family, dataset, config):
         d_loss = (bce(D(*d_args(imgs, labels)), valid) + bce(D(*d_args(gen.detach(), gen_labels)), fake)) / 2
         d_loss.backward()
         opt_d.step()
-        return {"d_loss": float(d_loss), "g_loss": float(g_loss)}
+        return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
 
     return step
 
