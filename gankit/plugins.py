@@ -80,9 +80,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager("gankit")
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
-        self._families: dict[str, tuple[Any, str]] | None = None
-        self._datasets: dict[str, tuple[Any, str]] | None = None
-        self._losses: dict[str, tuple[Any, str]] | None = None
+        self._registries: dict[str, dict[str, tuple[Any, str]]] = {}
         self.strict = os.environ.get("GANKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
     # -- loading -----------------------------------------------------------------------
@@ -118,7 +116,7 @@ class PluginManager:
             return record
         record.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
         self.records[name] = record
-        self._families = self._datasets = self._losses = None
+        self._registries.clear()
         return record
 
     def unregister(self, name: str) -> None:
@@ -126,7 +124,7 @@ class PluginManager:
         if plugin is not None:
             self.pm.unregister(plugin, name=name)
         self.records.pop(name, None)
-        self._families = self._datasets = self._losses = None
+        self._registries.clear()
 
     def _fail(self, record: PluginRecord, exc: BaseException) -> None:
         record.status = "error"
@@ -165,32 +163,29 @@ class PluginManager:
                 found[key] = (obj, impl.plugin_name)
         return found
 
+    def _registry(self, field_name: str) -> dict[str, tuple[Any, str]]:
+        """Collected once per manager (and again after register/unregister); also fills the
+        records' ``families`` / ``datasets`` / ``losses`` lists."""
+        if field_name not in self._registries:
+            hook, validator, kind = _KINDS[field_name]
+            self._registries[field_name] = {}  # re-entrant lookups during collection see an empty registry
+            found = self._collect(hook, validator, kind)
+            self._registries[field_name] = found
+            for r in self.records.values():
+                setattr(r, field_name, [k for k, (_, p) in found.items() if p == r.name])
+        return self._registries[field_name]
+
     @property
     def families(self) -> dict[str, tuple[Any, str]]:
-        if self._families is None:
-            self._families = {}
-            self._families = self._collect("register_families", _validate_family, "family")
-            for r in self.records.values():
-                r.families = [k for k, (_, p) in self._families.items() if p == r.name]
-        return self._families
+        return self._registry("families")
 
     @property
     def datasets(self) -> dict[str, tuple[Any, str]]:
-        if self._datasets is None:
-            self._datasets = {}
-            self._datasets = self._collect("register_datasets", _validate_dataset, "dataset")
-            for r in self.records.values():
-                r.datasets = [k for k, (_, p) in self._datasets.items() if p == r.name]
-        return self._datasets
+        return self._registry("datasets")
 
     @property
     def losses(self) -> dict[str, tuple[Any, str]]:
-        if self._losses is None:
-            self._losses = {}
-            self._losses = self._collect("register_losses", _validate_loss, "loss")
-            for r in self.records.values():
-                r.losses = [k for k, (_, p) in self._losses.items() if p == r.name]
-        return self._losses
+        return self._registry("losses")
 
     def family(self, name: str):
         fams = self.families
@@ -244,6 +239,14 @@ def _validate_loss(obj: Any) -> str:
     if int(obj.n_critic) < 1 or float(obj.gradient_penalty) < 0:
         raise GankitError(f"loss {obj.name!r}: n_critic must be >= 1 and gradient_penalty >= 0")
     return obj.name
+
+
+# PluginRecord field -> (hook that fills it, validator, kind named in errors)
+_KINDS: dict[str, tuple[str, Callable[[Any], str], str]] = {
+    "families": ("register_families", _validate_family, "family"),
+    "datasets": ("register_datasets", _validate_dataset, "dataset"),
+    "losses": ("register_losses", _validate_loss, "loss"),
+}
 
 
 def _dist_version(dist: str) -> str:

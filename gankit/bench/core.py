@@ -219,9 +219,7 @@ class OrtInt8(OrtCPU):
     name, precision = "onnxruntime int8 QDQ", "int8"
 
     def __init__(self, model, threads):
-        path = quantize_int8(model)
-        Backend.__init__(self, model, threads)
-        OrtCPU.__init__(self, model, threads, path)
+        super().__init__(model, threads, quantize_int8(model))
 
     def tag(self) -> str:
         return "int8"

@@ -35,9 +35,6 @@ class AdversarialLoss:
     saturated_below: float | None = None
 
 
-GANLoss = AdversarialLoss  # earlier name
-
-
 def _bce_d(real, fake):
     import torch.nn.functional as F
 
