@@ -122,6 +122,7 @@ def train_cmd(
     ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the generator weights (0 = off); the EMA generator is sampled and exported."),
     diffaug: Optional[str] = typer.Option(None, "--diffaug", help="Differentiable augmentation for D: color,translation,cutout (comma-separated), all, or none."),
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real images (0 = off)."),
+    mode_seeking: Optional[float] = typer.Option(None, "--mode-seeking", help="Mode-seeking (MSGAN) weight against intra-class collapse (0 = off; generators with z)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of both G and D."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed config."),
@@ -139,6 +140,8 @@ def train_cmd(
         raise UsageError(f"--ema must be in [0, 1), got {ema}")
     if r1 is not None and r1 < 0:
         raise UsageError(f"--r1 must be >= 0, got {r1}")
+    if mode_seeking is not None and mode_seeking < 0:
+        raise UsageError(f"--mode-seeking must be >= 0, got {mode_seeking}")
     if diffaug is not None:
         from gankit.train.augment import parse_policy
 
@@ -152,7 +155,8 @@ def train_cmd(
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
             overrides[key] = raw
-    for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1)):
+    for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1),
+                       ("mode_seeking", mode_seeking)):
         if value is not None:
             overrides[key] = value
     train(

@@ -13,7 +13,7 @@ from torch import nn
 from gankit import hookimpl, plugins
 from gankit.errors import UsageError
 from gankit.train.augment import diff_augment, parse_policy
-from gankit.train.losses import AdversarialLoss, available_losses, get_loss, gradient_penalty, r1_penalty
+from gankit.train.losses import AdversarialLoss, available_losses, get_loss, gradient_penalty, mode_seeking, r1_penalty
 from gankit.train.monitor import TrainingMonitor
 from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update, has_spectral_norm
 from tests.conftest import assert_one_line_error
@@ -105,6 +105,52 @@ def test_ema_update_rule():
     assert torch.equal(ema.running_mean, model.running_mean)  # buffers are copied
     assert ema_decay_at(0, 0.999) == pytest.approx(0.1)  # warm-up: early steps average quickly
     assert ema_decay_at(100_000, 0.999) == 0.999
+
+
+def test_mode_seeking_punishes_a_generator_that_ignores_z():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 16, generator=g)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    collapsed = torch.zeros(8, 1, 4, 4) + labels[:, None, None, None].float()  # one image per class
+    varied = collapsed + torch.randn(8, 1, 4, 4, generator=g)
+    assert mode_seeking(varied, z, labels) < mode_seeking(collapsed, z, labels)
+    # only pairs with the same label count: images that differ only across classes are still collapsed
+    assert mode_seeking(collapsed, z, labels) > 1e4
+    assert mode_seeking(collapsed, z) < 1e4  # unconditional: every pair counts
+    # exact value on one pair: 1 / (mean|dx| / mean|dz|)
+    x2, z2 = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]), torch.stack([torch.zeros(4), torch.full((4,), 2.0)])
+    assert float(mode_seeking(x2, z2)) == pytest.approx(2.0, rel=1e-4)
+    # no pair shares a label: nothing to compare, no loss; gradients flow otherwise
+    assert float(mode_seeking(varied[:4:2], z[:4:2], labels[:4:2])) == 0.0
+    v = varied.clone().requires_grad_(True)
+    mode_seeking(v, z, labels).backward()
+    assert v.grad.abs().sum() > 0
+
+
+def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_path):
+    from gankit.data import load_dataset
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+    from gankit.train.run import RunDir
+    from gankit.train.trainer import Trainer
+
+    fam, ds = get_family("cgan"), load_dataset("mnist5k")
+    cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"steps": 3, "batch_size": 16})
+    t = Trainer(fam, ds, cfg, RunDir(tmp_path / "run"))
+    for _ in range(3):
+        t.train_step()
+    bn = next(m for m in t.G_ema.modules() if isinstance(m, nn.BatchNorm2d))
+    assert torch.equal(bn.running_mean, next(m for m in t.G.modules() if isinstance(m, nn.BatchNorm2d)).running_mean)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().mean(dim=(0, 2, 3))))
+    t.refresh_ema_statistics(batches=4)
+    hook.remove()
+    assert len(seen) == 4  # its own activations, batch by batch...
+    assert torch.allclose(bn.running_mean, torch.stack(seen).mean(0), atol=1e-5)  # ...averaged, not the live G's
+    assert not t.G_ema.training and bn.momentum == 0.1  # left in eval mode with its momentum back
+    noise_state = t.noise.get_state()
+    t.refresh_ema_statistics()
+    assert torch.equal(t.noise.get_state(), noise_state)  # training's noise stream untouched
 
 
 @pytest.mark.parametrize("style", ["parametrization", "legacy"])
@@ -228,7 +274,7 @@ def test_cgan_trains_and_exports_with_every_loss(cli, loss):
 
 
 @pytest.mark.parametrize("flags", [["--spectral-norm"], ["--ema", "0.99"], ["--diffaug", "color,translation,cutout"],
-                                   ["--r1", "10"], ["--spectral-norm", "--diffaug", "all", "--r1", "1", "--loss", "hinge"]])
+                                   ["--r1", "10"], ["--mode-seeking", "0.5"], ["--spectral-norm", "--diffaug", "all", "--r1", "1", "--loss", "hinge"]])
 def test_cgan_trains_and_exports_with_each_stabiliser(cli, flags):
     out = "runs/" + "-".join(f.strip("-").replace(",", "") for f in flags)
     r = cli("train", "--plugin", "cgan", *flags, "--out", out, *TINY)
@@ -244,10 +290,12 @@ def test_cgan_trains_and_exports_with_each_stabiliser(cli, flags):
     metrics = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     if "--r1" in flags:
         assert any("r1" in m for m in metrics)
+    if "--mode-seeking" in flags:
+        assert cfg["mode_seeking"] == 0.5 and any("mode_seeking" in m for m in metrics)
     assert (Path("exported") / f"{Path(out).name}.onnx").is_file()
 
 
 @pytest.mark.parametrize("args", [["--loss", "wgan"], ["--diffaug", "blur"], ["--r1", "-1"], ["--ema", "1.5"],
-                                  ["--set", "width=64"]])
+                                  ["--mode-seeking", "-1"], ["--set", "width=64"]])
 def test_bad_loss_and_stabiliser_options_are_one_line_errors(cli, args):
     assert_one_line_error(cli("train", "--plugin", "cgan", *args, "--steps", "1"))

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 REMEDY_D = "try --diffaug color,translation, --r1 10, --spectral-norm or a lower --lr"
-REMEDY_MODES = "try --loss hinge or wgan-gp, --diffaug, minibatch-std in D, or a lower learning rate"
+REMEDY_MODES = "try --mode-seeking 0.01, --loss hinge or wgan-gp, --diffaug, or a lower learning rate"
 
 
 class TrainingMonitor:

@@ -37,7 +37,8 @@ def ema_decay_at(step: int, decay: float) -> float:
 
 
 def ema_update(ema_model, model, decay: float) -> None:
-    """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers (BatchNorm statistics) copied."""
+    """``ema = decay * ema + (1 - decay) * model`` for parameters; buffers (BatchNorm statistics) copied
+    (the trainer recomputes them for the averaged weights before saving: ``refresh_ema_statistics``)."""
     import torch
 
     with torch.no_grad():

@@ -25,7 +25,7 @@ from gankit.data import Dataset
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train.augment import diff_augment, parse_policy
-from gankit.train.losses import get_loss, gradient_penalty, r1_penalty
+from gankit.train.losses import mode_seeking, get_loss, gradient_penalty, r1_penalty
 from gankit.train.monitor import TrainingMonitor
 from gankit.train.run import RunDir, config_hash
 from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update
@@ -100,6 +100,8 @@ class Trainer:
         self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)))
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
+        # mode seeking (MSGAN) needs a latent code to compare: generate-task families only
+        self.mode_seeking = float(config.get("mode_seeking", 0.0) or 0.0) if family.task == "generate" else 0.0
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
@@ -114,9 +116,42 @@ class Trainer:
         """The generator that is sampled, evaluated and exported (EMA when enabled)."""
         return self.G_ema if self.G_ema is not None else self.G
 
+    def refresh_ema_statistics(self, batches: int = 8) -> None:
+        """Recompute the EMA generator's BatchNorm statistics from its own activations.
+
+        Averaged weights with the live generator's running statistics do not match (the
+        statistics belong to other weights); like BigGAN's "standing statistics", run the EMA
+        generator in training mode over ``batches`` fixed batches with a cumulative average.
+        Uses its own seeded noise, so training (and resuming) is unaffected. Called before
+        every checkpoint, sample grid and evaluation, so what is saved, exported and judged agrees.
+        """
+        import torch
+
+        G = self.G_ema
+        if G is None:
+            return
+        norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches below
+        rng = torch.Generator().manual_seed(int(self.config["seed"]) + 3)
+        G.train()
+        with torch.no_grad():
+            for i in range(batches):
+                real, labels = self.real_batch(i)
+                g_in = self.family.generator_inputs(real, labels, self.config, rng)
+                G(**{k: v.to(self.device) for k, v in g_in.items()})
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        G.eval()
+
     def save(self) -> str:
         import torch
 
+        self.refresh_ema_statistics()
         modules = {"G": self.G, "D": self.D}
         if self.G_ema is not None:
             modules["G_ema"] = self.G_ema
@@ -223,6 +258,8 @@ class Trainer:
         D.requires_grad_(False)
         adv = self.loss.g_loss(D(*fam.discriminator_inputs(self._augment(fake), labels, g_in)))
         extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
+        if self.mode_seeking:
+            extra = {**extra, "mode_seeking": self.mode_seeking * mode_seeking(fake, g_in["z"], g_in.get("label"))}
         loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -314,6 +351,7 @@ class Trainer:
             if progress is not None:
                 progress(self.step, total, losses)
             if sample_every and self.step % sample_every == 0 and self.step < total:
+                self.refresh_ema_statistics()
                 self.write_samples()
                 if self.evaluator is not None:
                     rec = self.evaluator(self.sample_generator, self.step)

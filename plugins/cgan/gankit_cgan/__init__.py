@@ -12,7 +12,10 @@ from gankit_gan import DEFAULTS, DCGANFamily
 
 __version__ = "0.1.0"
 
-CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection"}
+# measured (README "Losses and stabilisers"): DiffAugment lifts accuracy, mode seeking cures the
+# intra-class collapse behind the Frechet distance; 800 steps keep the whole run under 3 minutes
+CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection", "steps": 800, "diffaug": "translation,cutout",
+                 "mode_seeking": 0.01}
 
 
 @hookimpl
