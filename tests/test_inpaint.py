@@ -68,3 +68,25 @@ def test_inpaint_cli_errors(tiny_runs, cli, tmp_path, case):
     out = tmp_path / "out.png"
     assert_one_line_error(cli("inpaint", model, "--image", img, "--mask", mask, "--out", out), 2)
     assert not out.exists()
+
+
+def test_push_pull_fill_keeps_known_pixels_and_fills_holes_from_their_surroundings():
+    import torch
+
+    from gankit_inpaint.model import push_pull_fill
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 28, 28, generator=g) * 2 - 1
+    mask = torch.zeros(2, 1, 28, 28)
+    mask[:, :, 8:18, 5:15] = 1
+    out = push_pull_fill(image * (1 - mask), mask)
+    assert torch.equal(out * (1 - mask), image * (1 - mask))  # known pixels exactly as given
+    # a constant image with a hole comes back constant: the fill only interpolates what is around it
+    flat = torch.full((1, 1, 28, 28), 0.3)
+    assert torch.allclose(push_pull_fill(flat * (1 - mask[:1]), mask[:1]), flat, atol=1e-5)
+    # a left-right ramp: the hole is filled between the values at its edges, not with the mean colour
+    ramp = torch.linspace(-1, 1, 28).expand(1, 1, 28, 28).clone()
+    filled = push_pull_fill(ramp * (1 - mask[:1]), mask[:1])
+    inside = filled[0, 0, 8:18, 5:15]
+    assert float(inside.min()) >= float(ramp[0, 0, 0, 4]) - 0.05 and float(inside.max()) <= float(ramp[0, 0, 0, 15]) + 0.05
+    assert float((inside - ramp[0, 0, 8:18, 5:15]).abs().mean()) < 0.1

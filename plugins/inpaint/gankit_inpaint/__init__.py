@@ -38,7 +38,8 @@ class InpaintFamily(ModelFamily):
     def build_generator(self, config):
         from gankit_inpaint.model import InpaintGenerator
 
-        return InpaintGenerator(channels=int(config["channels"]), width=int(config["gen_width"]))
+        return InpaintGenerator(channels=int(config["channels"]), width=int(config["gen_width"]),
+                                coarse_fill=str(config.get("coarse_fill", "none")))
 
     def build_discriminator(self, config):
         from gankit_inpaint.model import PatchDiscriminator

@@ -7,6 +7,14 @@ The output is composited, ``mask * generated + (1 - mask) * image``, inside the 
 the exported ONNX file keeps known pixels exactly. Only plain convolutions: it exports to
 ONNX and quantises.
 
+With ``coarse_fill="pushpull"`` the hole is first filled by a classical, exportable
+interpolation (push-pull pyramid, Gortler et al. 1996, then Jacobi smoothing steps of
+Laplace's equation inside the hole: a cheap cousin of the biharmonic baseline), and the
+U-Net sees that fill and predicts a residual on top of it: it starts from a smooth guess
+and learns the texture and edges that interpolation cannot make. On photo patches, where
+a hole mostly continues its surroundings, this brought the GAN from 17.3 to 19.8 dB hole
+PSNR (biharmonic: 19.9), see the README.
+
 Discriminator: a PatchGAN (Isola et al. 2017) on [image, mask]: one logit per patch.
 """
 
@@ -27,9 +35,47 @@ def _block(conv: nn.Module, cout: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(cout), _act())
 
 
+def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 128) -> torch.Tensor:
+    """Fill the holes (``mask`` = 1) of ``image`` from the known pixels around them.
+
+    Push: average known pixels (and their weights) down a 2x2 pyramid until nothing is
+    missing. Pull: going back up, each level keeps its own colour where it had known pixels
+    and takes the coarser level's colour, bilinearly upsampled, where it did not. Then
+    ``smooth_steps`` Jacobi iterations of the 3x3 average inside the hole smooth the seams.
+    Known pixels are returned unchanged. Only pooling, resizing and a fixed convolution:
+    exports to ONNX for any static image size.
+    """
+    import torch.nn.functional as F
+
+    known = 1.0 - mask
+    values, weights = [image * known], [known]
+    while min(values[-1].shape[-2:]) > 1:
+        # ceil_mode keeps odd sides; the ratio below cancels the pooling's divisor
+        values.append(F.avg_pool2d(values[-1], 2, ceil_mode=True))
+        weights.append(F.avg_pool2d(weights[-1], 2, ceil_mode=True))
+    filled = values[-1] / weights[-1].clamp_min(1e-6)
+    for v, w in zip(reversed(values[:-1]), reversed(weights[:-1])):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        own = v / w.clamp_min(1e-6)
+        alpha = (w * 4.0).clamp(max=1.0)  # a pixel backed by a quarter of its cell or more keeps its own colour
+        filled = alpha * own + (1 - alpha) * up
+    filled = mask * filled + known * image
+    if smooth_steps:
+        c = image.shape[1]
+        kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0, dtype=image.dtype, device=image.device)
+        for _ in range(smooth_steps):
+            avg = F.conv2d(F.pad(filled, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+            filled = mask * avg + known * image
+    return filled
+
+
 class InpaintGenerator(nn.Module):
-    def __init__(self, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4)):
+    def __init__(self, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4),
+                 coarse_fill: str = "none"):
         super().__init__()
+        if coarse_fill not in ("none", "pushpull"):
+            raise ValueError(f"coarse_fill must be 'none' or 'pushpull', got {coarse_fill!r}")
+        self.coarse_fill = coarse_fill
         w = width
         self.enc1 = nn.Sequential(nn.Conv2d(channels + 1, w, 3, 1, 1), _act())
         self.enc2 = _block(nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), 2 * w)
@@ -40,15 +86,22 @@ class InpaintGenerator(nn.Module):
         self.up1 = _block(nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), w)
         self.dec1 = _block(nn.Conv2d(2 * w, w, 3, 1, 1, bias=False), w)
         self.out = nn.Conv2d(w, channels, 3, 1, 1)
+        if coarse_fill == "pushpull":  # start as the interpolation itself; learn only what improves on it
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         known = image * (1 - mask)
-        e1 = self.enc1(torch.cat([known, mask], dim=1))
+        coarse = push_pull_fill(known, mask) if self.coarse_fill == "pushpull" else known
+        e1 = self.enc1(torch.cat([coarse, mask], dim=1))
         e2 = self.enc2(e1)
         h = self.mid(self.enc3(e2))
         h = self.dec2(torch.cat([self.up2(h), e2], dim=1))
         h = self.dec1(torch.cat([self.up1(h), e1], dim=1))
-        generated = torch.tanh(self.out(h))
+        if self.coarse_fill == "pushpull":  # a residual on top of the interpolation
+            generated = torch.clamp(coarse + self.out(h), -1.0, 1.0)
+        else:
+            generated = torch.tanh(self.out(h))
         return mask * generated + (1 - mask) * image
 
 
