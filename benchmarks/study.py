@@ -2,7 +2,7 @@
 the same step budget and seed, and record the judge metrics over steps.
 
 Usage: python benchmarks/study.py [--families cgan,gan] [--steps 400] [--seed 0]
-                                  [--out benchmarks/study] [--only VARIANT,...]
+                                  [--out benchmarks/study] [--only 'VARIANT;...'] [--skip 'VARIANT;...']
 
 Writes OUT/results.json (every evaluation of every run, wall time, warnings), OUT/table.md
 (final metrics, best FD ratio first) and OUT/study.png (FD ratio and accuracy/coverage over
@@ -19,7 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-# name -> train() overrides on top of the family's defaults (the "baseline")
+# Every variant starts from BASE on top of the family's defaults: the plain DCGAN recipe
+# (BCE, EMA, no augmentation, no mode seeking), so a change of the shipped defaults does not
+# silently change what "baseline" means.
+BASE: dict = {"diffaug": "none", "mode_seeking": 0.0}
+
+# name -> overrides on top of BASE
 VARIANTS: dict[str, dict] = {
     "baseline (bce, ema)": {},
     "loss minimax": {"loss": "minimax"},
@@ -30,9 +35,12 @@ VARIANTS: dict[str, dict] = {
     "no ema": {"ema": 0.0},
     "+diffaug translation,cutout": {"diffaug": "translation,cutout"},
     "+r1 1": {"r1": 1.0},
+    "+mode-seeking 0.01": {"mode_seeking": 0.01},
+    "+mode-seeking 0.1": {"mode_seeking": 0.1},
     # combinations of the single changes that helped
     "+diffaug +spectral-norm": {"diffaug": "translation,cutout", "spectral_norm": True},
     "+diffaug +r1 1": {"diffaug": "translation,cutout", "r1": 1.0},
+    "+diffaug +mode-seeking 0.01": {"diffaug": "translation,cutout", "mode_seeking": 0.01},
 }
 
 
@@ -44,7 +52,7 @@ def run_variant(family: str, name: str, overrides: dict, steps: int, seed: int, 
     out = workdir / f"{family}-{_slug(name)}"
     if out.exists():
         shutil.rmtree(out)
-    over = dict(overrides)
+    over = {**BASE, **overrides}
     loss = over.pop("loss", None)
     t0 = time.perf_counter()
     summary = train(plugin=family, steps=steps, seed=seed, out=out, loss=loss, export=False, evaluate=True, quiet=True,
@@ -109,17 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/study"))
-    p.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    p.add_argument("--only", default="", help="variant names separated by ';' (default: all)")
+    p.add_argument("--skip", default="", help="variant names separated by ';' to leave out")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     results_path = a.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {(r["family"], r["variant"], r["steps"], r["seed"]) for r in results}
-    only = [v.strip() for v in a.only.split(",") if v.strip()]
+    only = [v.strip() for v in a.only.split(";") if v.strip()]
+    skip = {v.strip() for v in a.skip.split(";") if v.strip()}
     workdir = a.out / "runs"
     for fam in a.families.split(","):
         for name, over in VARIANTS.items():
-            if (only and name not in only) or (fam, name, a.steps, a.seed) in done:
+            if (only and name not in only) or name in skip or (fam, name, a.steps, a.seed) in done:
                 continue
             print(f"[study] {fam} / {name} ...", file=sys.stderr, flush=True)
             rec = run_variant(fam, name, over, a.steps, a.seed, workdir)
