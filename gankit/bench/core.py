@@ -121,7 +121,14 @@ class Backend:
 class TorchEager(Backend):
     name, precision = "pytorch eager fp32", "fp32"
     channels_last = False
-    autocast_dtype = None
+    autocast: str | None = None  # torch dtype name for torch.autocast, None = full precision
+
+    def autocast_context(self, device: str):
+        import contextlib
+
+        import torch
+
+        return torch.autocast(device, dtype=getattr(torch, self.autocast)) if self.autocast else contextlib.nullcontext()
 
     def __init__(self, model, threads):
         super().__init__(model, threads)
@@ -146,17 +153,13 @@ class TorchEager(Backend):
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             t[k] = x
-        net, dev, dtype = self.net, self.device, self.autocast_dtype
+        net, autocast = self.net, self.autocast_context(self.device)
 
         def run():
             with torch.inference_mode():
-                if dtype is not None:
-                    with torch.autocast(dev, dtype=dtype):
-                        y = net(**t)
-                else:
+                with autocast:  # one context object, entered once per call (never nested)
                     y = net(**t)
-                out = y.float().cpu().numpy()
-            return out
+                return y.float().cpu().numpy()
 
         return run
 
@@ -167,12 +170,7 @@ class TorchChannelsLast(TorchEager):
 
 class TorchBF16(TorchEager):
     name, precision, channels_last = "pytorch bf16 autocast channels_last", "bf16", True
-
-    @property
-    def autocast_dtype(self):
-        import torch
-
-        return torch.bfloat16
+    autocast = "bfloat16"
 
 
 class TorchCompile(TorchEager):
@@ -292,15 +290,11 @@ class TorchCUDA(TorchEager):
 
         run = super().prepare(inputs)
         t = {k: torch.from_numpy(v).cuda() for k, v in inputs.items()}
-        net, dtype = self.net, self.autocast_dtype
+        net, autocast = self.net, self.autocast_context("cuda")
 
         def run_sync():  # output stays on the GPU; synchronise so the time is real
-            with torch.inference_mode():
-                if dtype is not None:
-                    with torch.autocast("cuda", dtype=dtype):
-                        y = net(**t)
-                else:
-                    y = net(**t)
+            with torch.inference_mode(), autocast:
+                y = net(**t)
             torch.cuda.synchronize()
             return y
 
@@ -310,12 +304,7 @@ class TorchCUDA(TorchEager):
 
 class TorchCUDAfp16(TorchCUDA):
     name, precision = "pytorch cuda fp16 autocast", "fp16"
-
-    @property
-    def autocast_dtype(self):
-        import torch
-
-        return torch.float16
+    autocast = "float16"
 
 
 class TorchCUDACompile(TorchCUDA):

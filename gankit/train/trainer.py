@@ -25,7 +25,7 @@ from gankit.data import Dataset
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train.augment import diff_augment, parse_policy
-from gankit.train.losses import mode_seeking, get_loss, gradient_penalty, r1_penalty
+from gankit.train.losses import get_loss, gradient_penalty, mode_seeking, r1_penalty
 from gankit.train.monitor import TrainingMonitor
 from gankit.train.run import RunDir, config_hash
 from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update
@@ -108,6 +108,7 @@ class Trainer:
         self.step = 0
         self.rollbacks = 0
         self._perm_epoch: int | None = None
+        self._ema_stats_step: int | None = None  # step whose EMA weights the BatchNorm statistics match
         self.hash = config_hash(config)
 
     # -- state -------------------------------------------------------------------------
@@ -128,8 +129,9 @@ class Trainer:
         import torch
 
         G = self.G_ema
-        if G is None:
+        if G is None or self._ema_stats_step == self.step:  # already fresh for this step's weights
             return
+        self._ema_stats_step = self.step
         norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if not norms:
             return
