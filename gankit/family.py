@@ -38,6 +38,10 @@ class ModelFamily:
     defaults:
         Training and architecture defaults; ``gankit train`` options override them and the
         merged dict (the *config*) is what every ``build_*`` method receives.
+    data_defaults:
+        Per-dataset changes to ``defaults`` (``{"photos": {"steps": 300}}``), applied when
+        training on that dataset, before the command-line options: a recipe measured on 28x28
+        digits is rarely the right one for 64x64 photographs.
     """
 
     name: str = "unnamed"
@@ -45,6 +49,7 @@ class ModelFamily:
     condition: Condition = "none"
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    data_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     implemented: bool = True
 
     # -- building ----------------------------------------------------------------------

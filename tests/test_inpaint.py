@@ -70,10 +70,14 @@ def test_inpaint_cli_errors(tiny_runs, cli, tmp_path, case):
     assert not out.exists()
 
 
-def test_push_pull_fill_keeps_known_pixels_and_fills_holes_from_their_surroundings():
+@pytest.mark.parametrize("kind", ["pushpull", "biharmonic"])
+def test_coarse_fill_keeps_known_pixels_and_fills_holes_from_their_surroundings(kind):
     import torch
 
-    from gankit_inpaint.model import push_pull_fill
+    from gankit_inpaint.model import fill_holes
+
+    def push_pull_fill(image, mask):
+        return fill_holes(kind, image, mask)
 
     g = torch.Generator().manual_seed(0)
     image = torch.rand(2, 3, 28, 28, generator=g) * 2 - 1
@@ -90,3 +94,35 @@ def test_push_pull_fill_keeps_known_pixels_and_fills_holes_from_their_surroundin
     inside = filled[0, 0, 8:18, 5:15]
     assert float(inside.min()) >= float(ramp[0, 0, 0, 4]) - 0.05 and float(inside.max()) <= float(ramp[0, 0, 0, 15]) + 0.05
     assert float((inside - ramp[0, 0, 8:18, 5:15]).abs().mean()) < 0.1
+
+
+def test_biharmonic_fill_continues_gradients_where_the_harmonic_one_flattens():
+    """A bowl (quadratic) image: Laplace's equation bends the fill into a saddle-free,
+    flattened surface, the thin-plate fill follows the curvature of the surroundings."""
+    import torch
+
+    from gankit_inpaint.model import fill_holes
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    bowl = (xx**2 + yy**2 - 1).expand(1, 1, 32, 32).clone()
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[:, :, 10:22, 10:22] = 1
+    err = {k: float(((fill_holes(k, bowl * (1 - mask), mask) - bowl) * mask).abs().sum() / mask.sum())
+           for k in ("pushpull", "biharmonic")}
+    assert err["biharmonic"] < 0.5 * err["pushpull"], err
+
+
+def test_data_defaults_apply_per_dataset_and_options_still_win():
+    from types import SimpleNamespace
+
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+
+    family = get_family("inpaint")
+    photos = SimpleNamespace(shape=(3, 64, 64), num_classes=0, class_names=[])
+    digits = SimpleNamespace(shape=(1, 28, 28), num_classes=10, class_names=[str(i) for i in range(10)])
+    kw = dict(seed=0, device="cpu")
+    assert build_config(family, photos, data="photos", overrides={}, **kw)["coarse_fill"] == "biharmonic"
+    assert build_config(family, digits, data="mnist5k", overrides={}, **kw)["coarse_fill"] == "none"
+    over = build_config(family, photos, data="photos", overrides={"coarse_fill": "none", "steps": 7}, **kw)
+    assert (over["coarse_fill"], over["steps"]) == ("none", 7)

@@ -59,7 +59,8 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
     path = Path(spec)
     if path.is_dir():
         family, config, G, step = load_run_generator(path)
-        weights, name = f"trained: {path} step {step}", family.name
+        # a run dir is named after its run, so two runs of one family can share a table
+        weights, name = f"trained: {path} step {step}", f"{family.name}@{path.name}"
     else:
         family = get_family(spec)
         run = None if fresh else _newest_run(spec)

@@ -28,7 +28,8 @@ RESERVED_KEYS = ("plugin", "task", "condition", "seed", "device", "channels", "h
 
 def build_config(family, dataset, *, data: str, seed: int, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
     c, h, w = dataset.shape
-    clash = sorted(k for k in family.defaults if k in RESERVED_KEYS)
+    per_data = dict(getattr(family, "data_defaults", {}).get(data, {}))
+    clash = sorted(k for k in {**family.defaults, **per_data} if k in RESERVED_KEYS)
     if clash:
         raise GankitError(f"family {family.name!r} uses reserved config key(s) {', '.join(clash)} in its defaults "
                           "(the core sets them from the data); rename them, e.g. ngf/features")
@@ -36,7 +37,7 @@ def build_config(family, dataset, *, data: str, seed: int, device: str, override
     if clash:
         raise UsageError(f"config key(s) {', '.join(clash)} come from the data and options, not --set "
                          "(use --image-size, --seed, --device, --data)")
-    config: dict[str, Any] = dict(family.defaults)
+    config: dict[str, Any] = {**family.defaults, **per_data}
     config.update(
         plugin=family.name, task=family.task, condition=family.condition, data=data, seed=seed, device=device,
         channels=c, height=h, width=w, num_classes=dataset.num_classes if family.condition == "label" else 0,

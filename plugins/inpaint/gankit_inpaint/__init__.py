@@ -31,7 +31,13 @@ DEFAULTS = {
     "l1_weight": 1.0,
     "l2_weight": 1.0,
     "adv_weight": 0.01,
+    "coarse_fill": "none",
 }
+
+# 64x64 RGB photo patches: the U-Net refines a classical biharmonic fill (from zero it stayed
+# 2.6 dB below the biharmonic baseline after 600 steps); batches of 16, because the fill and
+# the 64x64 U-Net make a step ~10x the cost of a digit step
+DATA_DEFAULTS = {"photos": {"coarse_fill": "biharmonic", "steps": 300, "batch_size": 16}}
 
 
 class InpaintFamily(ModelFamily):
@@ -74,5 +80,6 @@ def register_families(register):
             condition="masked-image",
             description="GAN inpainting: U-Net generator, PatchGAN discriminator, adversarial + L1",
             defaults=dict(DEFAULTS),
+            data_defaults={k: dict(v) for k, v in DATA_DEFAULTS.items()},
         )
     )

@@ -2,18 +2,19 @@
 
 Generator: input = [image * (1 - mask), mask] -> 3x3 conv -> two stride-2 4x4 convs
 (H/4) -> dilated 3x3 convs (receptive field covers the whole 28x28 / most of a 64x64
-patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> tanh. Convolutions are followed by BatchNorm (folded away at export).
+patch) -> two transposed-conv upsamplings with skip connections -> 3x3 conv -> tanh.
+Convolutions are followed by BatchNorm (folded away at export).
 The output is composited, ``mask * generated + (1 - mask) * image``, inside the model, so
 the exported ONNX file keeps known pixels exactly. Only plain convolutions: it exports to
 ONNX and quantises.
 
-With ``coarse_fill="pushpull"`` the hole is first filled by a classical, exportable
-interpolation (push-pull pyramid, Gortler et al. 1996, then Jacobi smoothing steps of
-Laplace's equation inside the hole: a cheap cousin of the biharmonic baseline), and the
-U-Net sees that fill and predicts a residual on top of it: it starts from a smooth guess
-and learns the texture and edges that interpolation cannot make. On photo patches, where
-a hole mostly continues its surroundings, this brought the GAN from 17.3 to 19.8 dB hole
-PSNR (biharmonic: 19.9), see the README.
+With ``coarse_fill="pushpull"`` or ``"biharmonic"`` the hole is first filled by a classical,
+exportable interpolation (a push-pull pyramid, Gortler et al. 1996, whose levels are then
+smoothed by Jacobi steps of Laplace's equation, or by gradient steps on the thin-plate
+energy for ``biharmonic``), and the U-Net sees that fill and predicts a residual on top of
+it: it starts from a smooth guess and learns the texture and edges that interpolation
+cannot make. On photo patches, where a hole mostly continues its surroundings, this is what
+lifts the GAN above the biharmonic baseline (README).
 
 Discriminator: a PatchGAN (Isola et al. 2017) on [image, mask]: one logit per patch.
 """
@@ -35,15 +36,55 @@ def _block(conv: nn.Module, cout: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(cout), _act())
 
 
-def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 128) -> torch.Tensor:
+COARSE_FILLS = ("none", "pushpull", "biharmonic")
+
+
+def _laplace_steps(filled, image, mask, steps):
+    """Jacobi iterations of Laplace's equation (3x3 average) inside the hole."""
+    import torch.nn.functional as F
+
+    c = filled.shape[1]
+    kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0, dtype=filled.dtype, device=filled.device)
+    for _ in range(steps):
+        filled = mask * F.conv2d(F.pad(filled, (1, 1, 1, 1), mode="replicate"), kernel, groups=c) + (1 - mask) * image
+    return filled
+
+
+def _biharmonic_steps(filled, mask, steps, tau=1.0):
+    """Gradient steps on the thin-plate energy |L u|^2 inside ``mask`` (mask may be soft).
+
+    ``L u = box3x3(u) - u`` is a 9-point Laplacian (borders average only the pixels that
+    exist), so ``L(L u)`` is a biharmonic operator; its eigenvalues lie in [0, 16/9], so a
+    step of 1 is stable. Built from AveragePool, which every ONNX backend runs fast (a 5x5
+    depthwise stencil ran 4-6x slower in onnxruntime). Pixels outside the hole never
+    change. A harmonic fill is flat at the hole's border; this one carries the
+    surroundings' gradients and curvature into the hole, like
+    ``skimage.restoration.inpaint_biharmonic``.
+    """
+    import torch.nn.functional as F
+
+    step = tau * mask
+    for _ in range(steps):
+        lap = F.avg_pool2d(filled, 3, 1, 1, count_include_pad=False) - filled
+        filled = filled - step * (F.avg_pool2d(lap, 3, 1, 1, count_include_pad=False) - lap)
+    return filled
+
+
+def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 128,
+                   biharmonic: tuple[int, int] | None = None) -> torch.Tensor:
     """Fill the holes (``mask`` = 1) of ``image`` from the known pixels around them.
 
     Push: average known pixels (and their weights) down a 2x2 pyramid until nothing is
     missing. Pull: going back up, each level keeps its own colour where it had known pixels
-    and takes the coarser level's colour, bilinearly upsampled, where it did not. Then
-    ``smooth_steps`` Jacobi iterations of the 3x3 average inside the hole smooth the seams.
-    Known pixels are returned unchanged. Only pooling, resizing and a fixed convolution:
-    exports to ONNX for any static image size.
+    and takes the coarser level's colour, bilinearly upsampled, where it did not.
+
+    Then, by default, ``smooth_steps`` Jacobi iterations of Laplace's equation smooth the
+    seams (a harmonic fill). With ``biharmonic=(level_steps, final_steps)`` the pull instead
+    runs ``level_steps`` thin-plate (biharmonic) smoothing steps on every coarser level of
+    4x4 or more (over the pixels that level could not see) and ``final_steps`` at full size:
+    a multigrid-style biharmonic fill, where the coarse levels settle the low frequencies
+    cheaply. Known pixels are returned unchanged. Only
+    pooling, resizing and fixed convolutions: exports to ONNX for any static image size.
     """
     import torch.nn.functional as F
 
@@ -59,22 +100,33 @@ def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 
         own = v / w.clamp_min(1e-6)
         alpha = (w * 4.0).clamp(max=1.0)  # a pixel backed by a quarter of its cell or more keeps its own colour
         filled = alpha * own + (1 - alpha) * up
+        if biharmonic and min(v.shape[-2:]) >= 4 and v.shape[-2:] != image.shape[-2:]:
+            filled = _biharmonic_steps(filled, 1 - alpha, biharmonic[0])
     filled = mask * filled + known * image
-    if smooth_steps:
-        c = image.shape[1]
-        kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0, dtype=image.dtype, device=image.device)
-        for _ in range(smooth_steps):
-            avg = F.conv2d(F.pad(filled, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
-            filled = mask * avg + known * image
-    return filled
+    if biharmonic:
+        return mask * _biharmonic_steps(filled, mask, biharmonic[1]) + known * image
+    return _laplace_steps(filled, image, mask, smooth_steps)
+
+
+def fill_holes(name: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The classical fill the U-Net refines: ``none`` (zeros in the hole), ``pushpull``
+    (harmonic) or ``biharmonic`` (multigrid thin-plate: 64 steps on each coarser level, 8 at
+    full size; on the 118 held-out photo patches 20.08 / 21.05 dB hole PSNR (rect / strokes)
+    against ``inpaint_biharmonic``'s 19.91 / 20.86, before any training, at ~1.5 ms per 64x64
+    RGB patch in onnxruntime on 2 cores)."""
+    if name == "pushpull":
+        return push_pull_fill(image, mask)
+    if name == "biharmonic":
+        return push_pull_fill(image, mask, biharmonic=(64, 8))
+    return image
 
 
 class InpaintGenerator(nn.Module):
     def __init__(self, channels: int = 1, width: int = 16, dilations: tuple[int, ...] = (1, 2, 4),
                  coarse_fill: str = "none"):
         super().__init__()
-        if coarse_fill not in ("none", "pushpull"):
-            raise ValueError(f"coarse_fill must be 'none' or 'pushpull', got {coarse_fill!r}")
+        if coarse_fill not in COARSE_FILLS:
+            raise ValueError(f"coarse_fill must be one of {', '.join(COARSE_FILLS)}; got {coarse_fill!r}")
         self.coarse_fill = coarse_fill
         w = width
         self.enc1 = nn.Sequential(nn.Conv2d(channels + 1, w, 3, 1, 1), _act())
@@ -86,19 +138,19 @@ class InpaintGenerator(nn.Module):
         self.up1 = _block(nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), w)
         self.dec1 = _block(nn.Conv2d(2 * w, w, 3, 1, 1, bias=False), w)
         self.out = nn.Conv2d(w, channels, 3, 1, 1)
-        if coarse_fill == "pushpull":  # start as the interpolation itself; learn only what improves on it
+        if coarse_fill != "none":  # start as the interpolation itself; learn only what improves on it
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         known = image * (1 - mask)
-        coarse = push_pull_fill(known, mask) if self.coarse_fill == "pushpull" else known
+        coarse = fill_holes(self.coarse_fill, known, mask)
         e1 = self.enc1(torch.cat([coarse, mask], dim=1))
         e2 = self.enc2(e1)
         h = self.mid(self.enc3(e2))
         h = self.dec2(torch.cat([self.up2(h), e2], dim=1))
         h = self.dec1(torch.cat([self.up1(h), e1], dim=1))
-        if self.coarse_fill == "pushpull":  # a residual on top of the interpolation
+        if self.coarse_fill != "none":  # a residual on top of the interpolation
             generated = torch.clamp(coarse + self.out(h), -1.0, 1.0)
         else:
             generated = torch.tanh(self.out(h))
