@@ -96,3 +96,18 @@ def test_cli_generate_with_a_backend(tiny_runs, cli):
     if HAS_OPENVINO:
         r = cli("generate", tiny_runs["gan"]["onnx"], "--n", "4", "--seed", "0", "--out", "g.png", "--backend", "openvino")
         assert r.code == 0, r.err
+
+
+def test_interleaved_timing_alternates_backends_and_pools_every_round():
+    from gankit.bench.core import time_interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    timed = time_interleaved(fns, rounds=3, budget_s=0.0)
+    # each round runs a, then b: the order switches back and forth instead of all a's then all b's
+    switches = sum(1 for x, y in zip(calls, calls[1:]) if x != y)
+    assert switches == 2 * 3 - 1
+    for name in fns:
+        med, p90, n = timed[name]
+        assert n == 3 * 3  # min 3 timed runs per round, pooled over the 3 rounds
+        assert 0 <= med <= p90

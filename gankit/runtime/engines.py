@@ -77,11 +77,17 @@ def cpu_has_bf16() -> bool:
 class OpenVINOEngine:
     name = "openvino"
 
-    def __init__(self, path: Path, threads: int | None, precision: str = "auto", device: str = "CPU"):
+    @staticmethod
+    def require():
+        """The ``openvino`` module, or a one-line error saying how to install it."""
         try:
             import openvino as ov
         except ImportError:
             raise RuntimeInputError("backend 'openvino' needs OpenVINO: pip install 'gankit[openvino]'") from None
+        return ov
+
+    def __init__(self, path: Path, threads: int | None, precision: str = "auto", device: str = "CPU"):
+        ov = self.require()
         if precision == "auto":
             precision = "bf16" if cpu_has_bf16() else "f32"
         if precision not in ("f32", "bf16", "f16"):
