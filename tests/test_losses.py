@@ -153,6 +153,31 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_pa
     assert torch.equal(t.noise.get_state(), noise_state)  # training's noise stream untouched
 
 
+def test_mode_seeking_linear_schedule_falls_to_zero_and_bad_schedules_are_refused(tmp_path):
+    from gankit.data import load_dataset
+    from gankit.errors import UsageError
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+    from gankit.train.run import RunDir
+    from gankit.train.trainer import Trainer
+
+    fam, ds = get_family("cgan"), load_dataset("mnist5k")
+    over = {"steps": 4, "batch_size": 16, "mode_seeking": 0.2, "mode_seeking_schedule": "linear"}
+    t = Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=over), RunDir(tmp_path / "a"))
+    weights = []
+    for _ in range(4):
+        weights.append(t.mode_seeking_weight())
+        t.train_step()
+    assert weights == pytest.approx([0.2, 0.15, 0.1, 0.05]) and t.mode_seeking_weight() == 0.0
+    const = {**over, "mode_seeking_schedule": "constant"}
+    t = Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=const), RunDir(tmp_path / "b"))
+    t.train_step()
+    assert t.mode_seeking_weight() == 0.2
+    with pytest.raises(UsageError, match="mode_seeking_schedule"):
+        bad = {**over, "mode_seeking_schedule": "cosine"}
+        Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=bad), RunDir(tmp_path / "c"))
+
+
 @pytest.mark.parametrize("style", ["parametrization", "legacy"])
 def test_spectral_norm_removal_keeps_outputs_equal(style):
     from gankit.export import prepare_for_export

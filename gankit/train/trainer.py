@@ -102,6 +102,12 @@ class Trainer:
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         # mode seeking (MSGAN) needs a latent code to compare: generate-task families only
         self.mode_seeking = float(config.get("mode_seeking", 0.0) or 0.0) if family.task == "generate" else 0.0
+        # "linear": the weight falls to 0 at the last step (spread early, class fidelity late)
+        self.mode_seeking_schedule = str(config.get("mode_seeking_schedule", "constant"))
+        if self.mode_seeking_schedule not in ("constant", "linear"):
+            from gankit.errors import UsageError
+
+            raise UsageError(f"mode_seeking_schedule must be constant or linear, got {self.mode_seeking_schedule!r}")
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
@@ -116,6 +122,11 @@ class Trainer:
     def sample_generator(self):
         """The generator that is sampled, evaluated and exported (EMA when enabled)."""
         return self.G_ema if self.G_ema is not None else self.G
+
+    def mode_seeking_weight(self) -> float:
+        if self.mode_seeking_schedule == "linear":
+            return self.mode_seeking * max(0.0, 1.0 - self.step / max(1, int(self.config.get("steps", 1))))
+        return self.mode_seeking
 
     def refresh_ema_statistics(self, batches: int = 8) -> None:
         """Recompute the EMA generator's BatchNorm statistics from its own activations.
@@ -260,8 +271,9 @@ class Trainer:
         D.requires_grad_(False)
         adv = self.loss.g_loss(D(*fam.discriminator_inputs(self._augment(fake), labels, g_in)))
         extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
-        if self.mode_seeking:
-            extra = {**extra, "mode_seeking": self.mode_seeking * mode_seeking(fake, g_in["z"], g_in.get("label"))}
+        ms_weight = self.mode_seeking_weight()
+        if ms_weight:
+            extra = {**extra, "mode_seeking": ms_weight * mode_seeking(fake, g_in["z"], g_in.get("label"))}
         loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
