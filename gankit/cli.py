@@ -284,6 +284,7 @@ def bench_cmd(
     quality: bool = typer.Option(True, "--quality/--no-quality", help="Judge metrics through reduced-precision backends."),
     quality_samples: int = typer.Option(512, "--quality-samples", help="Samples (or test images) per quality check."),
     train: bool = typer.Option(True, "--train/--no-train", help="Training speed: gankit vs a plain PyTorch loop."),
+    time_to_quality: bool = typer.Option(False, "--time-to-quality", help="Also train cgan with gankit and with a plain loop until the judge's accuracy target (minutes)."),
     cold: bool = typer.Option(True, "--cold/--no-cold", help="Runtime cold start (fresh processes)."),
     fresh: bool = typer.Option(False, "--fresh", help="Fresh-init weights even when a trained run exists."),
     budget: float = typer.Option(0.8, "--budget", help="Seconds of timed runs per row (after warm-up)."),
@@ -315,7 +316,8 @@ def bench_cmd(
     from gankit.bench.core import chart, markdown, run_bench, write_json
 
     records = run_bench(names, batches, threads=threads, compile=compile_, check_quality=quality, train=train,
-                        cold=cold, device=device, budget_s=budget, fresh=fresh, quality_samples=quality_samples)
+                        cold=cold, device=device, budget_s=budget, fresh=fresh, quality_samples=quality_samples,
+                        time_to_quality=time_to_quality)
     table = markdown(records)
     if json_out:
         write_json(records, json_out)

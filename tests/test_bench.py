@@ -111,3 +111,21 @@ def test_interleaved_timing_alternates_backends_and_pools_every_round():
         med, p90, n = timed[name]
         assert n == 3 * 3  # min 3 timed runs per round, pooled over the 3 rounds
         assert 0 <= med <= p90
+
+
+def test_training_speed_and_time_to_quality_records():
+    from gankit.bench.core import markdown
+    from gankit.bench.training import time_to_quality, training_speed
+
+    (speed,) = training_speed(steps=2, warmup=1, log=lambda msg: None)
+    assert speed["kind"] == "training_ratio" and speed["gankit_images_per_s"] > 0 and speed["plain_images_per_s"] > 0
+    assert speed["ratio"] == pytest.approx(speed["gankit_images_per_s"] / speed["plain_images_per_s"], rel=0.01)
+    (ttq,) = time_to_quality(max_steps=4, eval_every=2, samples=50, log=lambda msg: None)
+    assert 0.5 < ttq["target_accuracy"] <= 1  # the judge's own accuracy on real test digits
+    for side in ("gankit", "plain"):
+        curve = ttq[side]["curve"]
+        assert [c["step"] for c in curve] == [2, 4] or (ttq[side]["reached"] and curve[-1]["step"] == ttq[side]["step"])
+        assert all(0 <= c["conditional_accuracy"] <= 1 for c in curve)
+        # 4 steps of training cannot draw digits a judge recognises as the asked class
+        assert ttq[side]["reached"] is False and ttq["speedup"] is None
+    assert "Time to quality (cgan" in markdown([ttq])

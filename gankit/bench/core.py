@@ -612,7 +612,7 @@ def quality_failing(ref: dict[str, float], got: dict[str, float]) -> list[str]:
 # --------------------------------------------------------------------------- the run
 def run_bench(models: list[str], batches: list[int], *, threads: int | None = None, compile: bool = True,
               check_quality: bool = True, train: bool = True, cold: bool = True, device: str = "auto",
-              budget_s: float = 0.8, fresh: bool = False, quality_samples: int = 512,
+              budget_s: float = 0.8, fresh: bool = False, quality_samples: int = 512, time_to_quality: bool = False,
               log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Everything in one process; returns the list of records (see ``gankit bench --help``)."""
     import torch
@@ -725,6 +725,10 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
 
             for rec in training_speed(threads=threads, log=log):
                 records.append(rec)
+        if time_to_quality:
+            from gankit.bench.training import time_to_quality as ttq
+
+            records += ttq(threads=threads, log=log)
     finally:
         tmp.cleanup()
     return records
@@ -790,6 +794,15 @@ def markdown(records: list[dict[str, Any]]) -> str:
         lines.append("")
         lines.append(f"Training ({t['model']}, batch {t['batch']}): gankit {t['gankit_images_per_s']:.0f} images/s, "
                      f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x")
+    for t in (r for r in records if r.get("kind") == "time_to_quality"):
+        def fmt(side):
+            return (f"{side['train_s'] / 60:.1f} min (step {side['step']})" if side.get("reached")
+                    else f"not reached in {t['max_steps']} steps ({side['spent_s'] / 60:.1f} min; best accuracy "
+                         f"{max(c['conditional_accuracy'] for c in side['curve']):.3f})")
+        lines.append("")
+        lines.append(f"Time to quality ({t['model']}, conditional accuracy >= judge's {t['target_accuracy']:.3f}, "
+                     f"training time only): gankit {fmt(t['gankit'])}; plain loop {fmt(t['plain'])}"
+                     + (f": {t['speedup']:.2f}x" if t.get("speedup") else ""))
     if s["cold_start"]:
         c = s["cold_start"]
         lines.append("")

@@ -46,6 +46,7 @@ def _plain_stepper(family, dataset, config):
 
     def step():
         nonlocal it
+        G.train()  # an evaluation in between may have switched it to eval mode
         try:
             imgs, labels = next(it)
         except StopIteration:
@@ -68,6 +69,7 @@ def _plain_stepper(family, dataset, config):
         opt_d.step()
         return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
 
+    step.G = G  # type: ignore[attr-defined]
     return step
 
 
@@ -113,3 +115,82 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
         f"{rec['plain_images_per_s']:.0f} images/s ({rec['ratio']:.2f}x); with channels_last="
         f"{not rec['channels_last']}: {rec['gankit_other_layout_images_per_s']:.0f} images/s")
     return [rec]
+
+
+def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[], Any], evaluate, target: float,
+                  max_steps: int, eval_every: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Train with ``step_fn`` until the judged conditional accuracy of ``generator()`` reaches
+    ``target``; the clock counts training steps only, never the evaluations."""
+    spent, curve = 0.0, []
+    for step in range(1, max_steps + 1):
+        t0 = time.perf_counter()
+        step_fn()
+        spent += time.perf_counter() - t0
+        if step % eval_every == 0 or step == max_steps:
+            acc = evaluate(generator())
+            curve.append({"step": step, "train_s": round(spent, 2), "conditional_accuracy": acc})
+            if acc >= target:
+                log(f"  {name}: accuracy {acc:.3f} >= {target:.3f} at step {step}, {spent:.0f} s of training")
+                return {"reached": True, "step": step, "train_s": round(spent, 2), "curve": curve}
+    log(f"  {name}: accuracy target {target:.3f} not reached in {max_steps} steps ({spent:.0f} s; best "
+        f"{max(c['conditional_accuracy'] for c in curve):.3f})")
+    return {"reached": False, "step": None, "train_s": None, "spent_s": round(spent, 2), "curve": curve}
+
+
+def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_every: int = 50, samples: int = 1000,
+                    threads: int | None = None, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Training time until the judge's conditional accuracy on generated samples first reaches
+    the judge's own accuracy on real test digits (the cgan issue's target): ``gankit train``'s
+    trainer with the family's default recipe against the plain loop on the same architecture,
+    data, batch size and seed. Evaluated every ``eval_every`` steps; at most ``max_steps``
+    (default: twice the family's default step count) each."""
+    import torch
+
+    from gankit.data import load_dataset
+    from gankit.evaluate import evaluate_generator, reference, torch_sample_fn
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+
+    if threads:
+        torch.set_num_threads(threads)
+    family = get_family(plugin)
+    if family.condition != "label":
+        raise ValueError(f"time to quality needs a class-conditional family (accuracy target); {plugin} is not")
+    data = family.defaults.get("data", "mnist5k")
+    dataset = load_dataset(data)
+    config = build_config(family, dataset, data=data, seed=0, device="cpu", overrides={})
+    target = reference(dataset).test_accuracy
+    max_steps = int(max_steps or 2 * int(config["steps"]))
+
+    def judged(G) -> float:
+        rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]), conditional=True,
+                                 samples=samples, seed=0)
+        return float(rec["conditional_accuracy"])
+
+    out: dict[str, Any] = {"kind": "time_to_quality", "model": plugin, "target_accuracy": round(target, 4),
+                           "batch": int(config["batch_size"]), "eval_every": eval_every, "samples": samples,
+                           "max_steps": max_steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        from gankit.train.run import RunDir
+        from gankit.train.trainer import Trainer
+
+        run = RunDir(Path(tmp) / "gankit")
+        run.create(config)
+        trainer = Trainer(family, dataset, config, run)
+
+        def gankit_generator():
+            trainer.refresh_ema_statistics()
+            return trainer.sample_generator
+
+        def gankit_step():
+            trainer.G.train(), trainer.D.train()
+            trainer.train_step()
+
+        out["gankit"] = _accuracy_run("gankit (default recipe)", gankit_step, gankit_generator, judged, target,
+                                      max_steps, eval_every, log)
+    torch.manual_seed(0)
+    plain = _plain_stepper(family, dataset, config)
+    out["plain"] = _accuracy_run("plain loop", plain, lambda: plain.G, judged, target, max_steps, eval_every, log)
+    g, p = out["gankit"].get("train_s"), out["plain"].get("train_s")
+    out["speedup"] = round(p / g, 3) if g and p else None
+    return [out]
