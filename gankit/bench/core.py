@@ -796,7 +796,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
                      f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x")
     for t in (r for r in records if r.get("kind") == "time_to_quality"):
         def fmt(side):
-            return (f"{side['train_s'] / 60:.1f} min (step {side['step']})" if side.get("reached")
+            return (f"{side['train_s'] / 60:.1f} min (step {side['step']}, FD {side['fd_ratio']:.1f}x then)" if side.get("reached")
                     else f"not reached in {t['max_steps']} steps ({side['spent_s'] / 60:.1f} min; best accuracy "
                          f"{max(c['conditional_accuracy'] for c in side['curve']):.3f})")
         lines.append("")

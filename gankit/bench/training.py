@@ -127,11 +127,13 @@ def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[],
         step_fn()
         spent += time.perf_counter() - t0
         if step % eval_every == 0 or step == max_steps:
-            acc = evaluate(generator())
-            curve.append({"step": step, "train_s": round(spent, 2), "conditional_accuracy": acc})
+            rec = evaluate(generator())
+            acc = float(rec["conditional_accuracy"])
+            curve.append({"step": step, "train_s": round(spent, 2), "conditional_accuracy": acc, "fd_ratio": rec["fd_ratio"]})
             if acc >= target:
-                log(f"  {name}: accuracy {acc:.3f} >= {target:.3f} at step {step}, {spent:.0f} s of training")
-                return {"reached": True, "step": step, "train_s": round(spent, 2), "curve": curve}
+                log(f"  {name}: accuracy {acc:.3f} >= {target:.3f} at step {step}, {spent:.0f} s of training "
+                    f"(FD {rec['fd_ratio']:.1f}x the floor then)")
+                return {"reached": True, "step": step, "train_s": round(spent, 2), "fd_ratio": rec["fd_ratio"], "curve": curve}
     log(f"  {name}: accuracy target {target:.3f} not reached in {max_steps} steps ({spent:.0f} s; best "
         f"{max(c['conditional_accuracy'] for c in curve):.3f})")
     return {"reached": False, "step": None, "train_s": None, "spent_s": round(spent, 2), "curve": curve}
@@ -162,10 +164,9 @@ def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_
     target = reference(dataset).test_accuracy
     max_steps = int(max_steps or 2 * int(config["steps"]))
 
-    def judged(G) -> float:
-        rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]), conditional=True,
-                                 samples=samples, seed=0)
-        return float(rec["conditional_accuracy"])
+    def judged(G) -> dict[str, Any]:
+        return evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]), conditional=True,
+                                  samples=samples, seed=0)
 
     out: dict[str, Any] = {"kind": "time_to_quality", "model": plugin, "target_accuracy": round(target, 4),
                            "batch": int(config["batch_size"]), "eval_every": eval_every, "samples": samples,
