@@ -153,7 +153,7 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_pa
     assert torch.equal(t.noise.get_state(), noise_state)  # training's noise stream untouched
 
 
-def test_mode_seeking_linear_schedule_falls_to_zero_and_bad_schedules_are_refused(tmp_path):
+def test_mode_seeking_weight_falls_to_zero_at_a_fixed_step_and_bad_values_are_refused(tmp_path):
     from gankit.data import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
@@ -162,20 +162,27 @@ def test_mode_seeking_linear_schedule_falls_to_zero_and_bad_schedules_are_refuse
     from gankit.train.trainer import Trainer
 
     fam, ds = get_family("cgan"), load_dataset("mnist5k")
-    over = {"steps": 4, "batch_size": 16, "mode_seeking": 0.2, "mode_seeking_schedule": "linear"}
-    t = Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=over), RunDir(tmp_path / "a"))
+
+    def trainer(name, **over):
+        cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu",
+                           overrides={"steps": 6, "batch_size": 16, "mode_seeking": 0.2, **over})
+        return Trainer(fam, ds, cfg, RunDir(tmp_path / name))
+
+    t = trainer("a", mode_seeking_until=4)
     weights = []
-    for _ in range(4):
+    for _ in range(6):
         weights.append(t.mode_seeking_weight())
         t.train_step()
-    assert weights == pytest.approx([0.2, 0.15, 0.1, 0.05]) and t.mode_seeking_weight() == 0.0
-    const = {**over, "mode_seeking_schedule": "constant"}
-    t = Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=const), RunDir(tmp_path / "b"))
+    assert weights == pytest.approx([0.2, 0.15, 0.1, 0.05, 0.0, 0.0])
+    # the schedule is in absolute steps, so a shorter run is a prefix of a longer one (exact resume)
+    short = trainer("b", mode_seeking_until=4, steps=2)
+    assert [short.mode_seeking_weight()] == pytest.approx(weights[:1])
+    t = trainer("c", mode_seeking_until=0)
     t.train_step()
-    assert t.mode_seeking_weight() == 0.2
-    with pytest.raises(UsageError, match="mode_seeking_schedule"):
-        bad = {**over, "mode_seeking_schedule": "cosine"}
-        Trainer(fam, ds, build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides=bad), RunDir(tmp_path / "c"))
+    assert t.mode_seeking_weight() == 0.2  # 0 = constant
+    for bad in (-1, 2.5, "soon"):
+        with pytest.raises(UsageError, match="mode_seeking_until"):
+            trainer("d", mode_seeking_until=bad)
 
 
 @pytest.mark.parametrize("style", ["parametrization", "legacy"])

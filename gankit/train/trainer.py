@@ -102,12 +102,15 @@ class Trainer:
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         # mode seeking (MSGAN) needs a latent code to compare: generate-task families only
         self.mode_seeking = float(config.get("mode_seeking", 0.0) or 0.0) if family.task == "generate" else 0.0
-        # "linear": the weight falls to 0 at the last step (spread early, class fidelity late)
-        self.mode_seeking_schedule = str(config.get("mode_seeking_schedule", "constant"))
-        if self.mode_seeking_schedule not in ("constant", "linear"):
+        # mode_seeking_until = N > 0: the weight falls linearly to 0 at step N (spread early, class
+        # fidelity late). A fixed step, not a fraction of --steps: a run stopped at step k and
+        # resumed with more steps must repeat exactly the uninterrupted run's first k steps.
+        until = config.get("mode_seeking_until", 0) or 0
+        if not isinstance(until, (int, float)) or isinstance(until, bool) or until < 0 or int(until) != until:
             from gankit.errors import UsageError
 
-            raise UsageError(f"mode_seeking_schedule must be constant or linear, got {self.mode_seeking_schedule!r}")
+            raise UsageError(f"mode_seeking_until must be a step count >= 0 (0 = constant weight), got {until!r}")
+        self.mode_seeking_until = int(until)
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
@@ -124,8 +127,8 @@ class Trainer:
         return self.G_ema if self.G_ema is not None else self.G
 
     def mode_seeking_weight(self) -> float:
-        if self.mode_seeking_schedule == "linear":
-            return self.mode_seeking * max(0.0, 1.0 - self.step / max(1, int(self.config.get("steps", 1))))
+        if self.mode_seeking_until:
+            return self.mode_seeking * max(0.0, 1.0 - self.step / self.mode_seeking_until)
         return self.mode_seeking
 
     def refresh_ema_statistics(self, batches: int = 8) -> None:
