@@ -23,8 +23,14 @@ def _gankit_stepper(family, dataset, config, workdir: Path):
     run = RunDir(workdir / "gankit")
     run.create(config)
     trainer = Trainer(family, dataset, config, run)
-    trainer.G.train(), trainer.D.train()
-    return trainer.train_step
+
+    def step():
+        # an evaluation in between may have put G in eval mode (it is the sampled G when EMA is off)
+        trainer.G.train(), trainer.D.train()
+        return trainer.train_step()
+
+    step.trainer = trainer  # type: ignore[attr-defined]
+    return step
 
 
 def _plain_stepper(family, dataset, config):
@@ -172,24 +178,15 @@ def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_
                            "batch": int(config["batch_size"]), "eval_every": eval_every, "samples": samples,
                            "max_steps": max_steps}
     with tempfile.TemporaryDirectory() as tmp:
-        from gankit.train.run import RunDir
-        from gankit.train.trainer import Trainer
-
-        run = RunDir(Path(tmp) / "gankit")
-        run.create(config)
-        trainer = Trainer(family, dataset, config, run)
+        step = _gankit_stepper(family, dataset, config, Path(tmp))
+        trainer = step.trainer
 
         def gankit_generator():
             trainer.refresh_ema_statistics()
             return trainer.sample_generator
 
-        def gankit_step():
-            trainer.G.train(), trainer.D.train()
-            trainer.train_step()
-
-        out["gankit"] = _accuracy_run("gankit (default recipe)", gankit_step, gankit_generator, judged, target,
+        out["gankit"] = _accuracy_run("gankit (default recipe)", step, gankit_generator, judged, target,
                                       max_steps, eval_every, log)
-    torch.manual_seed(0)
     plain = _plain_stepper(family, dataset, config)
     out["plain"] = _accuracy_run("plain loop", plain, lambda: plain.G, judged, target, max_steps, eval_every, log)
     g, p = out["gankit"].get("train_s"), out["plain"].get("train_s")
