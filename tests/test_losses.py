@@ -331,3 +331,44 @@ def test_cgan_trains_and_exports_with_each_stabiliser(cli, flags):
                                   ["--mode-seeking", "-1"], ["--set", "width=64"]])
 def test_bad_loss_and_stabiliser_options_are_one_line_errors(cli, args):
     assert_one_line_error(cli("train", "--plugin", "cgan", *args, "--steps", "1"))
+
+
+def test_learning_rate_decays_linearly_in_absolute_steps_and_bad_values_are_refused(tmp_path):
+    from gankit.data import load_dataset
+    from gankit.errors import UsageError
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+    from gankit.train.run import RunDir
+    from gankit.train.trainer import Trainer
+
+    fam, ds = get_family("gan"), load_dataset("mnist5k")
+
+    def trainer(name, **over):
+        cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu",
+                           overrides={"steps": 6, "batch_size": 8, "lr_g": 1e-3, "lr_d": 4e-3, **over})
+        return Trainer(fam, ds, cfg, RunDir(tmp_path / name))
+
+    t = trainer("a", lr_decay=[2, 6])
+    seen = []
+    for _ in range(6):
+        t.train_step()  # sets the step's rates, then steps
+        seen.append((t.opt_g.param_groups[0]["lr"], t.opt_d.param_groups[0]["lr"]))
+    factors = [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]  # steps 0-5: flat until 2, 0 at 6
+    assert [g for g, _ in seen] == pytest.approx([1e-3 * f for f in factors])
+    assert [d for _, d in seen] == pytest.approx([4e-3 * f for f in factors])
+    t.step = 100
+    assert t.lr_factor() == 0.0  # past the end the rates stay at 0
+    for off in ("none", 0):  # the gan default schedule, switched off
+        t = trainer("b", lr_decay=off)
+        t.step = 10**6
+        assert t.lr_factor() == 1.0  # no schedule: constant
+    for bad in ([5, 2], [1], "soon", [-1, 3], [0, 2.5]):
+        with pytest.raises(UsageError, match="lr_decay"):
+            trainer("c", lr_decay=bad)
+
+
+def test_a_learning_rate_decay_ending_before_the_last_step_is_warned_about(cli, tmp_path):
+    r = cli("train", "--plugin", "gan", "--steps", "3", "--batch-size", "4", "--out", tmp_path / "r", "--no-export",
+            "--no-evaluate", "--set", "lr_decay=[0,2]")
+    assert r.code == 0
+    assert "learning rate reaches 0 at step 2" in r.err and "lr_decay=[START,END]" in r.err

@@ -37,7 +37,9 @@ def _weights(run) -> dict:
 def test_training_is_deterministic_and_resume_is_exact(tmp_path):
     from gankit.train.api import train
 
-    common = dict(plugin="cgan", batch_size=8, evaluate=False, export=False, quiet=True, overrides={"sample_every": 3})
+    # the learning-rate decay (absolute steps) starts before the stop at step 3 and ends after it
+    common = dict(plugin="cgan", batch_size=8, evaluate=False, export=False, quiet=True,
+                  overrides={"sample_every": 3, "lr_decay": [2, 5]})
     train(out=tmp_path / "a", steps=6, **common)
     train(out=tmp_path / "b", steps=6, **common)
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -81,7 +83,8 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
 
     out = tmp_path / "run"
     args = [sys.executable, "-m", "gankit.cli", "train", "--plugin", "gan", "--steps", "100000", "--batch-size", "4",
-            "--out", str(out), "--no-export", "--no-evaluate", "--sample-every", "100000"]
+            "--out", str(out), "--no-export", "--no-evaluate", "--sample-every", "100000",
+            "--set", "lr_decay=[0,100000]"]  # the default schedule would end early and warn
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 120
@@ -120,7 +123,7 @@ def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path, monke
         return out
 
     monkeypatch.setattr(Trainer, "train_step", flaky)
-    train(plugin="gan", steps=8, batch_size=4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
+    train(plugin="gan", steps=8, batch_size=4, lr=2e-4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
           overrides={"sample_every": 4})
     recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in recs if r.get("event") == "non-finite loss"]
@@ -166,7 +169,7 @@ def test_each_roll_back_halves_the_learning_rate_again(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(Trainer, "train_step", twice_nan)
-    train(plugin="gan", steps=7, batch_size=4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
+    train(plugin="gan", steps=7, batch_size=4, lr=2e-4, out=tmp_path / "r", evaluate=False, export=False, quiet=True,
           overrides={"sample_every": 4})
     recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in recs if r.get("event") == "non-finite loss"]

@@ -181,6 +181,10 @@ def train(
         f"training [bold]{plugin}[/bold] on {data_name} ({len(dataset.x_train)} train images, {dataset.shape}) "
         f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device} -> {run.path}"
     )
+    if trainer.lr_decay and int(config["steps"]) > trainer.lr_decay[1]:
+        end = trainer.lr_decay[1]  # absolute steps (exact resume), so a longer run does not stretch it
+        print(f"warning: the learning rate reaches 0 at step {end} (lr_decay={list(trainer.lr_decay)}), so steps "
+              f"{end + 1}-{config['steps']} change nothing; stretch it with --set lr_decay=[START,END]", file=sys.stderr)
     from gankit.train.trainer import Interrupted
 
     try:

@@ -111,6 +111,11 @@ class Trainer:
 
             raise UsageError(f"mode_seeking_until must be a step count >= 0 (0 = constant weight), got {until!r}")
         self.mode_seeking_until = int(until)
+        # lr_decay = [start, end]: both learning rates fall linearly from their value at step
+        # `start` to 0 at step `end` (absolute steps, so a resumed run repeats the same schedule)
+        self.lr_decay = _step_range(config.get("lr_decay"), "lr_decay")
+        self.base_lr = (self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
+        self.lr_scale = 1.0  # halved by each roll-back after a non-finite loss
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
         self.y = torch.from_numpy(dataset.y_train)
@@ -130,6 +135,18 @@ class Trainer:
         if self.mode_seeking_until:
             return self.mode_seeking * max(0.0, 1.0 - self.step / self.mode_seeking_until)
         return self.mode_seeking
+
+    def lr_factor(self) -> float:
+        if not self.lr_decay:
+            return self.lr_scale
+        start, end = self.lr_decay
+        return self.lr_scale * min(1.0, max(0.0, (end - self.step) / max(end - start, 1)))
+
+    def _set_learning_rates(self) -> None:
+        f = self.lr_factor()
+        for opt, base in zip((self.opt_g, self.opt_d), self.base_lr):
+            for group in opt.param_groups:
+                group["lr"] = base * f
 
     def refresh_ema_statistics(self, batches: int = 8) -> None:
         """Recompute the EMA generator's BatchNorm statistics from its own activations.
@@ -182,7 +199,7 @@ class Trainer:
                 "numpy": _np_state(),
                 "python": _py_state(),
             },
-            meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name},
+            meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name, "lr_scale": self.lr_scale},
         )
         ckpt.prune(self.run.checkpoints, int(self.config.get("keep", 3)))
         return str(path)
@@ -203,6 +220,7 @@ class Trainer:
         _set_np_state(c.rng("numpy"))
         _set_py_state(c.rng("python"))
         self.step = c.step
+        self.lr_scale = float(c.meta.get("lr_scale", 1.0))
 
     # -- data --------------------------------------------------------------------------
     def batch_indices(self, step: int) -> "Any":
@@ -237,6 +255,7 @@ class Trainer:
         import torch
 
         fam, cfg, D = self.family, self.config, self.D
+        self._set_learning_rates()
         D.requires_grad_(True)
         stats: dict[str, float] = {}
         for i in range(self.n_critic):
@@ -299,8 +318,8 @@ class Trainer:
     def _roll_back(self, losses: dict[str, float]) -> None:
         """A non-finite loss: restore the newest checkpoint, halve both learning rates, go on.
 
-        Each further roll-back to the same checkpoint halves again (0.5, 0.25, 0.125 of the
-        checkpoint's rates).
+        Each further roll-back halves again (0.5, 0.25, 0.125 of the configured rates, on top
+        of any ``lr_decay`` schedule); the factor is saved with every later checkpoint.
 
         Repeated failures (``MAX_ROLLBACKS``) or no checkpoint to go back to stop the run with
         a one-line explanation.
@@ -315,11 +334,9 @@ class Trainer:
             self.run.append_metrics(event)
             why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
             raise GankitError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
-        self.restore(good)  # also restores the checkpoint's learning rates...
-        scale = 0.5**self.rollbacks  # ...so halve them once per roll-back so far
-        for opt in (self.opt_g, self.opt_d):
-            for group in opt.param_groups:
-                group["lr"] *= scale
+        self.restore(good)
+        self.lr_scale = 0.5**self.rollbacks  # halve the learning rates once per roll-back so far
+        self._set_learning_rates()
         event.update(rolled_back_to=good.step, lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
         self.run.append_metrics(event)
         print(f"warning: non-finite loss at step {bad_step}; rolled back to step {good.step} and halved the "
@@ -432,6 +449,26 @@ class _StopOnInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
+
+
+def _step_range(value, key: str) -> tuple[int, int] | None:
+    """``[start, end]`` absolute steps with 0 <= start < end, or None when unset."""
+    if value in (None, 0, False, [], "") or (isinstance(value, str) and value.lower() in ("none", "off")):
+        return None
+    from gankit.errors import UsageError
+
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split()]
+    try:
+        start, end = (float(v) for v in value)
+    except (TypeError, ValueError):
+        start = end = math.nan
+    if not all(math.isfinite(v) and v.is_integer() for v in (start, end)):  # also refuses 2.5
+        raise UsageError(f"{key} must be two step counts [start, end], got {value!r}")
+    start, end = int(start), int(end)
+    if not 0 <= start < end:
+        raise UsageError(f"{key} must satisfy 0 <= start < end, got [{start}, {end}]")
+    return start, end
 
 
 def _np_state() -> dict:

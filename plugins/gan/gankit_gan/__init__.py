@@ -19,8 +19,12 @@ DEFAULTS = {
     "upsample": "convtranspose",
     "steps": 1000,
     "batch_size": 64,
-    "lr_g": 2e-4,
-    "lr_d": 2e-4,
+    # 5x DCGAN's 2e-4, falling linearly to 0 over the second half: in a 1,000-step budget the
+    # higher rate gets the shapes right sooner and the decay anneals the noise it brings
+    # (measured, README: coverage 0.93 -> 0.985, FD 24.2x -> 8.8x the floor)
+    "lr_g": 1e-3,
+    "lr_d": 1e-3,
+    "lr_decay": [500, 1000],
     "beta1": 0.5,
     "beta2": 0.999,
     "loss": "bce",
