@@ -133,14 +133,13 @@ class Trainer:
 
     def mode_seeking_weight(self) -> float:
         if self.mode_seeking_until:
-            return self.mode_seeking * max(0.0, 1.0 - self.step / self.mode_seeking_until)
+            return self.mode_seeking * _linear_fall(self.step, 0, self.mode_seeking_until)
         return self.mode_seeking
 
     def lr_factor(self) -> float:
         if not self.lr_decay:
             return self.lr_scale
-        start, end = self.lr_decay
-        return self.lr_scale * min(1.0, max(0.0, (end - self.step) / max(end - start, 1)))
+        return self.lr_scale * _linear_fall(self.step, *self.lr_decay)
 
     def _set_learning_rates(self) -> None:
         f = self.lr_factor()
@@ -449,6 +448,11 @@ class _StopOnInterrupt:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
         return False
+
+
+def _linear_fall(step: int, start: int, end: int) -> float:
+    """1 until ``start``, falling linearly to 0 at ``end``, 0 after (the trainer's schedules)."""
+    return min(1.0, max(0.0, (end - step) / (end - start)))
 
 
 def _step_range(value, key: str) -> tuple[int, int] | None:
