@@ -100,6 +100,10 @@ class Trainer:
         self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)))
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
+        # auxiliary classifier (AC-GAN, Odena et al. 2017) for label-conditioned families: the
+        # discriminator's class head learns the classes from real images, and the generator is
+        # rewarded (weight ac_weight) when that head recognises the requested class in its output
+        self.ac_weight = _non_negative(config.get("ac_weight", 0.0), "ac_weight") if family.condition == "label" else 0.0
         # mode seeking (MSGAN) needs a latent code to compare: generate-task families only
         self.mode_seeking = float(config.get("mode_seeking", 0.0) or 0.0) if family.task == "generate" else 0.0
         # mode_seeking_until = N > 0: the weight falls linearly to 0 at step N (spread early, class
@@ -252,6 +256,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One generator update after ``n_critic`` discriminator updates (each on its own batch)."""
         import torch
+        import torch.nn.functional as F
 
         fam, cfg, D = self.family, self.config, self.D
         self._set_learning_rates()
@@ -270,9 +275,14 @@ class Trainer:
                     fake = self.G(**g_in)
             real_in = real.detach().requires_grad_(True) if self.r1 else real
             d_real = D(*fam.discriminator_inputs(self._augment(real_in), labels, g_in))
+            class_real = self._class_logits() if self.ac_weight else None
             d_fake = D(*fam.discriminator_inputs(self._augment(fake.detach()), labels, g_in))
             adv_d = self.loss.d_loss(d_real, d_fake)
             loss_d = adv_d
+            if class_real is not None:
+                ac_d = F.cross_entropy(class_real, labels)
+                loss_d = loss_d + ac_d
+                stats["ac_d"] = float(ac_d.detach())
             if self.gp_weight:
                 gp = gradient_penalty(lambda x: D(*fam.discriminator_inputs(self._augment(x), labels, g_in)),
                                       real, fake, self.aug_rng)
@@ -292,6 +302,8 @@ class Trainer:
         D.requires_grad_(False)
         adv = self.loss.g_loss(D(*fam.discriminator_inputs(self._augment(fake), labels, g_in)))
         extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
+        if self.ac_weight:
+            extra = {**extra, "ac_g": self.ac_weight * F.cross_entropy(self._class_logits(), labels)}
         ms_weight = self.mode_seeking_weight()
         if ms_weight:
             extra = {**extra, "mode_seeking": ms_weight * mode_seeking(fake, g_in["z"], g_in.get("label"))}
@@ -311,6 +323,15 @@ class Trainer:
         out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
         out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
         return out
+
+    def _class_logits(self):
+        """The class head's logits from the discriminator's latest forward pass."""
+        logits = getattr(self.D, "class_logits", None)
+        if logits is None:
+            from gankit.errors import UsageError
+
+            raise UsageError(f"ac_weight needs a discriminator with a class head; {self.family.name}'s has none")
+        return logits
 
     MAX_ROLLBACKS = 3
 
@@ -453,6 +474,19 @@ class _StopOnInterrupt:
 def _linear_fall(step: int, start: int, end: int) -> float:
     """1 until ``start``, falling linearly to 0 at ``end``, 0 after (the trainer's schedules)."""
     return min(1.0, max(0.0, (end - step) / (end - start)))
+
+
+def _non_negative(value, key: str) -> float:
+    """A finite weight >= 0 from the config (None/False = 0), or a one-line UsageError."""
+    try:
+        w = float(value or 0.0)
+    except (TypeError, ValueError):
+        w = math.nan
+    if not (math.isfinite(w) and w >= 0):
+        from gankit.errors import UsageError
+
+        raise UsageError(f"{key} must be a number >= 0, got {value!r}")
+    return w
 
 
 def _step_range(value, key: str) -> tuple[int, int] | None:

@@ -2,7 +2,8 @@
 
 The generator receives the label as an embedding joined with z; the discriminator is a
 projection discriminator (Miyato & Koyama, 2018) by default (``d_condition="concat"`` feeds
-the label as one-hot input channels instead). Ask it for a "7" and you get a 7.
+the label as one-hot input channels instead), with AC-GAN's auxiliary class head on top (Odena
+et al., 2017; ``ac_weight``). Ask it for a "7" and you get a 7.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from gankit_gan import DEFAULTS, DCGANFamily
 
 __version__ = "0.1.0"
 
-# measured (README "Results"): DiffAugment lifts accuracy, mode seeking cures the intra-class
-# collapse behind the Frechet distance; its weight falls linearly to 0 at step 800 (the default
-# length), so late training restores class fidelity; the learning rate (1e-3, the gan default)
-# falls linearly to 0 over steps 400-800. 800 steps keep the run under 3 minutes.
+# measured (README "Results"): DiffAugment lifts accuracy; mode seeking cures the intra-class
+# collapse behind the Frechet distance; AC-GAN's auxiliary classifier keeps each class legible
+# while mode seeking spreads it, so both can stay on for the whole run (3.4-3.8x the FD floor at
+# accuracy 0.98, against 4.8-6.6x / 0.97 with mode seeking alone, faded out to keep accuracy).
+# The learning rate (1e-3, the gan default) falls linearly to 0 over steps 400-800; 800 steps
+# keep the run under 3 minutes.
 CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection", "steps": 800, "diffaug": "translation,cutout",
-                 "mode_seeking": 0.1, "mode_seeking_until": 800, "lr_decay": [400, 800]}
+                 "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [400, 800]}
 
 
 @hookimpl

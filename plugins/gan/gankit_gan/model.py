@@ -9,7 +9,8 @@ and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8
 Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] -> linear logit. With
 ``num_classes > 0`` it is a projection discriminator (Miyato & Koyama, 2018): the logit
 gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the label is fed as
-extra one-hot input channels (Mirza & Osindero, 2014).
+extra one-hot input channels (Mirza & Osindero, 2014). ``class_head=True`` adds AC-GAN's
+auxiliary classifier (Odena et al., 2017) next to the real/fake logit.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
-                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True):
+                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False):
         super().__init__()
         _, n_down = plan(size)
         n_down = min(n_down, 4)
@@ -84,6 +85,10 @@ class Discriminator(nn.Module):
         self.feat_dim = c * side * side + (side * side if mbstd else 0)
         self.fc = nn.Linear(self.feat_dim, 1)
         self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes and condition == "projection" else None
+        # AC-GAN's auxiliary classifier (the trainer's ac_weight): a linear class head on the same
+        # features; each forward leaves its logits in ``class_logits`` for the trainer to read
+        self.classifier = nn.Linear(self.feat_dim, num_classes) if num_classes and class_head else None
+        self.class_logits: torch.Tensor | None = None
         if self.embed is not None:  # unit-normal embeddings would swamp the logit at this width
             nn.init.xavier_uniform_(self.embed.weight)
         if spectral_norm:
@@ -102,6 +107,8 @@ class Discriminator(nn.Module):
             h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
         h = h.flatten(1)
         out = self.fc(h).squeeze(1)
+        if self.classifier is not None:
+            self.class_logits = self.classifier(h)
         if self.embed is not None:
             out = out + (self.embed(label) * h).sum(1)
         return out
