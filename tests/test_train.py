@@ -174,3 +174,30 @@ def test_each_roll_back_halves_the_learning_rate_again(tmp_path, monkeypatch):
     recs = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in recs if r.get("event") == "non-finite loss"]
     assert [e["lr_g"] for e in events] == pytest.approx([1e-4, 5e-5])
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2])
+def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra):
+    """d_extra_convs adds 3x3 stride-1 convolutions after the last downsampling, doubling the
+    channels each time; D still gives one logit per image and passes gradients to its input.
+    The gan default uses one, the cgan default none."""
+    import torch
+    from torch import nn
+
+    from gankit.data import load_dataset
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+
+    fam, ds = get_family("gan"), load_dataset("mnist5k")
+    cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"d_extra_convs": extra})
+    D = fam.build_discriminator(cfg)
+    convs = [m for m in D.features if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 2 + extra
+    assert [c.kernel_size for c in convs[2:]] == [(3, 3)] * extra and all(c.stride == (1, 1) for c in convs[2:])
+    assert convs[-1].out_channels == int(cfg["ndf"]) * 2 * 2**extra
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    out = D(x)
+    assert out.shape == (4,)
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert fam.defaults["d_extra_convs"] == 1 and get_family("cgan").defaults["d_extra_convs"] == 0

@@ -17,6 +17,10 @@ DEFAULTS = {
     "ngf": 32,
     "ndf": 32,
     "upsample": "convtranspose",
+    # one 3x3 convolution (64 -> 128 channels) after D's last downsampling: without labels, D
+    # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches.
+    # Measured (README): FD 11.6x/12.6x -> 6.9x/6.3x the floor at 1,000 steps, ~25% slower steps
+    "d_extra_convs": 1,
     "steps": 1000,
     "batch_size": 64,
     # 5x DCGAN's 2e-4, falling linearly to 0 over the second half: in a 1,000-step budget the
@@ -61,6 +65,7 @@ class DCGANFamily(ModelFamily):
             # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
             batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
             class_head=bool(config.get("ac_weight")),
+            extra_convs=int(config.get("d_extra_convs", 0)),
         )
 
 

@@ -6,7 +6,8 @@ BatchNorm, ReLU] -> 3x3 conv -> tanh. Upsampling is either a transposed 4x4 conv
 Shi et al. 2016), which computes the same kind of function, avoids checkerboard artefacts,
 and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8 kernel).
 
-Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] -> linear logit. With
+Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] (+ ``extra_convs`` x [3x3
+conv doubling the channels, (BatchNorm,) LeakyReLU] at the last resolution) -> linear logit. With
 ``num_classes > 0`` it is a projection discriminator (Miyato & Koyama, 2018): the logit
 gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the label is fed as
 extra one-hot input channels (Mirza & Osindero, 2014). ``class_head=True`` adds AC-GAN's
@@ -66,7 +67,8 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
-                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False):
+                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False,
+                 extra_convs: int = 0):
         super().__init__()
         _, n_down = plan(size)
         n_down = min(n_down, 4)
@@ -77,6 +79,13 @@ class Discriminator(nn.Module):
             cout = min(width * 2**i, 512)
             layers.append(nn.Conv2d(c, cout, 4, 2, 1, bias=i == 0 or spectral_norm))
             if i > 0 and batchnorm and not spectral_norm:
+                layers.append(nn.BatchNorm2d(cout))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c = cout
+        for _ in range(extra_convs):
+            cout = min(c * 2, 512)
+            layers.append(nn.Conv2d(c, cout, 3, 1, 1, bias=spectral_norm or not batchnorm))
+            if batchnorm and not spectral_norm:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c = cout
