@@ -74,20 +74,20 @@ class Discriminator(nn.Module):
         n_down = min(n_down, 4)
         self.num_classes, self.condition, self.mbstd = num_classes, condition, mbstd
         cin = channels + (num_classes if num_classes and condition == "concat" else 0)
+        norm = batchnorm and not spectral_norm
+
+        def block(cin: int, cout: int, kernel: int, stride: int, norm: bool, bias: bool) -> list[nn.Module]:
+            conv = nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, bias=bias)
+            return [conv, *([nn.BatchNorm2d(cout)] if norm else []), nn.LeakyReLU(0.2, inplace=True)]
+
         layers, c = [], cin
-        for i in range(n_down):
+        for i in range(n_down):  # 4x4 stride 2: halve the side
             cout = min(width * 2**i, 512)
-            layers.append(nn.Conv2d(c, cout, 4, 2, 1, bias=i == 0 or spectral_norm))
-            if i > 0 and batchnorm and not spectral_norm:
-                layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            layers += block(c, cout, 4, 2, norm=i > 0 and norm, bias=i == 0 or spectral_norm)
             c = cout
-        for _ in range(extra_convs):
+        for _ in range(extra_convs):  # 3x3 stride 1 at the last side, doubling the channels
             cout = min(c * 2, 512)
-            layers.append(nn.Conv2d(c, cout, 3, 1, 1, bias=spectral_norm or not batchnorm))
-            if batchnorm and not spectral_norm:
-                layers.append(nn.BatchNorm2d(cout))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            layers += block(c, cout, 3, 1, norm=norm, bias=not norm)
             c = cout
         self.features = nn.Sequential(*layers)
         side = size // 2**n_down
