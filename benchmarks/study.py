@@ -22,7 +22,8 @@ from pathlib import Path
 # Every variant starts from BASE on top of the family's defaults: the plain DCGAN recipe
 # (BCE, EMA, no augmentation, no mode seeking), so a change of the shipped defaults does not
 # silently change what "baseline" means.
-BASE: dict = {"diffaug": "none", "mode_seeking": 0.0, "ac_weight": 0.0, "d_extra_convs": 0}
+BASE: dict = {"diffaug": "none", "mode_seeking": 0.0, "ac_weight": 0.0, "d_extra_convs": 0, "d_hidden": 0,
+              "lr_decay": None}
 
 # name -> overrides on top of BASE
 VARIANTS: dict[str, dict] = {

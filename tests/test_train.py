@@ -201,3 +201,41 @@ def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert fam.defaults["d_extra_convs"] == 1 and get_family("cgan").defaults["d_extra_convs"] == 0
+
+
+@pytest.mark.parametrize("plugin,hidden", [("gan", 0), ("gan", 64), ("cgan", 0), ("cgan", 64)])
+def test_discriminator_hidden_layer_feeds_logit_projection_and_class_head(plugin, hidden):
+    """d_hidden puts one fully-connected LeakyReLU layer between D's features and its outputs:
+    the logit, the label projection and the class head all read the hidden units; 0 keeps the
+    linear head. D still gives one logit per image and passes gradients to its input."""
+    import torch
+
+    from gankit.data import load_dataset
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+
+    fam, ds = get_family(plugin), load_dataset("mnist5k")
+    cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"d_hidden": hidden})
+    D = fam.build_discriminator(cfg)
+    width = hidden or D.fc.in_features
+    assert get_family("gan").defaults["d_hidden"] == 256 and get_family("cgan").defaults["d_hidden"] == 512
+    assert (D.head is not None) == bool(hidden)
+    if hidden:
+        assert D.head[0].out_features == hidden and D.fc.in_features == hidden
+    if plugin == "cgan":
+        assert D.embed.embedding_dim == width and D.classifier.in_features == width
+    x = torch.randn(4, 1, 28, 28, requires_grad=True)
+    label = torch.tensor([0, 3, 7, 9])
+    out = D(x, label) if plugin == "cgan" else D(x)
+    assert out.shape == (4,)
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("key,bad", [("d_hidden", -1), ("d_hidden", "wide"), ("d_hidden", 2.5), ("d_extra_convs", -2)])
+def test_bad_discriminator_layer_counts_are_refused_in_one_line(cli, tmp_path, key, bad):
+    r = cli("train", "--plugin", "gan", "--steps", "1", "--batch-size", "4", "--out", tmp_path / "r", "--no-export",
+            "--no-evaluate", "--set", f"{key}={bad}")
+    assert_one_line_error(r, 2)
+    assert f"{key} must be a whole number >= 0" in r.err
+    assert not (tmp_path / "r" / "checkpoints").exists() or not any((tmp_path / "r" / "checkpoints").iterdir())

@@ -21,6 +21,11 @@ DEFAULTS = {
     # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches.
     # Measured (README): FD 11.6x/12.6x -> 6.9x/6.3x the floor at 1,000 steps, ~25% slower steps
     "d_extra_convs": 1,
+    # one hidden fully-connected layer (LeakyReLU) between D's features and its logit: a linear
+    # logit can only weigh features one by one, so it cannot tell a set of digits that wander a
+    # pixel or two about the centre from a centred set with the same average (a spread, not a
+    # mean). Measured (README): FD 6.9x -> 4.8x the floor at 1,000 steps (1 thread, seed 0)
+    "d_hidden": 256,
     "steps": 1000,
     "batch_size": 64,
     # 5x DCGAN's 2e-4, falling linearly to 0 over the second half: in a 1,000-step budget the
@@ -65,8 +70,19 @@ class DCGANFamily(ModelFamily):
             # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
             batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
             class_head=bool(config.get("ac_weight")),
-            extra_convs=int(config.get("d_extra_convs", 0)),
+            extra_convs=_count(config, "d_extra_convs"),
+            hidden=_count(config, "d_hidden"),
         )
+
+
+def _count(config, key: str) -> int:
+    """A whole number >= 0 from the config (a layer or unit count), or a one-line UsageError."""
+    value = config.get(key, 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        from gankit.errors import UsageError
+
+        raise UsageError(f"{key} must be a whole number >= 0, got {value!r}")
+    return value
 
 
 @hookimpl

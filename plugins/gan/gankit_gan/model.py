@@ -7,11 +7,13 @@ Shi et al. 2016), which computes the same kind of function, avoids checkerboard 
 and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8 kernel).
 
 Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] (+ ``extra_convs`` x [3x3
-conv doubling the channels, (BatchNorm,) LeakyReLU] at the last resolution) -> linear logit. With
-``num_classes > 0`` it is a projection discriminator (Miyato & Koyama, 2018): the logit
-gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the label is fed as
-extra one-hot input channels (Mirza & Osindero, 2014). ``class_head=True`` adds AC-GAN's
-auxiliary classifier (Odena et al., 2017) next to the real/fake logit.
+conv doubling the channels, (BatchNorm,) LeakyReLU] at the last resolution) (+ ``hidden`` units:
+one fully-connected LeakyReLU layer, so the outputs are nonlinear in the whole feature map) ->
+linear logit. With ``num_classes > 0`` it is a projection discriminator (Miyato & Koyama,
+2018): the logit gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the
+label is fed as extra one-hot input channels (Mirza & Osindero, 2014). ``class_head=True`` adds
+AC-GAN's auxiliary classifier (Odena et al., 2017) next to the real/fake logit. The
+projection and the class head read the same (hidden, when there is one) features as the logit.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
                  mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False,
-                 extra_convs: int = 0):
+                 extra_convs: int = 0, hidden: int = 0):
         super().__init__()
         _, n_down = plan(size)
         n_down = min(n_down, 4)
@@ -92,6 +94,9 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         side = size // 2**n_down
         self.feat_dim = c * side * side + (side * side if mbstd else 0)
+        self.head = nn.Sequential(nn.Linear(self.feat_dim, hidden), nn.LeakyReLU(0.2, inplace=True)) if hidden else None
+        if hidden:
+            self.feat_dim = hidden
         self.fc = nn.Linear(self.feat_dim, 1)
         self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes and condition == "projection" else None
         # AC-GAN's auxiliary classifier (the trainer's ac_weight): a linear class head on the same
@@ -115,6 +120,8 @@ class Discriminator(nn.Module):
             std = h.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=0, keepdim=True)  # [1, H, W]
             h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
         h = h.flatten(1)
+        if self.head is not None:
+            h = self.head(h)
         out = self.fc(h).squeeze(1)
         if self.classifier is not None:
             self.class_logits = self.classifier(h)
