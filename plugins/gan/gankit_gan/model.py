@@ -93,10 +93,9 @@ class Discriminator(nn.Module):
             c = cout
         self.features = nn.Sequential(*layers)
         side = size // 2**n_down
-        self.feat_dim = c * side * side + (side * side if mbstd else 0)
-        self.head = nn.Sequential(nn.Linear(self.feat_dim, hidden), nn.LeakyReLU(0.2, inplace=True)) if hidden else None
-        if hidden:
-            self.feat_dim = hidden
+        flat = c * side * side + (side * side if mbstd else 0)
+        self.head = nn.Sequential(nn.Linear(flat, hidden), nn.LeakyReLU(0.2, inplace=True)) if hidden else None
+        self.feat_dim = hidden or flat  # what the logit, the projection and the class head read
         self.fc = nn.Linear(self.feat_dim, 1)
         self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes and condition == "projection" else None
         # AC-GAN's auxiliary classifier (the trainer's ac_weight): a linear class head on the same
