@@ -62,6 +62,21 @@ class ModelFamily:
         raise NotImplementedError(f"family {self.name!r} does not build a discriminator")
 
     # -- training ----------------------------------------------------------------------
+    def prepare_data(self, dataset: Any, config: dict[str, Any]) -> dict[str, Any]:
+        """Config entries derived from the training data before the models are built ({} by default).
+
+        Called once per run after the user's overrides are applied; what it returns is saved in
+        the run's config, so it must be a deterministic function of the data and the config.
+        """
+        return {}
+
+    def training_labels(self, dataset: Any, config: dict[str, Any]) -> Any:
+        """One integer per training image, passed to ``generator_inputs`` and ``discriminator_inputs``.
+
+        The dataset's labels by default; an unconditional family may supply its own (e.g. clusters).
+        """
+        return dataset.y_train
+
     def generator_inputs(
         self, real: "torch.Tensor", labels: "torch.Tensor", config: dict[str, Any], rng: "torch.Generator"
     ) -> dict[str, "torch.Tensor"]:

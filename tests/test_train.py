@@ -196,7 +196,7 @@ def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra
     assert [c.kernel_size for c in convs[2:]] == [(3, 3)] * extra and all(c.stride == (1, 1) for c in convs[2:])
     assert convs[-1].out_channels == int(cfg["ndf"]) * 2 * 2**extra
     x = torch.randn(4, 1, 28, 28, requires_grad=True)
-    out = D(x)
+    out = D(x, torch.tensor([0, 3, 7, 9]))  # the default gan's D projects its clusters
     assert out.shape == (4,)
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
@@ -226,7 +226,7 @@ def test_discriminator_hidden_layer_feeds_logit_projection_and_class_head(plugin
         assert D.embed.embedding_dim == width and D.classifier.in_features == width
     x = torch.randn(4, 1, 28, 28, requires_grad=True)
     label = torch.tensor([0, 3, 7, 9])
-    out = D(x, label) if plugin == "cgan" else D(x)
+    out = D(x, label)  # a class (cgan) or a cluster (gan)
     assert out.shape == (4,)
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

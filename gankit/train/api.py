@@ -46,6 +46,7 @@ def build_config(family, dataset, *, data: str, seed: int, device: str, override
     for k, v in overrides.items():
         if v is not None:
             config[k] = v
+    config.update(family.prepare_data(dataset, config))
     config.setdefault("sample_every", max(1, int(config["steps"]) // 5))
     if config.get("save_every") is None:
         config["save_every"] = config["sample_every"]

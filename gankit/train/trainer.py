@@ -122,7 +122,7 @@ class Trainer:
         self.lr_scale = 1.0  # halved by each roll-back after a non-finite loss
         self.noise = torch.Generator().manual_seed(seed + 1)
         self.x = torch.from_numpy(dataset.x_train)  # uint8, converted per batch
-        self.y = torch.from_numpy(dataset.y_train)
+        self.y = torch.from_numpy(np.ascontiguousarray(family.training_labels(dataset, config), dtype=np.int64))
         self.step = 0
         self.rollbacks = 0
         self._perm_epoch: int | None = None

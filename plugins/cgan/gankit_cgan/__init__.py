@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 # convolution measured no better with the earlier recipe and costs ~25% per step).
 CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection", "steps": 700, "diffaug": "none",
                  "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [350, 700],
-                 "d_extra_convs": 0, "d_hidden": 512}
+                 "d_extra_convs": 0, "d_hidden": 512, "clusters": 0}
 
 
 @hookimpl

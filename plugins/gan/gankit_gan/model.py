@@ -44,13 +44,20 @@ class Up(nn.Sequential):
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim=64, channels=1, size=28, width=32, num_classes=0, upsample="pixelshuffle"):
+    def __init__(self, latent_dim=64, channels=1, size=28, width=32, num_classes=0, upsample="pixelshuffle",
+                 cluster_sizes: list[float] | None = None):
         super().__init__()
         self.latent_dim, self.num_classes = latent_dim, num_classes
+        # clusters (gankit_gan.clusters): z[:, 0] picks one, cut at the normal quantiles of their sizes
+        self.code_embed = None
+        if cluster_sizes:
+            edges = torch.special.ndtri(torch.tensor(cluster_sizes, dtype=torch.float64).cumsum(0)[:-1].clamp(1e-9, 1 - 1e-9))
+            self.register_buffer("cluster_edges", edges.float())
+            self.code_embed = nn.Embedding(len(cluster_sizes), latent_dim)
         self.base, n_up = plan(size)
         chans = [min(width * 2 ** (n_up - i), 512) for i in range(n_up + 1)]
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
-        in_dim = latent_dim * (2 if num_classes else 1)
+        in_dim = latent_dim * (1 + bool(num_classes) + bool(cluster_sizes))
         self.fc = nn.Sequential(
             nn.Linear(in_dim, chans[0] * self.base**2, bias=False),
             nn.BatchNorm1d(chans[0] * self.base**2),
@@ -63,8 +70,14 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(label)], dim=1)
+        if self.code_embed is not None:
+            z = torch.cat([z, self.code_embed(self.cluster_of(z))], dim=1)
         h = self.fc(z).view(-1, self.c0, self.base, self.base)
         return torch.tanh(self.out(self.ups(h)))
+
+    def cluster_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The cluster z asks for: how many cluster edges its first entry lies above."""
+        return (z[:, :1] > self.cluster_edges).sum(1)
 
 
 class Discriminator(nn.Module):

@@ -1,0 +1,82 @@
+"""Pseudo-labels for unconditional training: k-means clusters of the training images.
+
+A conditional GAN learns a multi-modal distribution far better than an unconditional one (its
+discriminator compares like with like, and its generator need not morph one mode into another
+along a continuous z). Without labels, clusters of the data can stand in for them: the
+self-conditioned GAN of Liu et al. (CVPR 2020) clusters the discriminator's features; we
+cluster the images once, before training (principal components of the pixels, then k-means),
+which is deterministic, cheap, and uses nothing but the training images.
+
+At sampling time nothing changes for the user: the generator reads the cluster from its own
+``z`` (the first entry, cut at the normal quantiles of the cluster sizes), so ``z ~ N(0, I)``
+picks each cluster as often as it occurs in the data and the exported graph still takes ``z`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+PCA_DIMS = 50  # principal components kept before k-means
+MIN_PER_CLUSTER = 25  # fewer training images per cluster than this: fewer clusters (a small folder)
+MAX_VALUES = 1024  # larger images are average-pooled (2x2, 4x4, ...) to at most this many values first
+FIT_LIMIT = 10_000  # images used to fit the components and the centroids (all are assigned)
+RESTARTS = 4  # k-means runs from different seeds; the tightest is kept
+
+_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def usable_clusters(k: int, n_images: int) -> int:
+    """The cluster count a run gets: ``k``, capped so each cluster has ``MIN_PER_CLUSTER`` images
+    on average; 0 (no clusters) when that leaves fewer than 2."""
+    k = min(k, n_images // MIN_PER_CLUSTER)
+    return k if k >= 2 else 0
+
+
+def cluster_labels(x_train: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """One cluster index in ``0..k-1`` per image (uint8 NCHW images; deterministic, memoised)."""
+    x = np.ascontiguousarray(x_train)
+    key = (hashlib.sha1(x.reshape(-1).view(np.uint8)).hexdigest(), x.shape, k, seed)
+    if key not in _CACHE:
+        _CACHE[key] = _kmeans(_pooled(x), k, seed)
+    return _CACHE[key].copy()
+
+
+def _pooled(x: np.ndarray) -> np.ndarray:
+    """Images as float rows in [0, 1], average-pooled by a power of 2 to at most MAX_VALUES values
+    (k-means groups by overall shape and colour, which a 16x16 thumbnail keeps; MNIST is kept whole)."""
+    n, c, h, w = x.shape
+    f = 1
+    while c * (h // f) * (w // f) > MAX_VALUES and h % (2 * f) == 0 and w % (2 * f) == 0:
+        f *= 2
+    x = x.astype(np.float32) / 255.0
+    if f > 1:
+        x = x.reshape(n, c, h // f, f, w // f, f).mean(axis=(3, 5))
+    return x.reshape(n, -1)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(seed)
+    fit = x[rng.choice(len(x), FIT_LIMIT, replace=False)] if len(x) > FIT_LIMIT else x
+    mean = fit.mean(0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    basis = vt[: min(PCA_DIMS, vt.shape[0])].T
+    p_fit, p_all = (fit - mean) @ basis, (x - mean) @ basis
+    best, best_inertia = None, np.inf
+    for r in range(RESTARTS):
+        centroids, labels = kmeans2(p_fit, k, minit="++", iter=30, seed=np.random.default_rng([seed, r]))
+        inertia = float(((p_fit - centroids[labels]) ** 2).sum())
+        if inertia < best_inertia and len(np.unique(labels)) == k:
+            best, best_inertia = centroids, inertia
+    if best is None:  # every restart left a cluster empty (many duplicate images)
+        raise ValueError(f"k-means found fewer than {k} distinct clusters in this data; use --set clusters=N with a smaller N, or 0")
+    d = (p_all**2).sum(1)[:, None] - 2 * p_all @ best.T + (best**2).sum(1)[None, :]
+    return d.argmin(1).astype(np.int64)
+
+
+def cluster_sizes(labels: np.ndarray, k: int) -> list[float]:
+    """Fraction of the images in each cluster (what the generator samples them by)."""
+    return [round(float(f), 6) for f in np.bincount(labels, minlength=k) / len(labels)]

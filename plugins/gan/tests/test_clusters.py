@@ -1,0 +1,131 @@
+"""Clusters as pseudo-labels for the unconditional gan: deterministic, label-free, sampled from z alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gankit_gan.clusters import MIN_PER_CLUSTER, cluster_labels, cluster_sizes, usable_clusters
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from gankit.data import load_dataset
+
+    return load_dataset("mnist5k")
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """The gan family, a config with 80 clusters on mnist5k, and its generator."""
+    fam, cfg = _config({"clusters": 80})
+    return fam, cfg, fam.build_generator(cfg)
+
+
+def _train_error(capsys, tmp_path, plugin, setting):
+    """Exit code and stderr lines of a one-step ``gankit train`` with ``--set SETTING``."""
+    from gankit.cli import main
+
+    code = main(["train", "--plugin", plugin, "--steps", "1", "--batch-size", "4", "--out", str(tmp_path / "r"),
+                 "--no-export", "--no-evaluate", "--set", setting])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, [ln for ln in err.splitlines() if ln.strip()]
+
+
+def _config(overrides=None, data="mnist5k"):
+    from gankit.data import load_dataset
+    from gankit.plugins import get_family
+    from gankit.train.api import build_config
+
+    fam = get_family("gan")
+    return fam, build_config(fam, load_dataset(data), data=data, seed=0, device="cpu", overrides=overrides or {})
+
+
+def test_clusters_are_deterministic_complete_and_group_digits_without_labels(mnist):
+    a = cluster_labels(mnist.x_train, 20, seed=0)
+    assert np.array_equal(a, cluster_labels(mnist.x_train, 20, seed=0))
+    assert a.shape == (len(mnist.x_train),) and set(np.unique(a)) == set(range(20))
+    sizes = cluster_sizes(a, 20)
+    assert abs(sum(sizes) - 1) < 1e-4 and min(sizes) > 0
+    # the labels are never read, yet each cluster is mostly one digit: purity far above the
+    # ~0.11 of a random split (k-means on MNIST pixels reaches ~0.6-0.7 at 20 clusters)
+    purity = sum(np.bincount(mnist.y_train[a == c]).max() for c in range(20)) / len(a)
+    assert purity > 0.5, purity
+
+
+def test_cluster_count_shrinks_for_small_data():
+    assert usable_clusters(80, 4000) == 80
+    assert usable_clusters(80, 1000) == 1000 // MIN_PER_CLUSTER
+    assert usable_clusters(80, 2 * MIN_PER_CLUSTER - 1) == 0  # fewer than two clusters: none
+
+
+def test_default_gan_config_records_its_clusters():
+    fam, cfg = _config()
+    k = fam.defaults["clusters"]
+    assert cfg["clusters"] == k and len(cfg["cluster_sizes"]) == k
+    G, D = fam.build_generator(cfg), fam.build_discriminator(cfg)
+    assert G.code_embed.num_embeddings == k and D.embed.num_embeddings == k
+    _, off = _config({"clusters": 0})
+    assert "cluster_sizes" not in off and fam.build_generator(off).code_embed is None
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(0, 79), min_size=1, max_size=64))
+def test_training_z_asks_for_the_real_batch_clusters(clustered, labels):
+    import torch
+
+    fam, cfg, G = clustered
+    y = torch.tensor(labels)
+    g_in = fam.generator_inputs(torch.zeros(len(labels), 1, 28, 28), y, cfg, torch.Generator().manual_seed(len(labels)))
+    assert set(g_in) == {"z"} and torch.isfinite(g_in["z"]).all()
+    assert torch.equal(G.cluster_of(g_in["z"]), y)
+
+
+def test_plain_normal_z_picks_each_cluster_as_often_as_the_data_has_it(clustered):
+    import torch
+
+    _, cfg, G = clustered
+    z = torch.randn(200_000, cfg["latent_dim"], generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(G.cluster_of(z), minlength=cfg["clusters"]).double() / len(z)
+    assert torch.allclose(freq, torch.tensor(cfg["cluster_sizes"], dtype=torch.float64), atol=0.004)
+
+
+@pytest.mark.parametrize("bad", [-1, "many", 2.5])
+def test_bad_cluster_counts_are_refused_in_one_line(capsys, tmp_path, bad):
+    code, lines = _train_error(capsys, tmp_path, "gan", f"clusters={bad}")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert "clusters must be a whole number >= 0" in lines[0]
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_clusters_on_a_conditional_family_are_refused_in_one_line(capsys, tmp_path):
+    code, lines = _train_error(capsys, tmp_path, "cgan", "clusters=10")
+    assert code == 2 and len(lines) == 1 and "conditioned on its labels" in lines[0]
+
+
+def test_run_with_clusters_saves_sizes_resumes_and_exports_z_only(tmp_path, monkeypatch):
+    import onnx
+
+    monkeypatch.chdir(tmp_path)  # the export goes to ./exported
+
+    from gankit.train.api import train
+
+    common = dict(plugin="gan", batch_size=8, evaluate=False, quiet=True,
+                  overrides={"sample_every": 2, "clusters": 12, "ngf": 8, "ndf": 8})
+    train(out=tmp_path / "a", steps=4, export=False, **common)
+    train(out=tmp_path / "b", steps=2, export=False, **common)
+    summary = train(out=tmp_path / "b", steps=4, resume=True, export=True, **common)  # resume sees the same config
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert cfg["clusters"] == 12 and len(cfg["cluster_sizes"]) == 12
+    from safetensors.numpy import load_file
+
+    last = lambda run: load_file(str(sorted((run / "checkpoints").glob("step-*.safetensors"))[-1]))  # noqa: E731
+    wa, wb = last(tmp_path / "a"), last(tmp_path / "b")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa if k.startswith(("G/", "D/")))
+    model = onnx.load(str(tmp_path / summary["exported"]))
+    assert [i.name for i in model.graph.input] == ["z"]  # the exporter's parity check passed too
