@@ -23,7 +23,7 @@ from pathlib import Path
 # (BCE, EMA, no augmentation, no mode seeking), so a change of the shipped defaults does not
 # silently change what "baseline" means.
 BASE: dict = {"diffaug": "none", "mode_seeking": 0.0, "ac_weight": 0.0, "d_extra_convs": 0, "d_hidden": 0,
-              "lr_decay": None}
+              "lr_decay": None, "clusters": 0}
 
 # name -> overrides on top of BASE
 VARIANTS: dict[str, dict] = {

@@ -134,7 +134,7 @@ class DCGANFamily(ModelFamily):
             # BatchNorm couples the samples of a batch, which breaks the per-sample gradient
             # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
             batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
-            class_head=bool(config.get("ac_weight")),
+            class_head=bool(config.get("ac_weight")) and self.condition == "label",  # the trainer uses it only there
             extra_convs=_count(config, "d_extra_convs"),
             hidden=_count(config, "d_hidden"),
         )
