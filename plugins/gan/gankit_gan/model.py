@@ -6,6 +6,10 @@ BatchNorm, ReLU] -> 3x3 conv -> tanh. Upsampling is either a transposed 4x4 conv
 Shi et al. 2016), which computes the same kind of function, avoids checkerboard artefacts,
 and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8 kernel).
 
+With ``cluster_sizes`` (the unconditional gan's pseudo-labels, see :mod:`gankit_gan.clusters`)
+the generator also embeds the cluster its own z[:, 0] falls in, and the discriminator projects
+the cluster like a class.
+
 Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] (+ ``extra_convs`` x [3x3
 conv doubling the channels, (BatchNorm,) LeakyReLU] at the last resolution) (+ ``hidden`` units:
 one fully-connected LeakyReLU layer, so the outputs are nonlinear in the whole feature map) ->
