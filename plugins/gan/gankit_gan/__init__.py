@@ -28,8 +28,8 @@ DEFAULTS = {
     "d_hidden": 256,
     # k-means clusters of the training images as pseudo-labels (gankit_gan.clusters): G and D
     # are conditioned on them like the cgan on its classes, and G reads its cluster from z.
-    # No labels are used. Measured (README, 1 thread): FD 4.8x -> 2.3x / 2.0x (seeds 0 / 1) the
-    # floor, at 600 steps instead of 1,000; 20 clusters 5.2x, 40 3.5x, 80 2.6x, 160 3.2x
+    # No labels are used. Measured (README): FD 4.9x -> 2.0x / 2.3x the floor (seeds 0 / 1), in
+    # 600 steps instead of 1,000; 1-thread runs: 20 clusters 5.2x, 40 3.5x, 80 2.6x, 160 3.2x
     "clusters": 120,
     # mode seeking (MSGAN) against sameness within a cluster, as in the cgan
     "mode_seeking": 0.3,
