@@ -1,4 +1,4 @@
-"""gankit plugin ``gan``: DCGAN, the unconditional baseline.
+"""gankit plugin ``gan``: DCGAN for unconditional generation, trained on k-means clusters of its data.
 
 Registered through the ``gankit`` entry-point group like any third-party plugin. torch is
 imported only when a model is built, so ``gankit --help`` and ``gankit plugins`` stay fast.
@@ -157,7 +157,7 @@ def register_families(register):
             name="gan",
             task="generate",
             condition="none",
-            description="DCGAN (Radford et al. 2015): unconditional image generation",
+            description="DCGAN (Radford et al. 2015) on k-means clusters of its data: unconditional image generation",
             defaults=dict(DEFAULTS),
         )
     )
