@@ -93,13 +93,14 @@ class DCGANFamily(ModelFamily):
         if sizes:  # z[:, 0] drawn from the slice of N(0, 1) that asks for the real batch's clusters
             import torch
 
-            cum = torch.tensor([0.0, *sizes], dtype=torch.float64).cumsum(0)
-            lo, width = cum[labels.cpu()], torch.tensor(sizes, dtype=torch.float64)[labels.cpu()]
+            from gankit_gan.clusters import slice_starts
+
+            lo = torch.from_numpy(slice_starts(sizes))[labels.cpu()]
+            width = torch.tensor(sizes, dtype=torch.float64)[labels.cpu()]
             # inside the slice, clear of its ends, so float32 rounding cannot carry z into a neighbour
             u = lo + width * (0.001 + 0.998 * torch.rand(len(labels), generator=rng, dtype=torch.float64))
-            z = inputs["z"].clone()
+            z = inputs["z"]  # freshly drawn above: ours to change
             z[:, 0] = torch.special.ndtri(u.clamp(1e-9, 1 - 1e-9)).float().to(z.device)
-            inputs["z"] = z
         return inputs
 
     def discriminator_inputs(self, images, labels, g_inputs):

@@ -77,6 +77,12 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     return d.argmin(1).astype(np.int64)
 
 
+def slice_starts(sizes) -> np.ndarray:
+    """Where each cluster's slice of [0, 1] begins (and, last, where the final one ends): the
+    normal CDF of z[:, 0] falls in cluster c's slice [starts[c], starts[c + 1])."""
+    return np.concatenate([[0.0], np.cumsum(np.asarray(sizes, dtype=np.float64))])
+
+
 def cluster_sizes(labels: np.ndarray, k: int) -> list[float]:
     """Fraction of the images in each cluster (what the generator samples them by)."""
     return [round(float(f), 6) for f in np.bincount(labels, minlength=k) / len(labels)]

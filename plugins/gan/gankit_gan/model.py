@@ -55,7 +55,9 @@ class Generator(nn.Module):
         # clusters (gankit_gan.clusters): z[:, 0] picks one, cut at the normal quantiles of their sizes
         self.code_embed = None
         if cluster_sizes:
-            edges = torch.special.ndtri(torch.tensor(cluster_sizes, dtype=torch.float64).cumsum(0)[:-1].clamp(1e-9, 1 - 1e-9))
+            from gankit_gan.clusters import slice_starts
+
+            edges = torch.special.ndtri(torch.from_numpy(slice_starts(cluster_sizes)[1:-1]).clamp(1e-9, 1 - 1e-9))
             self.register_buffer("cluster_edges", edges.float())
             self.code_embed = nn.Embedding(len(cluster_sizes), latent_dim)
         self.base, n_up = plan(size)
