@@ -9,6 +9,7 @@ Importing this package is cheap: nothing here imports torch.
 __version__ = "0.1.0"
 
 from gankit.errors import GankitError, UsageError  # noqa: E402
+from gankit.config import Key  # noqa: E402
 from gankit.hookspecs import hookimpl  # noqa: E402
 
-__all__ = ["__version__", "GankitError", "UsageError", "hookimpl"]
+__all__ = ["__version__", "GankitError", "Key", "UsageError", "hookimpl"]

@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from gankit import __version__
-from gankit.errors import GankitError, UsageError
+from gankit.errors import INTERRUPTED, GankitError, UsageError
 
 app = typer.Typer(
     name="gankit",
@@ -106,16 +106,17 @@ def _positive(name: str, value: Optional[int]) -> None:
 
 @app.command("train")
 def train_cmd(
-    plugin: str = typer.Option(..., "--plugin", "-p", help="Model family to train (see `gankit plugins`)."),
+    plugin: Optional[str] = typer.Option(None, "--plugin", "-p", help="Model family to train (see `gankit plugins`)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Config file: TOML (KEY = VALUE lines) or a run's config.json; options and --set override it."),
     data: Optional[str] = typer.Option(None, "--data", help="mnist5k, photos or folder:PATH (default: the family's)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: the family's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same weights (on CPU)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0); same seed, same weights (on CPU)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default auto)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<plugin>-NNN)."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps (default: at sample intervals)."),
     sample_every: Optional[int] = typer.Option(None, "--sample-every", help="Sample grid (+ evaluation) every N steps."),
-    keep: int = typer.Option(3, "--keep", help="Checkpoints to keep."),
+    keep: Optional[int] = typer.Option(None, "--keep", help="Checkpoints to keep (default 3)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Image side for folder:/photos data."),
     loss: Optional[str] = typer.Option(None, "--loss", help="Adversarial loss: bce, minimax, hinge, lsgan, wgan-gp (or a plugin's)."),
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm", help="Spectral normalisation on every D layer."),
@@ -124,46 +125,54 @@ def train_cmd(
     r1: Optional[float] = typer.Option(None, "--r1", help="R1 penalty weight gamma on real images (0 = off)."),
     mode_seeking: Optional[float] = typer.Option(None, "--mode-seeking", help="Mode-seeking (MSGAN) weight against intra-class collapse (0 = off; generators with z)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate of both G and D."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its latest checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest usable checkpoint."),
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed config."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Judge metrics at sample intervals and at the end."),
     export: bool = typer.Option(True, "--export/--no-export", help="Export the generator to exported/<run>.onnx at the end."),
-    set_: list[str] = typer.Option([], "--set", help="Override any config key: --set width=64 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing exported/<run>.onnx (e.g. after --resume)."),
+    set_: list[str] = typer.Option([], "--set", help="Set any config key, e.g. --set steps=300 --set lr_decay=[150,300] (repeatable; see --list-keys)."),
+    list_keys: bool = typer.Option(False, "--list-keys", help="List the family's config keys (type, default, range) and exit."),
 ) -> None:
-    """Train a model family; writes a run directory, then exports it to ONNX."""
+    """Train a model family; writes a run directory, evaluates, then exports it to ONNX."""
+    from gankit.train.config import parse_sets
+
+    if list_keys:
+        _list_keys(plugin)
+        return
     from gankit.train.api import train
 
-    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--save-every", save_every),
-                        ("--sample-every", sample_every), ("--keep", keep), ("--image-size", image_size)):
-        _positive(name, value)
-    if ema is not None and not 0.0 <= ema < 1.0:
-        raise UsageError(f"--ema must be in [0, 1), got {ema}")
-    if r1 is not None and r1 < 0:
-        raise UsageError(f"--r1 must be >= 0, got {r1}")
-    if mode_seeking is not None and mode_seeking < 0:
-        raise UsageError(f"--mode-seeking must be >= 0, got {mode_seeking}")
-    if diffaug is not None:
-        from gankit.train.augment import parse_policy
-
-        parse_policy(diffaug)
-    overrides = {}
-    for item in set_:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = parse_sets(set_)
     for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1),
                        ("mode_seeking", mode_seeking)):
         if value is not None:
+            if key in overrides and overrides[key] != value:
+                raise UsageError(f"{key} given twice with different values: --set {key}={overrides[key]!r} and its option ({value!r})")
             overrides[key] = value
     train(
         plugin=plugin, data=data, steps=steps, batch_size=batch_size, seed=seed, device=device, out=out,
         save_every=save_every, sample_every=sample_every, keep=keep, image_size=image_size, loss=loss, lr=lr,
-        resume=resume, force=force, evaluate=evaluate, export=export, overrides=overrides,
+        resume=resume, force=force, evaluate=evaluate, export=export, overwrite=overwrite, overrides=overrides,
+        config_file=config,
     )
+
+
+def _list_keys(plugin: Optional[str]) -> None:
+    if plugin is None:
+        raise UsageError("--list-keys needs --plugin NAME")
+    from rich.table import Table
+
+    from gankit.plugins import get_family
+    from gankit.train.config import describe_keys
+
+    table = Table(title=f"config keys of {plugin} (gankit train --set KEY=VALUE, or KEY = VALUE in a --config TOML file)")
+    for col in ("key", "type", "default", "range", "help"):
+        table.add_column(col, overflow="fold")
+    for row in describe_keys(get_family(plugin)):
+        table.add_row(row["key"], row["type"], json.dumps(row["default"]), row["range"], row["help"])
+    con = _console()
+    if not con.is_terminal:
+        con.width = 160
+    con.print(table)
 
 
 # --------------------------------------------------------------------------- export
@@ -329,19 +338,9 @@ def bench_cmd(
 
 
 def _check_output(path: Path, overwrite: bool, suffix: str | None = None) -> None:
-    """Refuse to clobber an existing file or write where we cannot, before any work is done."""
-    if path.exists() and path.is_dir():
-        raise UsageError(f"output {path} is a directory")
-    if path.exists() and not overwrite:
-        raise UsageError(f"output {path} already exists (pass --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise UsageError(f"cannot write to {parent}")
-    if suffix and path.suffix.lower() != suffix:
-        raise UsageError(f"output {path} should end in {suffix}")
+    from gankit.fileio import check_output
+
+    check_output(path, overwrite=overwrite, suffix=suffix)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -361,15 +360,44 @@ def main(argv: list[str] | None = None) -> int:
         from click import exceptions as cx
 
     args = sys.argv[1:] if argv is None else argv
+    _catch_interrupts()
     try:
         command = typer.main.get_command(_build_app())
         rc = command.main(args=args, prog_name="gankit", standalone_mode=False)
         return int(rc or 0) if isinstance(rc, int) else 0
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
+    except BaseException as exc:
+        if not INTERRUPTED.is_set() and not isinstance(exc, (KeyboardInterrupt, typer.Abort)):
+            return _report(exc, cx)
+        if os.environ.get("GANKIT_DEBUG") and not isinstance(exc, KeyboardInterrupt):
+            raise
+        # however the interrupt surfaced (KeyboardInterrupt, click's Abort, a library's own error)
+        msg = " ".join(str(exc).split()) if isinstance(exc, GankitError) else "interrupted"
+        print(f"error: {msg}", file=sys.stderr)
         return 130
+
+
+def _catch_interrupts() -> None:
+    """Ctrl-C: remember it (see gankit.errors.INTERRUPTED), then interrupt as Python would."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    INTERRUPTED.clear()
+
+    def on_sigint(signum, frame):
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def _report(exc: BaseException, cx) -> int:
+    """One line on stderr for an exception, and the exit code it means."""
+    try:
+        raise exc
     except cx.ClickException as exc:  # bad option, missing argument...
         print(f"error: {exc.format_message()}", file=sys.stderr)
         return 2
@@ -379,9 +407,6 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split())
         print(f"error: {msg}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except Exception as exc:  # an internal failure: one line, details with GANKIT_DEBUG=1
         if os.environ.get("GANKIT_DEBUG"):
             raise

@@ -6,6 +6,13 @@ never a traceback.
 """
 
 
+import threading
+
+# Set by the CLI's SIGINT handler: a Ctrl-C that a library caught and turned into another
+# exception (the ONNX exporter does) must still end the command as "interrupted", writing nothing.
+INTERRUPTED = threading.Event()
+
+
 class GankitError(Exception):
     """A failure gankit can explain in one line (exit code 1 in the CLI)."""
 

@@ -11,7 +11,7 @@ Nothing here imports torch at module level: listing families must stay instant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -38,6 +38,9 @@ class ModelFamily:
     defaults:
         Training and architecture defaults; ``gankit train`` options override them and the
         merged dict (the *config*) is what every ``build_*`` method receives.
+    config_keys:
+        (class attribute) ``{key: gankit.config.Key(...)}``: types, bounds, choices and help for
+        the family's keys, checked before training starts (``--set ngf=-4`` is refused).
     data_defaults:
         Per-dataset changes to ``defaults`` (``{"photos": {"steps": 300}}``), applied when
         training on that dataset, before the command-line options: a recipe measured on 28x28
@@ -51,6 +54,9 @@ class ModelFamily:
     defaults: dict[str, Any] = field(default_factory=dict)
     data_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     implemented: bool = True
+    # bounds, choices and help for config keys (gankit.config.Key); every key of ``defaults`` is a
+    # config key already, typed by its default value: declare it here only to constrain it further
+    config_keys: ClassVar[dict[str, Any]] = {}
 
     # -- building ----------------------------------------------------------------------
     def build_generator(self, config: dict[str, Any]) -> "nn.Module":

@@ -26,6 +26,7 @@ class _Reference:
 
     def __init__(self, dataset: Dataset):
         from gankit.evaluate.judge import load_judge
+        from gankit.evaluate.metrics import coverage
 
         self.dataset = dataset
         self.judge = load_judge(dataset)
@@ -34,13 +35,23 @@ class _Reference:
         self.test_spread = _spread(self.test_feats, dataset.y_test, dataset.num_classes)
         self._floors: dict[int, float] = {}
 
+        # the class frequencies of the real data: what a faithful generator's coverage should match
+        self.real_coverage = coverage(dataset.y_train, dataset.num_classes) if dataset.num_classes > 1 else 1.0
+
     def floor(self, n: int) -> float:
-        """FD between ``n`` real train images (fixed subset) and the test split."""
+        """FD between ``n`` real train images (fixed subset) and the test split.
+
+        ``n`` is at most the train split's size: callers compare it with the FD of exactly as
+        many generated images (:func:`fd_sample_size`), since the FD estimate grows as the
+        sample shrinks and unequal sizes would flatter whichever side had more.
+        """
         from gankit.evaluate.metrics import frechet_distance
 
+        if n > len(self.dataset.x_train):
+            raise ValueError(f"floor of {n} images from a train split of {len(self.dataset.x_train)}")
         if n not in self._floors:
             rng = np.random.default_rng(0)
-            idx = rng.choice(len(self.dataset.x_train), size=min(n, len(self.dataset.x_train)), replace=False)
+            idx = rng.choice(len(self.dataset.x_train), size=n, replace=False)
             f, _ = self.judge.features_and_predictions(to_float(self.dataset.x_train[idx]))
             self._floors[n] = frechet_distance(f, self.test_feats)
         return self._floors[n]
@@ -71,8 +82,10 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
     if not np.isfinite(images).all():
         raise UsageError("the generator produced non-finite values")
     feats, pred = ref.judge.features_and_predictions(images)
-    fd = frechet_distance(feats, ref.test_feats)
-    floor = ref.floor(samples)
+    # equal sample sizes on both sides of the ratio: a small train split caps both
+    m = min(samples, len(dataset.x_train))
+    fd = frechet_distance(feats[:m], ref.test_feats)
+    floor = ref.floor(m)
     rec: dict[str, Any] = {
         "kind": "generate",
         "dataset": dataset.name,
@@ -82,6 +95,8 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
         "judge_sha256": ref.judge.sha256,
         "judge_test_accuracy": round(ref.test_accuracy, 4),
         "coverage": round(coverage(pred, k), 4),
+        "coverage_real": round(ref.real_coverage, 4),
+        "fd_samples": m,
         "fd": round(fd, 4),
         "fd_floor": round(floor, 4),
         "fd_ratio": round(fd / max(floor, 1e-12), 3),
@@ -133,7 +148,7 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
         return inpaint_eval(dataset, config)
     if dataset.num_classes < 2:
         return None  # a judge needs at least two classes
-    n = int(samples or config.get("eval_samples", 1000))
+    n = int(samples or config.get("eval_samples") or 1000)
 
     def run(G, step: int) -> dict[str, Any]:
         rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]),
@@ -203,8 +218,11 @@ def format_report(rec: dict[str, Any]):
     t.add_column("real data", justify="right")
     if "conditional_accuracy" in rec:
         t.add_row("conditional accuracy", f"{rec['conditional_accuracy']:.4f}", f"{rec['judge_test_accuracy']:.4f} (judge on test)")
-    t.add_row("class coverage", f"{rec['coverage']:.4f}", "1.0000 (uniform)")
-    t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} (train vs test)")
+    real = rec.get("coverage_real")
+    t.add_row("class coverage", f"{rec['coverage']:.4f}",
+              f"{real:.4f} (real class frequencies)" if real is not None else "1.0000 (uniform classes)")
+    n = rec.get("fd_samples", rec.get("samples"))
+    t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} ({n} train vs test)")
     t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
     if "diversity" in rec:
         t.add_row("intra-class diversity", f"{rec['diversity']:.3f}", "1.000 (real test spread)")

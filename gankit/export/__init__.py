@@ -43,9 +43,14 @@ def load_run_generator(run_dir: str | os.PathLike, family=None):
     config = run.read_config()
     if family is None:
         family = get_family(config.get("plugin", "?"))
-    latest = ckpt.latest(run.checkpoints)
+    latest, skipped = ckpt.newest_usable(run.checkpoints)
     if latest is None:
-        raise UsageError(f"{run.path} has no readable checkpoint")
+        why = "; ".join(skipped) if skipped else "no checkpoint was saved"
+        raise UsageError(f"{run.path} has no usable checkpoint: {why}")
+    for reason in skipped:
+        import sys
+
+        print(f"warning: {reason}; using the older step {latest.step}", file=sys.stderr)
     G = family.build_generator(config)
     state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
     try:
@@ -113,7 +118,10 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     import torch
 
     out = Path(out)
-    module = prepare_for_export(family.export_module(generator, config))
+    # what training samples and evaluates: parity is checked against this, not against the
+    # folded copy, so a mistake in BatchNorm folding or spectral-norm removal cannot pass
+    reference = family.export_module(generator, config).eval()
+    module = prepare_for_export(reference)
     example = family.export_inputs(config, 2, seed=0)
     names = list(example.keys())
     output_name = family.output_name
@@ -141,16 +149,13 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     except Exception as exc:
         raise ExportError(f"onnx.checker rejected the exported {family.name} model: {_first_line(exc)}") from None
     data = model.SerializeToString()
-    check_parity(family, config, module, data, tolerance=tolerance)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    check_parity(family, config, reference, data, tolerance=tolerance)
+    from gankit.errors import INTERRUPTED
+    from gankit.fileio import atomic_write_bytes
+
+    if INTERRUPTED.is_set():  # Ctrl-C that a library swallowed on the way: write nothing
+        raise KeyboardInterrupt
+    return atomic_write_bytes(out, data)
 
 
 def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float = TOLERANCE,
@@ -183,12 +188,13 @@ def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
     """``gankit export``: a run directory's generator -> ``exported/<run>.onnx``."""
+    from gankit.fileio import check_output
+    from gankit.train.run import remove_stale_temporaries
+
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else Path("exported") / f"{run_dir.resolve().name}.onnx"
-    if out.suffix != ".onnx":
-        raise UsageError(f"export target {out} should end in .onnx")
-    if out.exists() and not overwrite:
-        raise UsageError(f"{out} already exists (pass --overwrite to replace it)")
+    check_output(out, overwrite=overwrite, suffix=".onnx")  # before ~20 s of export work
+    remove_stale_temporaries(out.parent)
     family, config, G, step = load_run_generator(run_dir)
     return export_generator(family, config, G, out, extra_metadata={"gankit.step": str(step), "gankit.run": run_dir.name})
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gankit.errors import GankitError, UsageError
-from gankit.train.run import VOLATILE_KEYS, RunDir, config_hash, default_run_dir
+from gankit.train.run import RunDir, config_hash, default_run_dir
 
 EXPORT_DIR = Path("exported")
 
@@ -20,39 +20,11 @@ class TrainingInterrupted(GankitError):
     exit_code = 130
 
 
-# config keys the core derives from the family and the data; a family default or a --set
-# override with one of these names would silently change the data shape, so both are refused
-RESERVED_KEYS = ("plugin", "task", "condition", "seed", "device", "channels", "height", "width", "num_classes",
-                 "class_names")
+def build_config(family, dataset, **kw):
+    """Kept for callers of the earlier API; see :func:`gankit.train.config.build_config`."""
+    from gankit.train.config import build_config as build
 
-
-def build_config(family, dataset, *, data: str, seed: int, device: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    c, h, w = dataset.shape
-    per_data = dict(getattr(family, "data_defaults", {}).get(data, {}))
-    clash = sorted(k for k in {**family.defaults, **per_data} if k in RESERVED_KEYS)
-    if clash:
-        raise GankitError(f"family {family.name!r} uses reserved config key(s) {', '.join(clash)} in its defaults "
-                          "(the core sets them from the data); rename them, e.g. ngf/features")
-    clash = sorted(k for k, v in overrides.items() if k in RESERVED_KEYS and v is not None)
-    if clash:
-        raise UsageError(f"config key(s) {', '.join(clash)} come from the data and options, not --set "
-                         "(use --image-size, --seed, --device, --data)")
-    config: dict[str, Any] = {**family.defaults, **per_data}
-    config.update(
-        plugin=family.name, task=family.task, condition=family.condition, data=data, seed=seed, device=device,
-        channels=c, height=h, width=w, num_classes=dataset.num_classes if family.condition == "label" else 0,
-        class_names=dataset.class_names if family.condition == "label" else [],
-    )
-    for k, v in overrides.items():
-        if v is not None:
-            config[k] = v
-    config.update(family.prepare_data(dataset, config))
-    config.setdefault("sample_every", max(1, int(config["steps"]) // 5))
-    if config.get("save_every") is None:
-        config["save_every"] = config["sample_every"]
-    if h != w:
-        raise UsageError(f"only square images are supported, dataset {data} has {h}x{w}")
-    return config
+    return build(family, dataset, **kw)
 
 
 def sampler_for(family, dataset, config):
@@ -102,84 +74,127 @@ def sampler_for(family, dataset, config):
 
 
 def train(
-    *, plugin: str, data: str | None = None, steps: int | None = None, batch_size: int | None = None, seed: int = 0,
-    device: str = "auto", out: Path | None = None, save_every: int | None = None, sample_every: int | None = None,
-    keep: int = 3, image_size: int | None = None, loss: str | None = None, lr: float | None = None,
-    resume: bool = False, force: bool = False, evaluate: bool = True, export: bool = True,
-    overrides: dict[str, Any] | None = None, quiet: bool = False,
+    *, plugin: str | None = None, data: str | None = None, steps: int | None = None, batch_size: int | None = None,
+    seed: int | None = None, device: str | None = None, out: Path | None = None, save_every: int | None = None,
+    sample_every: int | None = None, keep: int | None = None, image_size: int | None = None, loss: str | None = None,
+    lr: float | None = None, resume: bool = False, force: bool = False, evaluate: bool = True, export: bool = True,
+    overwrite: bool = False, overrides: dict[str, Any] | None = None, config_file: Path | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
+    """Train, evaluate and export one run; every bad input is a UsageError before any work starts.
+
+    ``overrides`` are ``--set`` values; the options are shorthands for the same config keys
+    (an option and a ``--set`` of one key must agree); ``config_file`` is a TOML file or a run's
+    ``config.json``, below both.
+    """
     from rich.console import Console
 
-    from gankit.data import load_dataset
-    from gankit.plugins import get_family
-    from gankit.train.losses import get_loss
+    from gankit.train import checkpoint as ckpt
+    from gankit.train.config import merge_sources, read_config_file
 
     console = Console(stderr=False, highlight=False, quiet=quiet)
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    file_plugin = file_values.pop("plugin", None)
+    if plugin is None:
+        if file_plugin is None:
+            raise UsageError("--plugin is required (or a --config file that names one)")
+        plugin = str(file_plugin)
+    elif file_plugin is not None and file_plugin != plugin:
+        raise UsageError(f"--plugin {plugin} disagrees with the config file's plugin {file_plugin!r}")
+    options: dict[str, Any] = dict(data=data, steps=steps, batch_size=batch_size, seed=seed, device=device,
+                                   save_every=save_every, sample_every=sample_every, keep=keep,
+                                   image_size=image_size, loss=loss)
+    if lr is not None:
+        options.update(lr_g=lr, lr_d=lr)
+    sets = dict(overrides or {})
+    if "lr" in sets:
+        raise UsageError("lr is not a config key; use --lr (both rates), or --set lr_g=... / lr_d=...")
+    merged, sources = merge_sources(file_values, sets, options)
+
+    from gankit.plugins import get_family
+
     family = get_family(plugin)
-    if not family.implemented:
-        raise UsageError(f"plugin family {plugin!r} is not implemented yet")
-    run = RunDir(out) if out is not None else None
-    old_config = None
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR")
+    run = RunDir(out if out is not None else default_run_dir(plugin))
+    export_path = EXPORT_DIR / f"{run.path.name}.onnx"
+    if export:
+        from gankit.fileio import check_output
+
+        check_output(export_path, overwrite=overwrite, suffix=".onnx",
+                     hint="pass --overwrite to replace it, --no-export, or another --out")
+    if resume and not run.config_path.is_file():
+        raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
+    if not resume and not run.is_empty():
+        raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
+    created = not run.path.exists()
+    lock = run.lock()
+    try:
+        return _train_locked(family, run, lock, console, merged=merged, sources=sources, resume=resume, force=force,
+                             evaluate=evaluate, export=export, export_path=export_path, overwrite=overwrite,
+                             created=created, ckpt=ckpt)
+    finally:
+        lock.release()
+
+
+def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
+                  export_path, overwrite, created, ckpt) -> dict[str, Any]:
+    from gankit.data import load_dataset
+    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, schema_for
+    from gankit.train.run import remove_stale_temporaries
+
+    plugin = family.name
+    run.remove_stale_temporaries()
+    remove_stale_temporaries(EXPORT_DIR)
+    old_config = latest = None
     if resume:
-        if run is None:
-            raise UsageError("--resume needs --out RUN_DIR")
+        # after taking the lock: another train may have been writing this run until a moment ago
+        if run.is_empty() or not run.config_path.is_file():
+            raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
         old_config = run.read_config()
         if old_config.get("plugin") != plugin:
             raise UsageError(f"{run.path} was trained with plugin {old_config.get('plugin')!r}, not {plugin!r}")
-    elif run is not None and run.path.exists() and any(run.path.iterdir()):
-        raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
-    if run is None:
-        run = RunDir(default_run_dir(plugin))
-    if loss is not None:
-        get_loss(loss)
+        latest, skipped = ckpt.newest_usable(run.checkpoints)
+        if latest is None:
+            why = "; ".join(skipped) if skipped else "no checkpoint was ever saved"
+            raise UsageError(f"nothing to resume in {run.path}: {why}; start a new run with another --out")
+        for reason in skipped:
+            print(f"warning: {reason}; resuming from the older step {latest.step}", file=sys.stderr)
+        keys = schema_for(family).keys
+        merged = {**{k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}, **merged}
+    try:
+        data_name, size = data_choice(family, merged)
+        dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
+        if len(dataset.x_train) < 2:
+            raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
+        config = build_config(family, dataset, overrides=merged, sources=sources)
+        if resume:
+            changed = changed_keys(family, old_config, config)
+            if changed and not force:
+                raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "
+                                 "pass --force to accept")
+        config = config.replace(config_hash=config_hash(config))
 
-    data_name = data or (old_config or {}).get("data") or family.defaults.get("data", "mnist5k")
-    data_opts = {}
-    if image_size is not None:
-        data_opts["size"] = image_size
-    dataset = load_dataset(data_name, **data_opts)
-    over = dict(overrides or {})
-    over.update(steps=steps, batch_size=batch_size, save_every=save_every, sample_every=sample_every, keep=keep, loss=loss)
-    if lr is not None:
-        over.update(lr_g=lr, lr_d=lr)
-    config = build_config(family, dataset, data=data_name, seed=seed, device=device, overrides=over)
-    if resume and old_config is not None:
-        for k in ("steps", "batch_size", "loss", "sample_every", "save_every"):
-            if over.get(k) is None and k in old_config:
-                config[k] = old_config[k]
-        if config_hash(config) != config_hash(old_config) and not force:
-            changed = sorted(k for k in set(config) | set(old_config)
-                             if config.get(k) != old_config.get(k) and k not in VOLATILE_KEYS)
-            raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); pass --force to accept")
-    export_path = EXPORT_DIR / f"{run.path.name}.onnx"
-    if export and not resume and export_path.exists():
-        raise UsageError(f"{export_path} already exists; pass --out with a new run name or --no-export")
-    _check_batch(config)
+        from gankit.train.trainer import Trainer
 
-    from gankit.train.trainer import Trainer
+        evaluator = None
+        if evaluate:
+            from gankit.evaluate import training_evaluator
 
-    evaluator = None
-    if evaluate:
-        from gankit.evaluate import training_evaluator
-
-        evaluator = training_evaluator(family, dataset, config)
-    trainer = Trainer(family, dataset, config, run, evaluator=evaluator, sampler=sampler_for(family, dataset, config))
-    if resume:
-        from gankit.train import checkpoint as ckpt
-
-        latest = ckpt.latest(run.checkpoints)
+            evaluator = training_evaluator(family, dataset, config)
+        trainer = Trainer(family, dataset, config, run, evaluator=evaluator, sampler=sampler_for(family, dataset, config))
         if latest is not None:
             trainer.restore(latest)
-            run.truncate_metrics(latest.step)
-            console.print(f"resuming {run.path} from step {latest.step}")
-        config["config_hash"] = config_hash(config)
-        run.create(config)
-    else:
-        run.create({**config, "config_hash": config_hash(config)})
+    except BaseException:
+        if created:
+            _remove_if_unused(run)
+        raise
+    if latest is not None:
+        run.truncate_metrics(latest.step)
+        console.print(f"resuming {run.path} from step {latest.step}")
+    run.create(config)
     console.print(
-        f"training [bold]{plugin}[/bold] on {data_name} ({len(dataset.x_train)} train images, {dataset.shape}) "
+        f"training [bold]{plugin}[/bold] on {config['data']} ({len(dataset.x_train)} train images, {dataset.shape}) "
         f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device} -> {run.path}"
     )
     if trainer.lr_decay and int(config["steps"]) > trainer.lr_decay[1]:
@@ -214,7 +229,7 @@ def train(
     if export:
         from gankit.export import export_run
 
-        path = export_run(run.path, export_path, overwrite=resume)
+        path = export_run(run.path, export_path, overwrite=overwrite)
         summary["exported"] = str(path)
         console.print(f"exported [bold]{path}[/bold]")
         console.print("next:")
@@ -230,11 +245,12 @@ def train(
     return summary
 
 
-def _check_batch(config: dict[str, Any]) -> None:
-    if int(config["batch_size"]) < 2:
-        raise UsageError("--batch-size must be at least 2 (BatchNorm needs more than one image)")
-    if int(config["steps"]) <= 0:
-        raise UsageError("--steps must be positive")
+def _remove_if_unused(run: RunDir) -> None:
+    """Undo the run directory a failed start created, so it does not block that --out later."""
+    import shutil
+
+    if run.path.is_dir() and not any(p.is_file() and p.name != ".lock" for p in run.path.rglob("*")):
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _fit_with_progress(trainer, console):

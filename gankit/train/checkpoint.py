@@ -7,11 +7,15 @@ hyper-parameters, numpy and python RNG states) lives in the file's string metada
 Nothing is ever unpickled, so a checkpoint cannot carry code.
 
 Files are written under a temporary name and renamed, so the newest ``step-*.safetensors``
-is always complete; only the last ``keep`` are kept.
+is always complete; only the last ``keep`` are kept. Each file carries the SHA-256 of its
+tensor bytes in its header (``gankit.sha256``) and is verified on every load: a file whose
+bytes were damaged after it was written (a bad disk, a partial copy, an edit) is named and
+never used. Files written before the checksum existed load without one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,6 +25,11 @@ from typing import Any
 from gankit.errors import UsageError
 
 PATTERN = re.compile(r"^step-(\d+)\.safetensors$")
+CHECKSUM_KEY = "gankit.sha256"
+
+
+class DamagedCheckpoint(UsageError):
+    """A checkpoint file that cannot be used: unreadable, not gankit's, or failing its checksum."""
 
 
 def path_for(ckpt_dir: Path, step: int) -> Path:
@@ -61,7 +70,7 @@ def _unflatten_optimizer(prefix: str, tensors: dict, meta: dict) -> dict:
 
 def save(path: Path, *, modules: dict, optimizers: dict, rng: dict, meta: dict[str, Any]) -> Path:
     """Write a checkpoint atomically. ``modules``/``optimizers`` map prefixes to objects."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
 
     tensors: dict = {}
     str_meta: dict[str, str] = {k: json.dumps(v) for k, v in meta.items()}
@@ -78,9 +87,13 @@ def save(path: Path, *, modules: dict, optimizers: dict, rng: dict, meta: dict[s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # the checksum covers the tensor bytes, which do not move when the header grows by its entry
+    str_meta[CHECKSUM_KEY] = json.dumps(_tensor_digest(to_bytes(tensors, metadata=str_meta)))
+    blob = to_bytes(tensors, metadata=str_meta)
     try:
-        save_file(tensors, str(tmp), metadata=str_meta)
-        with open(tmp, "rb") as fh:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
@@ -96,7 +109,7 @@ class Checkpoint:
         self.path = Path(path)
         self.tensors = tensors
         self._raw_meta = meta
-        self.meta = {k: json.loads(v) for k, v in meta.items() if not k.startswith(("opt_", "rng/"))}
+        self.meta = {k: json.loads(v) for k, v in meta.items() if not k.startswith(("opt_", "rng/", "gankit."))}
 
     @property
     def step(self) -> int:
@@ -118,32 +131,62 @@ class Checkpoint:
         return json.loads(self._raw_meta[f"rng/{key}"])
 
 
+def _tensor_digest(blob: bytes) -> str:
+    """SHA-256 of a safetensors file's data section (everything after the JSON header)."""
+    n = int.from_bytes(blob[:8], "little")
+    return hashlib.sha256(memoryview(blob)[8 + n :]).hexdigest()
+
+
 def load(path: Path) -> Checkpoint:
-    """Read a checkpoint (safetensors only: no pickle, no code)."""
-    from safetensors import safe_open
+    """Read and verify a checkpoint (safetensors only: no pickle, no code)."""
+    from safetensors.torch import load as from_bytes
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise UsageError(f"unreadable checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        blob = path.read_bytes()
+        n = int.from_bytes(blob[:8], "little")
+        if len(blob) < 8 or n > len(blob) - 8:
+            raise ValueError("not a safetensors file")
+        meta = json.loads(blob[8 : 8 + n]).get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {_first_line(exc)}") from None
     if "step" not in meta:
-        raise UsageError(f"{path} is not a gankit checkpoint (no step in its metadata)")
+        raise DamagedCheckpoint(f"{path} is not a gankit checkpoint (no step in its metadata)")
+    if CHECKSUM_KEY in meta:
+        try:
+            expected = json.loads(meta[CHECKSUM_KEY])
+        except ValueError:
+            expected = None
+        if expected != _tensor_digest(blob):
+            raise DamagedCheckpoint(f"damaged checkpoint {path}: its tensor bytes do not match the checksum in its header")
+    try:
+        tensors = from_bytes(blob)
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {_first_line(exc)}") from None
     return Checkpoint(path, tensors, meta)
 
 
-def latest(ckpt_dir: Path) -> Checkpoint | None:
-    """The newest readable checkpoint in ``ckpt_dir`` (skipping any unreadable one)."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def newest_usable(ckpt_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint that loads and verifies, and why each newer one was passed over."""
+    skipped: list[str] = []
     for _, p in reversed(list_checkpoints(ckpt_dir)):
         try:
-            return load(p)
-        except UsageError:
-            continue
-    return None
+            return load(p), skipped
+        except UsageError as exc:
+            skipped.append(str(exc))
+    return None, skipped
+
+
+def latest(ckpt_dir: Path) -> Checkpoint | None:
+    """The newest usable checkpoint in ``ckpt_dir`` (see :func:`newest_usable` for why others were skipped)."""
+    return newest_usable(ckpt_dir)[0]
 
 
 def prune(ckpt_dir: Path, keep: int) -> None:

@@ -81,9 +81,12 @@ class TrainingMonitor:
             return
         if not conditional:
             cov = float(rec["coverage"])
-            if cov < self.COVERAGE_MIN:
-                self._warn("coverage-low", step, f"class coverage {cov:.3f} < {self.COVERAGE_MIN}: the generator "
-                                                 f"makes only some classes (mode collapse); {REMEDY_MODES}")
+            # against the real class frequencies: imbalanced data has coverage < 1 itself
+            limit = self.COVERAGE_MIN * float(rec.get("coverage_real", 1.0))
+            if cov < limit:
+                self._warn("coverage-low", step, f"class coverage {cov:.3f} < {limit:.3f} ({self.COVERAGE_MIN} x the "
+                                                 f"real data's): the generator makes only some classes (mode "
+                                                 f"collapse); {REMEDY_MODES}")
             else:
                 self._clear("coverage-low")
         div = rec.get("diversity")

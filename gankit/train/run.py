@@ -9,6 +9,12 @@
       metrics.jsonl      one JSON record per log/eval interval
       losses.png         D/G loss curves (written at the end)
       quality.png        judge metrics over steps (when evaluated)
+      .lock              held by the `gankit train` that owns the run (pid and host inside)
+
+Ownership: ``gankit train`` holds an exclusive ``flock`` on ``.lock`` for as long as it runs.
+The kernel drops the lock when the process dies, however it dies (kill -9 included), so a
+stale lock needs no clean-up and a live one is never stolen; the pid and host written inside
+are only there to name the holder in the refusal.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +65,21 @@ class RunDir:
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
-    def exists(self) -> bool:
-        return self.config_path.is_file()
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    def is_empty(self) -> bool:
+        """No run here yet: missing, or holding nothing but a lock file."""
+        return not self.path.exists() or all(p.name == ".lock" for p in self.path.iterdir())
+
+    def lock(self) -> "RunLock":
+        """Take the run's lock or raise a UsageError naming the process that holds it."""
+        return RunLock(self.lock_path)
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete ``.NAME.tmp-PID`` files left by a killed writer (call while holding the lock)."""
+        return remove_stale_temporaries(self.path) + remove_stale_temporaries(self.checkpoints)
 
     def read_config(self) -> dict[str, Any]:
         if not self.path.is_dir():
@@ -70,11 +91,11 @@ class RunDir:
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"unreadable {self.config_path}: {exc}") from None
 
-    def create(self, config: dict[str, Any]) -> None:
+    def create(self, config: Any) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
         self.samples.mkdir(exist_ok=True)
-        write_json(self.config_path, config)
+        write_json(self.config_path, dict(config))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as fh:
@@ -95,9 +116,95 @@ class RunDir:
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past ``after_step`` (used on resume so curves are not doubled)."""
         recs = [r for r in self.read_metrics() if int(r.get("step", 0)) <= after_step]
-        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        tmp = self.metrics_path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in recs))
         os.replace(tmp, self.metrics_path)
+
+
+class RunLock:
+    """An exclusive, process-lifetime lock on a run directory (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UsageError(f"{self.path.parent} is in use by gankit train ({holder}); "
+                                 "wait for it to finish or choose another --out") from None
+            # the file we locked must still be the one at the path (a releasing owner may unlink it)
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:  # pragma: no cover - ten lost races in a row
+            raise UsageError(f"could not lock {self.path}")
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {int(info['pid'])} on {info['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+TEMP_PATTERN = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete ``.NAME.tmp-PID`` files in ``directory`` whose writer (PID) is no longer running.
+
+    Every atomic write in gankit goes through such a temporary; a SIGKILL between its creation
+    and its rename leaves it behind. It is never the only copy of anything, so removing it loses
+    nothing. A temporary whose pid is alive (another command writing right now) is left alone.
+    """
+    d = Path(directory)
+    removed = []
+    if not d.is_dir():
+        return removed
+    for p in d.iterdir():
+        m = TEMP_PATTERN.match(p.name)
+        if m and p.is_file() and not (int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1)))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def default_run_dir(plugin: str, root: str = "runs") -> Path:

@@ -93,7 +93,8 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas, foreach=True)
         self.loss = get_loss(config.get("loss", "bce"))
         self.n_critic = int(config.get("n_critic") or self.loss.n_critic)
-        self.gp_weight = float(config.get("gp_weight", self.loss.gradient_penalty) or 0.0)
+        gp = config.get("gp_weight")  # None: the loss's own weight (10 for wgan-gp, 0 otherwise)
+        self.gp_weight = float(self.loss.gradient_penalty if gp is None else gp)
         self.r1 = float(config.get("r1", 0.0) or 0.0)  # gamma; the penalty is gamma/2 * E|grad D(x)|^2
         self.diffaug = parse_policy(config.get("diffaug"))
         self.aug_rng = torch.Generator().manual_seed(seed + 2)

@@ -10,7 +10,7 @@ Masks are a seeded mix of rectangles and free-form strokes (:mod:`gankit.data.ma
 
 from __future__ import annotations
 
-from gankit import hookimpl
+from gankit import Key, hookimpl
 from gankit.family import ModelFamily
 
 __version__ = "0.1.0"
@@ -41,6 +41,14 @@ DATA_DEFAULTS = {"photos": {"coarse_fill": "biharmonic", "steps": 300, "batch_si
 
 
 class InpaintFamily(ModelFamily):
+    config_keys = {
+        "gen_width": Key(int, ge=1, le=4096, help="U-Net generator base width"),
+        "disc_width": Key(int, ge=1, le=4096, help="patch discriminator base width"),
+        "l1_weight": Key(float, ge=0, help="L1 loss over the hole pixels"),
+        "l2_weight": Key(float, ge=0, help="L2 loss over the hole pixels"),
+        "coarse_fill": Key(str, choices=("none", "biharmonic", "pushpull"), help="classical fill under the learned one"),
+    }
+
     def build_generator(self, config):
         from gankit_inpaint.model import InpaintGenerator
 

@@ -1,0 +1,167 @@
+"""Building a run's :class:`~gankit.config.Config` from every source, in one place.
+
+Sources, later ones winning: the family's ``defaults``, its ``data_defaults`` for the data,
+a config file (TOML, or a run's own ``config.json``), ``--set KEY=VALUE``, the command's
+options. An option and a ``--set`` of the same key that disagree are refused rather than
+one silently winning. The data name and image size are resolved first (they decide which
+``data_defaults`` apply and what is loaded); the rest is validated against the family's
+schema, then the keys derived from the data and the family are added.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from gankit.config import DERIVED_KEYS, Config, schema_for
+from gankit.errors import UsageError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Keys from ``FILE.toml`` or a run's ``config.json`` (derived keys of a run's config dropped)."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"  # a run directory stands for its config
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            with open(path, "rb") as fh:
+                values = tomllib.load(fh)
+        elif path.suffix.lower() == ".json":
+            values = json.loads(path.read_text())
+        else:
+            raise UsageError(f"config file {path} should end in .toml or .json")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise UsageError(f"unreadable config file {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"config file {path} must hold a table of keys")
+    nested = [k for k, v in values.items() if isinstance(v, dict)]
+    if nested:
+        raise UsageError(f"config file {path}: tables are not supported ({', '.join(nested)}); write KEY = VALUE lines")
+    if "config_hash" in values:  # a run's own config.json: what it derived is derived again
+        values = {k: v for k, v in values.items() if k not in DERIVED_KEYS or k == "plugin"}
+    return values
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["steps=5", "lr_decay=[1,2]"]`` -> values (JSON where it parses, else the string)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        if key in out:
+            raise UsageError(f"--set {key} given twice")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def merge_sources(file_values: Mapping[str, Any], sets: Mapping[str, Any],
+                  options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """File < --set < options, with a conflict between --set and an option refused.
+
+    Returns the merged overrides and, per key, where it came from (for error messages).
+    """
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for k, v in file_values.items():
+        merged[k], sources[k] = v, "config file: "
+    for k, v in sets.items():
+        merged[k], sources[k] = v, "--set "
+    for k, v in options.items():
+        if v is None:
+            continue
+        if k in sets and sets[k] != v:
+            raise UsageError(f"{k} given twice with different values: --set {k}={sets[k]!r} and its option ({v!r})")
+        merged[k], sources[k] = v, ""
+    return merged, sources
+
+
+def data_choice(family, overrides: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The data name and image size a run will use (needed before the data is loaded)."""
+    data = overrides.get("data") or (family.defaults or {}).get("data") or "mnist5k"
+    if not isinstance(data, str):
+        raise UsageError(f"data must be a name (mnist5k, photos, folder:PATH), got {data!r}")
+    size = overrides.get("image_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 4096):
+        raise UsageError(f"image_size must be a whole number from 4 to 4096, got {size!r}")
+    return data, size
+
+
+def build_config(family, dataset, *, data: str | None = None, seed: int | None = None, device: str | None = None,
+                 overrides: Mapping[str, Any] | None = None, sources: Mapping[str, str] | None = None) -> Config:
+    """The validated, frozen config of a run of ``family`` on ``dataset`` (already loaded).
+
+    ``overrides`` are the merged user values (:func:`merge_sources`); ``data``/``seed``/``device``
+    are shorthands for the same keys, kept for callers that build a config directly.
+    """
+    schema = schema_for(family)
+    over = dict(overrides or {})
+    for k, v in (("data", data), ("seed", seed), ("device", device)):
+        if v is not None:
+            over[k] = v
+    over.pop("plugin", None)
+    data_name = over.get("data") or schema.keys["data"].default
+    values = schema.defaults()
+    values.update((getattr(family, "data_defaults", None) or {}).get(data_name, {}))
+    values.update(over)
+    checked = schema.validate(values, sources)
+    c, h, w = dataset.shape
+    if h != w:
+        raise UsageError(f"only square images are supported, dataset {data_name} has {h}x{w}")
+    labelled = family.condition == "label"
+    checked.update(
+        plugin=family.name, task=family.task, condition=family.condition, channels=c, height=h, width=w,
+        num_classes=dataset.num_classes if labelled else 0, class_names=list(dataset.class_names) if labelled else [],
+    )
+    checked.update(family.prepare_data(dataset, Config(checked)) or {})
+    if checked["sample_every"] is None:
+        checked["sample_every"] = max(1, checked["steps"] // 5)
+    if checked["save_every"] is None:
+        checked["save_every"] = checked["sample_every"]
+    return Config(checked)
+
+
+def settable(family, key: str) -> bool:
+    return key in schema_for(family).keys
+
+
+def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys whose value differs between a run's saved config and its resume (volatile ones aside).
+
+    A key missing from an older run's config counts as its default, so a run made before a key
+    existed resumes as long as the key keeps its default.
+    """
+    schema = schema_for(family)
+    volatile = schema.volatile() | {"config_hash"}
+    defaults = schema.defaults()
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k in volatile:
+            continue
+        a, b = old.get(k, defaults.get(k)), new.get(k, defaults.get(k))
+        if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out.append(k)
+    return out
+
+
+def describe_keys(family) -> list[dict[str, Any]]:
+    """Rows for ``gankit train --plugin NAME --list-keys``."""
+    rows = []
+    for k, spec in schema_for(family).keys.items():
+        t = spec.resolved_type()
+        bounds = " ".join(f"{op} {getattr(spec, b):g}" for b, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+                          if getattr(spec, b) is not None)
+        if spec.choices:
+            bounds = " | ".join(map(str, spec.choices))
+        rows.append({"key": k, "type": getattr(t, "__name__", str(t)) + (" or null" if spec.nullable else ""),
+                     "default": spec.default, "range": bounds, "help": spec.help})
+    return rows
