@@ -364,8 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = typer.main.get_command(_build_app())
         rc = command.main(args=args, prog_name="gankit", standalone_mode=False)
-        return int(rc or 0) if isinstance(rc, int) else 0
+        rc = int(rc or 0) if isinstance(rc, int) else 0
+        if rc == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
+            print("error: interrupted", file=sys.stderr)
+        return rc
     except typer.Exit as exc:
+        if exc.exit_code == 130 or INTERRUPTED.is_set():  # typer turns KeyboardInterrupt into Exit(130)
+            print("error: interrupted", file=sys.stderr)
+            return 130
         return exc.exit_code
     except BaseException as exc:
         if not INTERRUPTED.is_set() and not isinstance(exc, (KeyboardInterrupt, typer.Abort)):

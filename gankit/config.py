@@ -187,11 +187,11 @@ class Schema:
 
     def unknown(self, key: str, where: str) -> UsageError:
         if key in DERIVED_KEYS:
-            return UsageError(f"{where}{key} is derived from the data and the family, not set "
+            return UsageError(f"{where}{key}: derived from the data and the family, not set "
                               "(use --data, --image-size, --plugin)")
         close = difflib.get_close_matches(key, list(self.keys), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else f"; see `gankit train --plugin {self.family} --list-keys`"
-        return UsageError(f"{where}unknown config key {key!r} for {self.family}{hint}")
+        return UsageError(f"{where}{key}: unknown config key for {self.family}{hint}")
 
     def validate(self, values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Typed, range-checked copy of ``values`` (which must hold only schema keys), or a UsageError."""

@@ -125,11 +125,11 @@ def train(
                      hint="pass --overwrite to replace it, --no-export, or another --out")
     if resume and not run.config_path.is_file():
         raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
-    if not resume and not run.is_empty():
-        raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
     created = not run.path.exists()
-    lock = run.lock()
+    lock = run.lock()  # first: a run in progress is named by its pid, whatever else is true
     try:
+        if not resume and not run.is_empty():
+            raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
         return _train_locked(family, run, lock, console, merged=merged, sources=sources, resume=resume, force=force,
                              evaluate=evaluate, export=export, export_path=export_path, overwrite=overwrite,
                              created=created, ckpt=ckpt)
