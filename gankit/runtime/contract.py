@@ -188,13 +188,16 @@ def _check_tensor(spec, dtype: str, shape: tuple[int | None, ...], role: str, pa
 
 
 def probe_feed(info: ModelInfo) -> dict[str, np.ndarray]:
-    """The batch-1 inputs of the load-time probe: zero noise / a blank image fully masked."""
+    """The batch-1 inputs of the load-time probe: zero noise / a blank image fully masked.
+
+    A conditional model is probed with its highest class, so a file whose ``num_classes``
+    is larger than its graph's label table fails here rather than on a user's label later."""
     if info.task == "inpaint":
         return {"image": np.zeros((1, info.channels, info.height, info.width), np.float32),
                 "mask": np.ones((1, 1, info.height, info.width), np.float32)}
     feed = {"z": np.zeros((1, info.latent_dim), np.float32)}
     if info.conditional:
-        feed["label"] = np.zeros(1, np.int64)
+        feed["label"] = np.full(1, info.num_classes - 1, np.int64)
     return feed
 
 

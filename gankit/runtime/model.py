@@ -155,8 +155,12 @@ class GankitModel:
             items = labels
         else:
             raise RuntimeInputError(f"labels must be a class index or name, or a list of them, got {type(labels).__name__}")
-        if len(items) != n:
-            raise RuntimeInputError(f"got {len(items)} labels for {n} images")
+        try:
+            count = len(items)
+        except OverflowError:  # range(10**30)
+            count = -1
+        if count != n:
+            raise RuntimeInputError(f"got {count if count >= 0 else 'too many'} labels for {n} images")
         return np.fromiter((self._label_index(x) for x in items), dtype=np.int64, count=n)
 
     def _generate_batch(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
@@ -170,9 +174,9 @@ class GankitModel:
         required for a conditional model). NaN and infinity are refused."""
         self._require("generate")
         batch_size = _whole("batch_size", batch_size, 1)
-        z = _real_array("z", z, (None, self.latent_dim))
+        z = _real_array("z", z, (None, self.latent_dim), lambda n: self._check_result_size(
+            n, 4 * self.channels * self.height * self.width, "len(z)"))
         n = len(z)
-        self._check_result_size(n, 4 * self.channels * self.height * self.width, "len(z)")
         if self.num_classes and labels is None:
             raise RuntimeInputError(f"this model is conditional: run_raw needs labels (int64 [N], 0..{self.num_classes - 1})")
         lab = self._labels(n, labels)
@@ -212,11 +216,11 @@ class GankitModel:
         self._require("inpaint")
         batch_size = _whole("batch_size", batch_size, 1)
         c, h, w = self.channels, self.height, self.width
-        images = _real_array("images", images, (None, c, h, w))
+        images = _real_array("images", images, (None, c, h, w),
+                             lambda n: self._check_result_size(n, 4 * c * h * w, "len(images)"))
         masks = _real_array("masks", masks, (len(images), 1, h, w))
         _in_range("images", images, -1.0, 1.0)
         _in_range("masks", masks, 0.0, 1.0)
-        self._check_result_size(len(images), 4 * c * h * w, "len(images)")
         out = np.empty((len(images), c, h, w), np.float32)
         for i in range(0, len(images), batch_size):
             m = masks[i : i + batch_size]
@@ -317,14 +321,17 @@ def _asarray(name: str, value: Any) -> np.ndarray:
         raise RuntimeInputError(f"{name} must be a rectangular numeric array, got {show(value)}") from None
 
 
-def _real_array(name: str, value: Any, shape: tuple[int | None, ...]) -> np.ndarray:
-    """float32, C-contiguous, the given shape (None = any length), every value finite."""
+def _real_array(name: str, value: Any, shape: tuple[int | None, ...], check_length=None) -> np.ndarray:
+    """float32, C-contiguous, the given shape (None = any length), every value finite.
+    ``check_length(N)`` runs before any copy is made (a broadcast view may be huge)."""
     a = _asarray(name, value)
     if a.dtype.kind not in "iuf":
         raise RuntimeInputError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != len(shape) or any(want is not None and got != want for got, want in zip(a.shape, shape)):
         want = "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
         raise RuntimeInputError(f"{name} must have shape {want}, got {list(a.shape)}")
+    if check_length is not None:
+        check_length(a.shape[0])
     with np.errstate(over="ignore", invalid="ignore"):
         f = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(f).all():
