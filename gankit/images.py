@@ -193,7 +193,9 @@ def to_pil(array: np.ndarray, scale: int = 1):
     from PIL import Image
 
     a = np.asarray(array)
-    if a.dtype != np.uint16 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1)):
+    if a.dtype == np.uint16 and not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1)):
+        a = to_uint8(a)  # Pillow has no multi-channel 16-bit mode: scale, never wrap around
+    elif a.dtype != np.uint16:
         a = np.asarray(a, dtype=np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
