@@ -203,7 +203,7 @@ def generate_cmd(
     if m.task != "generate":
         raise UsageError(f"{model} is an {m.task} model; use `gankit {m.task}`")
     scale = 2 if m.height < 64 else 1
-    _check_grid_size(n, m.height, m.width, scale)
+    _check_grid_size(n, m.height, m.width, scale, classes=m.num_classes if label is None else 0)
     if m.num_classes and label is None:
         per = max(1, n // m.num_classes)
         labels = np.repeat(np.arange(m.num_classes), per)
@@ -344,9 +344,10 @@ def _same_file(a: Path, b: Path) -> bool:
     return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
-def _check_grid_size(n: int, height: int, width: int, scale: int) -> None:
+def _check_grid_size(n: int, height: int, width: int, scale: int, classes: int = 0) -> None:
     """Refuse a grid PNG that Pillow's decompression-bomb guard (which gankit's own image reader
-    enforces) would refuse to open again; this also bounds the memory ``generate`` needs."""
+    enforces) would refuse to open again; this also bounds the memory ``generate`` needs.
+    ``classes``: one row per class (``n // classes`` images each), else a square-ish grid."""
     import math
 
     from PIL import Image
@@ -354,8 +355,11 @@ def _check_grid_size(n: int, height: int, width: int, scale: int) -> None:
     limit = Image.MAX_IMAGE_PIXELS or 89_478_485
 
     def pixels(k: int) -> int:
-        nrow = math.isqrt(k - 1) + 1
-        rows = -(-k // nrow)
+        if classes:
+            nrow, rows = max(1, k // classes), classes
+        else:
+            nrow = math.isqrt(k - 1) + 1
+            rows = -(-k // nrow)
         return (rows * (height + 2) + 2) * (nrow * (width + 2) + 2) * scale * scale
 
     if pixels(n) > limit:

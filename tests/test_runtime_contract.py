@@ -576,8 +576,12 @@ def test_generate_n_is_bounded(tiny_runs, cli, tmp_path):
     _check_grid_size(largest, 28, 28, 2)  # the limit it names is exact
     with pytest.raises(UsageError):
         _check_grid_size(largest + 1, 28, 28, 2)
-    grid_pixels = Image.MAX_IMAGE_PIXELS
-    assert largest * 28 * 28 * 4 <= grid_pixels
+    r = cli("generate", tiny_runs["cgan"]["onnx"], "--n", str(10**9), "--out", tmp_path / "g.png")
+    assert_one_line_error(r, 2)  # one row per class: a wider grid, its own exact limit
+    per_class = int(r.err.split("at most ")[1].split()[0])
+    _check_grid_size(per_class, 28, 28, 2, classes=10)
+    with pytest.raises(UsageError):
+        _check_grid_size(per_class + 10, 28, 28, 2, classes=10)
     r = cli("generate", tiny_runs["cgan"]["onnx"], "--n", str(10**30), "--label", "3", "--out", tmp_path / "g.png")
     assert_one_line_error(r, 2)
     r = cli("generate", tiny_runs["cgan"]["onnx"], "--label", str(10**30), "--out", tmp_path / "g.png")
