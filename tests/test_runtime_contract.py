@@ -532,7 +532,8 @@ def test_folder_dataset_reads_every_mode(tmp_path):
 def test_one_reader_for_cli_runtime_and_datasets():
     """The folder loader, the runtime and the CLI decode through gankit.images, nowhere else."""
     texts = {p: p.read_text() for p in [ROOT / "gankit/data/folder.py", ROOT / "gankit/runtime/io.py",
-                                        ROOT / "gankit/runtime/model.py", ROOT / "gankit/cli.py"]}
+                                        ROOT / "gankit/runtime/model.py", ROOT / "gankit/runtime/inputs.py",
+                                        ROOT / "gankit/cli.py"]}
     for path, text in texts.items():
         assert "Image.open(" not in text, path
     assert "from gankit.images import" in texts[ROOT / "gankit/data/folder.py"]
