@@ -30,7 +30,7 @@ def measure(path: str, repeats: int) -> dict:
         m.engine.run(feed)  # the same batch-1 run on a warm session, for comparison
         runs.append((time.perf_counter() - t0) * 1e3)
     med = statistics.median
-    return {"model": path, "load_ms": round(med(loads), 2), "probe_ms": round(med(probes), 2),
+    return {"model": path, "load_ms": round(med(loads), 2), "probe_ms": round(med(probes), 2), "probe_max_ms": round(max(probes), 2),
             "warm_batch1_ms": round(med(runs), 2), "probe_share_of_load": round(med(probes) / med(loads), 3),
             "repeats": repeats}
 
