@@ -347,7 +347,9 @@ def _argument(model, role: str):
                              elements=st.floats(-2, 2, width=32) | st.just(np.nan)),
         "image": hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.float32, np.int16]),
                             st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3, 4])),
-                            elements=None),
+                            elements=None)
+        | st.builds(Image.fromarray, hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, bool]),
+                                                st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=None)),
     }.get(role)
     return (_ANY | _ARRAYS | near) if near is not None else (_ANY | _ARRAYS)
 
