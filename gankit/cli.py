@@ -220,8 +220,8 @@ def generate_cmd(
 @app.command("inpaint")
 def inpaint_cmd(
     model: Path = typer.Argument(..., help="An exported gankit inpainting .onnx file."),
-    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG; gray, RGB or RGBA)."),
-    mask: Path = typer.Option(..., "--mask", help="Mask PNG, same size: white (nonzero) = missing pixel."),
+    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit or float)."),
+    mask: Path = typer.Option(..., "--mask", help="Mask image, same size: white (above mid-gray) = missing pixel."),
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
