@@ -211,15 +211,17 @@ def generate_cmd(
     m = runtime.load(model, backend=backend)
     if m.task != "generate":
         raise UsageError(f"{model} is an {m.task} model; use `gankit {m.task}`")
+    scale = 2 if m.height < 64 else 1
+    _check_grid_size(n, m.height, m.width, scale, classes=m.num_classes if label is None else 0)
     if m.num_classes and label is None:
         per = max(1, n // m.num_classes)
         labels = np.repeat(np.arange(m.num_classes), per)
         images = m.generate(len(labels), labels=labels, seed=seed)
         nrow = per
     else:
-        images = m.generate(n, labels=None if label is None else np.full(n, label), seed=seed)
+        images = m.generate(n, labels=label, seed=seed)
         nrow = None
-    save_png(grid(images, nrow=nrow), out, scale=2 if images.shape[1] < 64 else 1)
+    save_png(grid(images, nrow=nrow), out, scale=scale)
     _console().print(f"wrote {len(images)} images to [bold]{out}[/bold]")
 
 
@@ -227,32 +229,35 @@ def generate_cmd(
 @app.command("inpaint")
 def inpaint_cmd(
     model: Path = typer.Argument(..., help="An exported gankit inpainting .onnx file."),
-    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG; gray, RGB or RGBA)."),
-    mask: Path = typer.Option(..., "--mask", help="Mask PNG, same size: white (nonzero) = missing pixel."),
+    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit or float)."),
+    mask: Path = typer.Option(..., "--mask", help="Mask image, same size: white (above mid-gray) = missing pixel."),
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
 ) -> None:
     """Restore the masked part of an image with an exported inpainting model."""
+    import numpy as np
+
     from gankit import runtime
-    from gankit.runtime.io import read_image, read_mask, before_after
+    from gankit.images import before_after, save_png, to_uint8, to_uint16
+    from gankit.runtime.io import read_image, read_mask
 
     _check_output(out, overwrite, ".png")
     if compare is not None:
         _check_output(compare, overwrite, ".png")
+        if _same_file(out, compare):
+            raise UsageError(f"--out and --compare name the same file ({out}); give two different paths")
     m = runtime.load(model, backend=backend)
     if m.task != "inpaint":
         raise UsageError(f"{model} is a {m.task} model, not an inpainting one")
-    img, alpha = read_image(image)
+    img, alpha = read_image(image)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)
     msk = read_mask(mask)
-    restored = m.inpaint(img, msk)
-    from gankit.images import save_png
-
-    if alpha is not None:
-        import numpy as np
-
-        restored = np.concatenate([restored, alpha[..., None]], axis=2)
+    restored = m.inpaint(img, msk)  # same dtype as img: a 16-bit file stays 16-bit
+    if restored.dtype == np.float32:  # PNG has no float pixels: 16 bits keep float files' precision
+        restored = to_uint16(restored)
+    if alpha is not None:  # Pillow's alpha modes are 8-bit
+        restored = np.concatenate([to_uint8(restored), alpha[..., None]], axis=2)
     save_png(restored, out)
     if compare is not None:
         save_png(before_after(img, msk, restored[..., : img.shape[2]]), compare)
@@ -335,6 +340,44 @@ def bench_cmd(
     if png_out:
         chart(records, png_out)
     typer.echo(table)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when two output paths name one file: same spelling after resolving symlinks, ``..``
+    and relative parts, or (both existing) the same inode, e.g. hard links."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def _check_grid_size(n: int, height: int, width: int, scale: int, classes: int = 0) -> None:
+    """Refuse a grid PNG that Pillow's decompression-bomb guard (which gankit's own image reader
+    enforces) would refuse to open again; this also bounds the memory ``generate`` needs.
+    ``classes``: one row per class (``n // classes`` images each), else a square-ish grid."""
+    import math
+
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+    def pixels(k: int) -> int:
+        if classes:
+            nrow, rows = max(1, k // classes), classes
+        else:
+            nrow = math.isqrt(k - 1) + 1
+            rows = -(-k // nrow)
+        return (rows * (height + 2) + 2) * (nrow * (width + 2) + 2) * scale * scale
+
+    if pixels(n) > limit:
+        lo, hi = 1, min(n, limit)  # the largest n whose grid fits (each image has a pixel at least)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if pixels(mid) <= limit else (lo, mid - 1)
+        raise UsageError(f"--n {n} is too many for one grid picture: at most {lo} images of {height}x{width} fit "
+                         f"in the {limit} pixels an image may have to be opened again")
 
 
 def _check_output(path: Path, overwrite: bool, suffix: str | None = None) -> None:

@@ -23,3 +23,8 @@ class UsageError(GankitError, ValueError):
     """The user asked for something that cannot be done (exit code 2 in the CLI)."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of ``exc``'s message (or its type name), at most ``limit`` characters."""
+    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:limit]

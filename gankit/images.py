@@ -1,11 +1,175 @@
-"""Pictures: sample grids, before/after strips, PNG writing. numpy + Pillow only (no torch)."""
+"""Pictures: reading images of any mode, sample grids, before/after strips, PNG writing.
+
+numpy + Pillow only (no torch). This is the one place that decodes user images: the CLI,
+:mod:`gankit.runtime` and the ``folder:`` datasets all read through :func:`open_image` and
+:func:`pil_to_array`, so a 16-bit or float file means the same thing everywhere. It imports
+nothing from gankit but :mod:`gankit.errors`, so both the runtime and the data layer may use it.
+
+Pixel values keep their file's depth and are scaled by the mode's documented range, never
+clipped: 8-bit modes give uint8 (0..255), 16-bit modes (``I;16*``, and ``I`` within 0..65535)
+give uint16 (0..65535), ``F`` gives float32 in [0, 1]. Values outside a mode's range are refused
+with :class:`ImageError` instead of being clipped.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from gankit.errors import UsageError, first_line
+
+
+class ImageError(UsageError):
+    """An image file or picture that cannot be read as gankit pixels (one line; exit code 2)."""
+
+
+#: Modes whose pixels are 16-bit unsigned integers (Pillow's names for the byte orders).
+MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Modes read as one channel at more than 8 bits: scaled by their range, not by Pillow's 8-bit convert.
+MODES_WIDE = (*MODES_16BIT, "I", "F")
+
+
+def open_image(path: str | os.PathLike):
+    """A fully decoded PIL image, or :class:`ImageError` naming the file (missing, corrupt, too large).
+
+    Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is enforced as an error,
+    not a warning. The file is closed before returning.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"image not found: {p}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()
+                return im.copy()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"{p} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise ImageError(f"cannot read image {p}: {first_line(exc)}") from None
+
+
+def wide_to_array(im) -> np.ndarray:
+    """``[H, W]`` pixels of a 16-bit, 32-bit integer or float image: uint16 or float32 in [0, 1].
+
+    ``I;16*`` is 0..65535. ``I`` is Pillow's container for 16-bit PNGs (and what it saves
+    as 16-bit PNG), so it is read as 0..65535 and refused outside that range. ``F`` is read
+    as [0, 1] (scikit-image's convention for float images) and refused outside it, and when
+    not finite: an image is never silently clipped.
+    """
+    a = np.asarray(im)
+    if im.mode in MODES_16BIT:
+        return a.astype(np.uint16)
+    if im.mode == "I":
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ImageError(f"32-bit integer image has values in [{lo}, {hi}]; integer images are read as "
+                             "16-bit (0..65535): rescale it")
+        return a.astype(np.uint16)
+    if im.mode == "F":
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise ImageError("float image contains NaN or infinite values")
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0.0 or hi > 1.0:
+            raise ImageError(f"float image has values in [{lo:g}, {hi:g}]; float images must lie in [0, 1]")
+        return a
+    raise ImageError(f"image mode {im.mode} is not a one-channel wide mode")
+
+
+def pil_to_array(im) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels ``[H, W, 1|3]`` at the image's own depth, plus its alpha ``[H, W]`` (uint8) or None.
+
+    Gray modes (``1``, ``L``, ``LA``, 16-bit, ``I``, ``F``) give one channel; every other mode
+    three (RGB). Alpha comes from ``RGBA``, ``LA``, ``PA`` and palette images with transparency.
+    """
+    mode = im.mode
+    try:
+        if mode in MODES_WIDE:
+            return wide_to_array(im)[..., None], None
+        if mode in ("LA", "La"):
+            la = np.asarray(im.convert("LA"))
+            return np.ascontiguousarray(la[..., :1]), la[..., 1].copy()
+        if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in im.info):
+            rgba = np.asarray(im.convert("RGBA"))
+            return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3].copy()
+        if mode in ("1", "L"):
+            return np.asarray(im.convert("L"))[..., None], None
+        return np.asarray(im.convert("RGB")), None
+    except ImageError:
+        raise
+    except (ValueError, OSError, TypeError, AttributeError) as exc:  # a mode Pillow cannot convert
+        raise ImageError(f"cannot convert a {mode} image: {first_line(exc)}") from None
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`pil_to_array` of the file at ``path``."""
+    return pil_to_array(open_image(path))
+
+
+def mask_from_pil(im) -> np.ndarray:
+    """bool ``[H, W]``: True where the mask image is bright (above half its range) = missing pixel.
+
+    8-bit modes keep the long-standing rule ``luminance > 127``; 16-bit and float masks are
+    compared with half of their own range instead of being clipped to 8 bits first.
+    """
+    if im.mode in MODES_WIDE:
+        return to_unit(wide_to_array(im)) > 0.5
+    return np.asarray(im.convert("L")) > 127
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """bool ``[H, W]`` from a mask file: white (above half range) = missing."""
+    return mask_from_pil(open_image(path))
+
+
+def to_unit(a: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] from uint8, uint16 or float [0, 1] pixels (the dtype says the range)."""
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    return a.astype(np.float32)
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 pixels from uint8, uint16 or float [0, 1] pixels, rounded (65535 -> 255, 1.0 -> 255)."""
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_uint16(a: np.ndarray) -> np.ndarray:
+    """uint16 pixels from uint8 (x 257), uint16 or float [0, 1] pixels (rounded)."""
+    a = np.asarray(a)
+    if a.dtype == np.uint16:
+        return a
+    if a.dtype == np.uint8:
+        return a.astype(np.uint16) * 257
+    return np.clip(np.rint(a.astype(np.float32) * 65535.0), 0, 65535).astype(np.uint16)
+
+
+def to_8bit_pil(im):
+    """The image itself for 8-bit modes; an ``L`` image scaled from 16-bit / ``I`` / ``F`` ones.
+
+    Pillow's own ``convert("L")`` clips those modes at 255 (a 16-bit PNG becomes black and
+    white, a float image in [0, 1] black); this scales them by their range instead.
+    """
+    from PIL import Image
+
+    if im.mode not in MODES_WIDE:
+        return im
+    return Image.fromarray(to_uint8(wide_to_array(im)))
 
 
 def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, pad_value: int = 0) -> np.ndarray:
@@ -25,9 +189,14 @@ def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, pad_value: i
 
 
 def to_pil(array: np.ndarray, scale: int = 1):
+    """A PIL image of uint8 pixels ``[H, W(, C)]``; one-channel uint16 becomes a 16-bit (``I;16``) image."""
     from PIL import Image
 
-    a = np.asarray(array, dtype=np.uint8)
+    a = np.asarray(array)
+    if a.dtype == np.uint16 and not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 1)):
+        a = to_uint8(a)  # Pillow has no multi-channel 16-bit mode: scale, never wrap around
+    elif a.dtype != np.uint16:
+        a = np.asarray(a, dtype=np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     im = Image.fromarray(a)
@@ -55,3 +224,18 @@ def nchw_to_hwc_uint8(x: np.ndarray) -> np.ndarray:
     """float [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, H, W, C]``."""
     x = np.asarray(x, dtype=np.float32)
     return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def before_after(image: np.ndarray, mask: np.ndarray, restored: np.ndarray, pad: int = 4) -> np.ndarray:
+    """[input with holes shown in magenta | restored] side by side, uint8 RGB (any input depth)."""
+    def rgb(a):
+        a = to_uint8(a)
+        return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+    before = rgb(image).copy()
+    before[mask] = (255, 0, 255)
+    after = rgb(restored)
+    h, w = mask.shape
+    out = np.full((h, 2 * w + pad, 3), 255, np.uint8)
+    out[:, :w], out[:, w + pad :] = before, after
+    return out

@@ -180,7 +180,7 @@ RUNTIME_CASES = [
     ("fractional label", lambda m, sb: runtime.load(m["cgan"]).generate(1, labels=[1.5]), runtime.RuntimeInputError),
     ("negative n", lambda m, sb: runtime.load(m["cgan"]).generate(-2), runtime.RuntimeInputError),
     ("wrong z shape", lambda m, sb: runtime.load(m["cgan"]).run_raw(np.zeros((2, 3), np.float32), None), runtime.RuntimeInputError),
-    ("float image", lambda m, sb: runtime.load(m["inpaint"]).inpaint(np.zeros((8, 8), np.float32), np.zeros((8, 8), bool)), runtime.RuntimeInputError),
+    ("float image outside [0, 1]", lambda m, sb: runtime.load(m["inpaint"]).inpaint(np.full((8, 8), 2.0, np.float32), np.zeros((8, 8), bool)), runtime.RuntimeInputError),
     ("mask size mismatch", lambda m, sb: runtime.load(m["inpaint"]).inpaint(np.zeros((8, 8), np.uint8), np.zeros((9, 8), bool)), runtime.RuntimeInputError),
     ("3-d mask", lambda m, sb: runtime.load(m["inpaint"]).inpaint(np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), bool)), runtime.RuntimeInputError),
     ("two-channel image", lambda m, sb: runtime.load(m["inpaint"]).inpaint(np.zeros((8, 8, 2), np.uint8), np.zeros((8, 8), bool)), runtime.RuntimeInputError),

@@ -1,6 +1,8 @@
 """``folder:PATH``: the user's own images, one subfolder per class.
 
-Every readable image (PNG, JPEG, BMP, GIF, TIFF, WebP) is converted to the requested mode
+Every readable image (PNG, JPEG, BMP, GIF, TIFF, WebP) is read by :mod:`gankit.images` (16-bit,
+``I`` and float images scaled to 8 bits by their range, never clipped; alpha composited on
+white), converted to the requested mode
 (``channels`` 1 = grayscale, 3 = RGB; by default RGB unless every image is grayscale) and
 resized to ``size`` x ``size`` (default 64). Per class, the last 20% of files (sorted by
 name, at least one when a class has two or more) form the test split. Unreadable files are
@@ -10,19 +12,19 @@ skipped and reported by name on stderr.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from gankit.data import Dataset
 from gankit.errors import UsageError
+from gankit.images import ImageError, open_image, to_8bit_pil
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 def load_folder(arg: str, size: int = 64, channels: int | None = None, **_: object) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     root = Path(arg).expanduser()
     if not root.is_dir():
@@ -43,14 +45,9 @@ def load_folder(arg: str, size: int = 64, channels: int | None = None, **_: obje
     for label, (_, files) in enumerate(groups):
         readable = []
         for f in files:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(f) as im:
-                        im.load()
-                        readable.append(im.copy())
-            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-                    SyntaxError, ValueError):
+            try:  # the decoder the CLI and runtime use; 16-bit and float images scaled to 8 bits, not clipped
+                readable.append(to_8bit_pil(open_image(f)))
+            except ImageError:
                 bad.append(str(f.relative_to(root)))
         n_test = len(readable) // 5 if len(readable) >= 5 else (1 if len(readable) >= 2 else 0)
         images += [(im, label, i >= len(readable) - n_test) for i, im in enumerate(readable)]
@@ -60,13 +57,13 @@ def load_folder(arg: str, size: int = 64, channels: int | None = None, **_: obje
     if not images:
         raise UsageError(f"no readable images in {root}")
     if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im, _, _ in images) else 3
+        channels = 1 if all(im.mode in ("L", "1") for im, _, _ in images) else 3  # 16-bit/I/F arrive as L
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3, got {channels}")
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for im, _, _ in images:
-        if im.mode in ("RGBA", "LA", "P"):
+        if im.mode in ("RGBA", "LA", "P", "PA", "RGBa", "La"):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(bg, im)

@@ -81,7 +81,7 @@ def mixed_masks(n: int, h: int, w: int, seed=0) -> np.ndarray:
 
 
 def load_png(path: str | os.PathLike) -> np.ndarray:
-    """bool ``[H, W]`` from a mask image: white (nonzero) = missing."""
-    from gankit.runtime.io import read_mask
+    """bool ``[H, W]`` from a mask image: brighter than half its range (8-bit: > 127) = missing."""
+    from gankit.images import read_mask  # the shared reader; data never imports the runtime
 
     return read_mask(path)

@@ -4,7 +4,9 @@
     >>> model = gr.load("exported/cgan-001.onnx")
     >>> sevens = model.generate(16, labels=7, seed=0)      # uint8 [16, 28, 28, 1]
 
-The model knows its task, shapes and classes from the file's metadata. Sessions prefer
+The model knows its task, shapes and classes from the file's metadata, checked at load
+against the graph and a batch-1 probe run; misuse raises :class:`RuntimeInputError`, a
+file that breaks the contract :class:`ModelFormatError` (one line each). Sessions prefer
 CUDA when a CUDA driver is present and fall back to the CPU quietly. This package never
 imports torch, so it starts fast and embeds anywhere.
 """
@@ -12,6 +14,7 @@ imports torch, so it starts fast and embeds anywhere.
 from __future__ import annotations
 
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError
-from gankit.runtime.model import BACKENDS, GankitModel, default_providers, load
+from gankit.runtime.engines import BACKENDS, default_providers
+from gankit.runtime.model import GankitModel, load
 
 __all__ = ["load", "GankitModel", "ModelFormatError", "RuntimeInputError", "default_providers", "BACKENDS"]

@@ -2,23 +2,86 @@
 by onnxruntime (default; CUDA when a driver is present, else CPU) or by OpenVINO (optional
 extra ``pip install gankit[openvino]``; bf16 on CPUs with AMX / AVX-512 bf16). Neither
 imports torch.
+
+Each engine reports its graph's inputs and outputs as :class:`TensorSpec` (name, numpy dtype
+name, shape with ``None`` for a dynamic or unknown axis), so the model checks the file
+contract once, whatever the backend. This module imports nothing else from the runtime but
+its errors (the model imports the engines, never the other way round).
 """
 
 from __future__ import annotations
 
-import os
+import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from gankit.runtime.errors import ModelFormatError, RuntimeInputError
+from gankit.errors import first_line
+from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
 
 BACKENDS = ("onnxruntime", "openvino")
 
+# onnxruntime logs failed runs and graph rewrites on stderr besides raising; gankit turns the
+# raised error into its own one-line message, so the log line would only be a duplicate.
+_ORT_SILENT = 4  # FATAL only
 
-def _first_line(exc: BaseException) -> str:
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy name: "float32", "int64", ... ("unknown" when the backend cannot say)
+    shape: tuple[int | None, ...] | None  # None: rank unknown
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32",
+              "tensor(double)": "float64", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(bool)": "bool"}
+
+
+def _cuda_driver_present() -> bool:
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def default_providers() -> list[str]:
+    """CUDA then CPU when onnxruntime has the CUDA provider *and* a driver is present; else CPU.
+
+    Checking for the driver first keeps onnxruntime-gpu from logging a failed CUDA load
+    on machines without a GPU.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = []
+    if "CUDAExecutionProvider" in available and _cuda_driver_present():
+        chosen.append("CUDAExecutionProvider")
+    chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def _check_providers(providers: Any) -> list[Any]:
+    """A list of provider names (or ``(name, options)`` pairs) that this onnxruntime has."""
+    import onnxruntime as ort
+
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, (list, tuple)):
+        raise RuntimeInputError(f"providers must be a list of onnxruntime provider names, got {type(providers).__name__}")
+    available = ort.get_available_providers()
+    checked = []
+    for p in providers:
+        name = p[0] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict) else p
+        if not isinstance(name, str) or name not in available:
+            raise RuntimeInputError(f"unknown onnxruntime provider {show(name)}; available: {', '.join(available)}")
+        checked.append(p)
+    if not checked:
+        raise RuntimeInputError("providers is empty; give at least one, e.g. ['CPUExecutionProvider']")
+    return checked
 
 
 class OnnxRuntimeEngine:
@@ -28,30 +91,41 @@ class OnnxRuntimeEngine:
                  optimized_path: str | None = None):
         import onnxruntime as ort
 
-        from gankit.runtime.model import default_providers
-
+        chosen = default_providers() if providers is None else _check_providers(providers)
+        if optimized_path is not None and not isinstance(optimized_path, (str, Path)):
+            raise RuntimeInputError(f"optimized_path must be a path, got {type(optimized_path).__name__}")
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = _ORT_SILENT
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if threads:
             so.intra_op_num_threads = int(threads)
         if optimized_path:
-            so.optimized_model_filepath = optimized_path
+            so.optimized_model_filepath = str(optimized_path)
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=list(providers or default_providers()))
+            self.session = ort.InferenceSession(str(path), so, providers=chosen)
         except Exception as exc:
-            raise ModelFormatError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
+            raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = _ORT_SILENT
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.inputs = [self._spec(i) for i in self.session.get_inputs()]
+        self.outputs = [self._spec(o) for o in self.session.get_outputs()]
+        self.input_names = [i.name for i in self.inputs]
+        self.output_names = [o.name for o in self.outputs]
+
+    @staticmethod
+    def _spec(arg) -> TensorSpec:
+        shape = arg.shape
+        dims = None if shape is None else tuple(d if isinstance(d, int) and d >= 0 else None for d in shape)
+        return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, str(arg.type)), dims)
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, feed)[0]
+        return self.session.run(None, feed, self.run_options)[0]
 
 
 def read_onnx_metadata(path: Path) -> dict[str, str]:
@@ -61,7 +135,7 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ModelFormatError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -88,10 +162,12 @@ class OpenVINOEngine:
 
     def __init__(self, path: Path, threads: int | None, precision: str = "auto", device: str = "CPU"):
         ov = self.require()
+        if not isinstance(precision, str) or precision not in ("auto", "f32", "bf16", "f16"):
+            raise RuntimeInputError(f"unknown OpenVINO precision {show(precision)}; use auto, f32, bf16 or f16")
         if precision == "auto":
             precision = "bf16" if cpu_has_bf16() else "f32"
-        if precision not in ("f32", "bf16", "f16"):
-            raise RuntimeInputError(f"unknown OpenVINO precision {precision!r}; use auto, f32, bf16 or f16")
+        if not isinstance(device, str):
+            raise RuntimeInputError(f"device must be an OpenVINO device name such as 'CPU', got {type(device).__name__}")
         self.metadata = read_onnx_metadata(path)
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
@@ -99,13 +175,24 @@ class OpenVINOEngine:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             model = core.read_model(str(path))
-            self.input_names = [p.get_any_name() for p in model.inputs]
-            self.output_names = [p.get_any_name() for p in model.outputs]
+            self.inputs = [self._spec(p) for p in model.inputs]
+            self.outputs = [self._spec(p) for p in model.outputs]
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:
-            raise ModelFormatError(f"OpenVINO cannot compile {path} ({_first_line(exc)})") from None
+            raise ModelFormatError(f"OpenVINO cannot compile {path} ({first_line(exc)})") from None
+        self.input_names = [i.name for i in self.inputs]
+        self.output_names = [o.name for o in self.outputs]
         self.precision = precision
         self.request = self.compiled.create_infer_request()
+
+    @staticmethod
+    def _spec(port) -> TensorSpec:
+        types = {"f32": "float32", "i64": "int64", "i32": "int32", "f64": "float64", "f16": "float16",
+                 "u8": "uint8", "boolean": "bool"}
+        et = port.get_element_type().get_type_name()
+        ps = port.get_partial_shape()
+        dims = None if ps.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in ps)
+        return TensorSpec(port.get_any_name(), types.get(et, et), dims)
 
     @property
     def providers(self) -> list[str]:
@@ -116,14 +203,22 @@ class OpenVINOEngine:
         return np.asarray(result[self.compiled.outputs[0]])
 
 
+ENGINE_OPTIONS = {"onnxruntime": ("optimized_path",), "openvino": ("precision", "device")}
+
+
 def open_engine(path: Path, backend: str, providers: Sequence[Any] | None, threads: int | None, **options: Any):
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise RuntimeInputError(f"unknown backend {show(backend)}; available: {', '.join(BACKENDS)}")
+    unknown = sorted(set(options) - set(ENGINE_OPTIONS[backend]))
+    if unknown:
+        allowed = ", ".join(ENGINE_OPTIONS[backend])
+        raise RuntimeInputError(f"unknown option {show(unknown[0])} for backend {backend} (it takes: {allowed})")
     if backend == "onnxruntime":
         return OnnxRuntimeEngine(path, providers, threads, **options)
-    if backend == "openvino":
-        if providers:
-            raise RuntimeInputError("providers= applies to the onnxruntime backend only")
-        return OpenVINOEngine(path, threads, **options)
-    raise RuntimeInputError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if providers is not None:
+        raise RuntimeInputError("providers= applies to the onnxruntime backend only")
+    return OpenVINOEngine(path, threads, **options)
 
 
-__all__ = ["BACKENDS", "OnnxRuntimeEngine", "OpenVINOEngine", "open_engine", "cpu_has_bf16", "read_onnx_metadata"]
+__all__ = ["BACKENDS", "TensorSpec", "OnnxRuntimeEngine", "OpenVINOEngine", "open_engine", "cpu_has_bf16",
+           "read_onnx_metadata", "default_providers"]

@@ -1,46 +1,33 @@
-"""Loading an exported model and running it: :func:`load` and :class:`GankitModel`."""
+"""Loading an exported model and running it: :func:`load` and :class:`GankitModel`.
+
+Nothing is trusted: at load the file's metadata is parsed and range-checked, the graph's
+inputs and outputs are compared with the contract, and one batch-1 probe run must give the
+image shape the metadata promises (:mod:`gankit.runtime.contract`). Every public method checks
+its arguments' types and ranges and refuses NaN and infinity, so a caller only ever sees
+:class:`RuntimeInputError` (fix the arguments) or :class:`ModelFormatError` (the file is bad).
+"""
 
 from __future__ import annotations
 
-import ctypes
-import json
 import os
-from pathlib import Path
+import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from gankit.runtime.errors import ModelFormatError, RuntimeInputError
+from gankit.errors import first_line
+from gankit.images import nchw_to_hwc_uint8
+from gankit.runtime.contract import check_graph, fits, parse_metadata, probe
+from gankit.runtime.engines import BACKENDS, default_providers, open_engine
+from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
+from gankit.runtime.inputs import (CODECS, as_image, as_mask, flag, in_range, model_path, pil_images, real_array,
+                                   seeded_rng, whole)
 
-from gankit.runtime.engines import BACKENDS, open_engine  # noqa: E402
-REQUIRED_KEYS = ("gankit.format", "gankit.task", "gankit.channels", "gankit.height", "gankit.width")
 MAX_BATCH = 256
-
-
-def _cuda_driver_present() -> bool:
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            continue
-    return False
-
-
-def default_providers() -> list[str]:
-    """CUDA then CPU when onnxruntime has the CUDA provider *and* a driver is present; else CPU.
-
-    Checking for the driver first keeps onnxruntime-gpu from logging a failed CUDA load
-    on machines without a GPU.
-    """
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    chosen = []
-    if "CUDAExecutionProvider" in available and _cuda_driver_present():
-        chosen.append("CUDAExecutionProvider")
-    chosen.append("CPUExecutionProvider")
-    return chosen
+MAX_THREADS = 4096
+# What one call may return (bytes of the result array). Beyond this a request is refused up
+# front instead of failing half-way in an allocation (or being killed by the OOM killer).
+MAX_RESULT_BYTES = 2 << 30
 
 
 def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
@@ -51,49 +38,38 @@ def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, thr
     bf16 on CPUs with AMX, else fp32; ``precision="f32"|"bf16"`` forces one).
     ``providers``: onnxruntime execution providers (default: :func:`default_providers`).
     ``threads``: intra-op threads (default: the backend's choice, one per physical core).
-    Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file.
+    Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file, or one that
+    breaks the file contract; :class:`RuntimeInputError` for a bad argument.
     """
-    if backend not in BACKENDS:
-        raise RuntimeInputError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if threads is not None and int(threads) <= 0:
-        raise RuntimeInputError(f"threads must be positive, got {threads}")
     return GankitModel(path, providers=providers, threads=threads, backend=backend, **options)
 
 
 class GankitModel:
-    """An exported generator or inpainting model, ready to run."""
+    """An exported generator or inpainting model, checked and ready to run."""
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
                  backend: str = "onnxruntime", **options: Any):
-        self.path = Path(path)
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise RuntimeInputError(f"unknown backend {show(backend)}; available: {', '.join(BACKENDS)}")
+        if threads is not None:
+            threads = whole("threads", threads, 1, MAX_THREADS)
+        self.path = model_path(path)
         if not self.path.is_file():
             raise ModelFormatError(f"model file not found: {self.path}")
         self.engine = open_engine(self.path, backend, providers, threads, **options)
         self.backend = backend
         self.session = getattr(self.engine, "session", None)  # the onnxruntime session, when that is the backend
         self.metadata: dict[str, str] = dict(self.engine.metadata)
-        missing = [k for k in REQUIRED_KEYS if k not in self.metadata]
-        if missing:
-            raise ModelFormatError(f"{self.path} is not a gankit model (metadata lacks {', '.join(missing)})")
-        if self.metadata["gankit.format"] != "1":
-            raise ModelFormatError(f"{self.path} uses gankit format {self.metadata['gankit.format']}; this runtime reads format 1")
-        try:
-            self.task = self.metadata["gankit.task"]
-            self.plugin = self.metadata.get("gankit.plugin", "")
-            self.latent_dim = int(self.metadata.get("gankit.latent_dim", "0"))
-            self.num_classes = int(self.metadata.get("gankit.num_classes", "0"))
-            self.class_names = json.loads(self.metadata.get("gankit.class_names", "[]"))
-            self.channels = int(self.metadata["gankit.channels"])
-            self.height = int(self.metadata["gankit.height"])
-            self.width = int(self.metadata["gankit.width"])
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{self.path} has malformed gankit metadata ({exc})") from None
-        if self.task not in ("generate", "inpaint"):
-            raise ModelFormatError(f"{self.path} has unknown gankit task {self.task!r}")
+        self.info = parse_metadata(self.metadata, self.path)
+        check_graph(self.info, self.engine.inputs, self.engine.outputs, self.path)
+        t0 = time.perf_counter()
+        probe(self.info, self.engine.run, self.path)
+        self.probe_ms = (time.perf_counter() - t0) * 1e3
+        info = self.info
+        self.task, self.plugin = info.task, info.plugin
+        self.latent_dim, self.num_classes, self.class_names = info.latent_dim, info.num_classes, list(info.class_names)
+        self.channels, self.height, self.width = info.channels, info.height, info.width
         self.input_names = list(self.engine.input_names)
-        expected = ["image", "mask"] if self.task == "inpaint" else (["z", "label"] if self.num_classes else ["z"])
-        if self.input_names != expected:
-            raise ModelFormatError(f"{self.path} has inputs {self.input_names}, a gankit {self.task} model has {expected}")
         self.output_name = self.engine.output_names[0]
 
     @property
@@ -106,160 +82,194 @@ class GankitModel:
         cls = f", {self.num_classes} classes" if self.num_classes else ""
         return f"GankitModel({self.path.name}: {self.plugin} {self.task} {shape}{cls}, {self.backend}: {self.providers})"
 
+    # -- running -------------------------------------------------------------------------
+    def _require(self, task: str) -> None:
+        if self.task != task:
+            raise RuntimeInputError("this is an inpainting model; use inpaint()" if task == "generate"
+                                    else "this is a generator; use generate()")
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """One engine call; the backend's failures and non-finite outputs become gankit errors
+        (a NaN is never passed on, nor cast to a pixel value)."""
+        try:
+            out = self.engine.run(feed)
+        except MemoryError:
+            raise RuntimeInputError("out of memory running the model; use a smaller batch_size") from None
+        except Exception as exc:
+            raise ModelFormatError(f"{self.path} failed to run ({first_line(exc)})") from None
+        if not np.isfinite(out).all():
+            raise ModelFormatError(f"{self.path} produced NaN or infinite values for finite inputs")
+        return out
+
+    def _check_result_size(self, n: int, item_bytes: int, what: str) -> None:
+        if not fits(n, item_bytes, MAX_RESULT_BYTES):
+            per_call = MAX_RESULT_BYTES // item_bytes
+            raise RuntimeInputError(f"{what}={show(n)} is too many for one call: at most {per_call} "
+                                    f"{self.channels}x{self.height}x{self.width} images ({MAX_RESULT_BYTES >> 30} GiB); "
+                                    "split the request")
+
     # -- generate ------------------------------------------------------------------------
+    def _label_index(self, lab: Any) -> int:
+        if isinstance(lab, str):
+            if lab not in self.class_names:
+                shown = ", ".join(self.class_names[:12]) + (", ..." if len(self.class_names) > 12 else "")
+                raise RuntimeInputError(f"unknown class name {show(lab)}; classes: {shown or '(none named)'}")
+            return self.class_names.index(lab)
+        if isinstance(lab, (bool, np.bool_)):
+            raise RuntimeInputError(f"label {lab!r} is not an integer class index")
+        if isinstance(lab, (int, np.integer)):
+            value = int(lab)
+        elif isinstance(lab, (float, np.floating)) and np.isfinite(lab) and float(lab).is_integer():
+            value = int(lab)
+        else:
+            raise RuntimeInputError(f"label {show(lab)} is not an integer class index or class name")
+        if not 0 <= value < self.num_classes:
+            raise RuntimeInputError(f"label {show(value)} out of range: this model has classes 0..{self.num_classes - 1}")
+        return value
+
     def _labels(self, n: int, labels: Any) -> np.ndarray | None:
+        """int64 ``[n]`` class indices from one label, a sequence of ``n`` or None (cycle through classes)."""
         if not self.num_classes:
             if labels is not None:
                 raise RuntimeInputError("this model is unconditional; it takes no labels")
             return None
         if labels is None:
             return (np.arange(n) % self.num_classes).astype(np.int64)
-        if isinstance(labels, str) or np.ndim(labels) == 0:
-            labels = [labels] * n
-        resolved = []
-        for lab in labels:
-            if isinstance(lab, str):
-                if lab not in self.class_names:
-                    raise RuntimeInputError(f"unknown class name {lab!r}; classes: {', '.join(self.class_names)}")
-                lab = self.class_names.index(lab)
-            if isinstance(lab, (bool, np.bool_)) or not float(lab).is_integer():
-                raise RuntimeInputError(f"label {lab!r} is not an integer class index")
-            resolved.append(int(lab))
-        arr = np.asarray(resolved, dtype=np.int64)
-        if len(arr) != n:
-            raise RuntimeInputError(f"got {len(arr)} labels for {n} images")
-        if len(arr) and (arr.min() < 0 or arr.max() >= self.num_classes):
-            bad = int(arr[(arr < 0) | (arr >= self.num_classes)][0])
-            raise RuntimeInputError(f"label {bad} out of range: this model has classes 0..{self.num_classes - 1}")
-        return arr
+        if isinstance(labels, (str, int, float, np.generic)):
+            return np.full(n, self._label_index(labels.item() if isinstance(labels, np.generic) else labels), np.int64)
+        if isinstance(labels, np.ndarray) and labels.ndim == 0:
+            return np.full(n, self._label_index(labels.item()), np.int64)
+        if isinstance(labels, np.ndarray):
+            if labels.ndim != 1:
+                raise RuntimeInputError(f"labels must be one class or a flat sequence, got an array of shape {list(labels.shape)}")
+            if len(labels) != n:
+                raise RuntimeInputError(f"got {len(labels)} labels for {n} images")
+            if labels.dtype.kind in "iu":  # the common case, checked without a Python loop
+                if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+                    bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
+                    raise RuntimeInputError(f"label {int(bad)} out of range: this model has classes 0..{self.num_classes - 1}")
+                return labels.astype(np.int64)
+            items = labels.tolist()
+        elif isinstance(labels, (list, tuple, range)):
+            items = labels
+        else:
+            raise RuntimeInputError(f"labels must be a class index or name, or a list of them, got {type(labels).__name__}")
+        try:
+            count = len(items)
+        except OverflowError:  # range(10**30)
+            count = -1
+        if count != n:
+            raise RuntimeInputError(f"got {count if count >= 0 else 'too many'} labels for {n} images")
+        return np.fromiter((self._label_index(x) for x in items), dtype=np.int64, count=n)
 
-    def run_raw(self, z: np.ndarray, labels: np.ndarray | None = None, batch_size: int = MAX_BATCH) -> np.ndarray:
-        """float32 ``[N, C, H, W]`` in [-1, 1] from noise ``z`` ``[N, latent_dim]`` (and labels)."""
-        if self.task != "generate":
-            raise RuntimeInputError("this is an inpainting model; use inpaint()")
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise RuntimeInputError(f"z must have shape [N, {self.latent_dim}], got {list(z.shape)}")
-        outs = []
-        for i in range(0, len(z), batch_size):
-            feed = {"z": z[i : i + batch_size]}
-            if self.num_classes:
-                feed["label"] = np.ascontiguousarray(labels[i : i + batch_size], dtype=np.int64)
-            outs.append(self.engine.run(feed))
-        if not outs:
-            return np.zeros((0, self.channels, self.height, self.width), np.float32)
-        return np.concatenate(outs)
+    def _generate_batch(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        feed = {"z": z}
+        if labels is not None:
+            feed["label"] = labels
+        return self._run(feed)
+
+    def run_raw(self, z: Any, labels: Any = None, batch_size: int = MAX_BATCH) -> np.ndarray:
+        """float32 ``[N, C, H, W]`` in [-1, 1] from noise ``z`` ``[N, latent_dim]`` (and ``labels`` ``[N]``,
+        required for a conditional model). NaN and infinity are refused."""
+        self._require("generate")
+        batch_size = whole("batch_size", batch_size, 1)
+        z = real_array("z", z, (None, self.latent_dim), lambda n: self._check_result_size(
+            n, 4 * self.channels * self.height * self.width, "len(z)"))
+        n = len(z)
+        if self.num_classes and labels is None:
+            raise RuntimeInputError(f"this model is conditional: run_raw needs labels (int64 [N], 0..{self.num_classes - 1})")
+        lab = self._labels(n, labels)
+        out = np.empty((n, self.channels, self.height, self.width), np.float32)
+        for i in range(0, n, batch_size):
+            out[i : i + batch_size] = self._generate_batch(z[i : i + batch_size], None if lab is None else lab[i : i + batch_size])
+        return out
 
     def generate(self, n: int, labels: Any = None, seed: int | None = None, *, as_pil: bool = False,
                  batch_size: int = MAX_BATCH):
         """``n`` images as uint8 ``[n, H, W, C]`` (or a list of PIL images with ``as_pil=True``).
 
         ``labels``: one class (index or name) for all, a sequence of ``n``, or None (cycles
-        through the classes for a conditional model). ``seed`` fixes the noise.
+        through the classes for a conditional model). ``seed`` (a non-negative integer) fixes
+        the noise. Noise is drawn and run ``batch_size`` images at a time, so memory holds the
+        result and one batch; one call returns at most ``MAX_RESULT_BYTES`` of images.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise RuntimeInputError(f"n must be a positive integer, got {n!r}")
-        if batch_size <= 0:
-            raise RuntimeInputError(f"batch_size must be positive, got {batch_size}")
-        lab = self._labels(int(n), labels)
-        z = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
-        images = _to_uint8_hwc(self.run_raw(z, lab, batch_size))
-        return _as_pil(images) if as_pil else images
+        self._require("generate")
+        n = whole("n", n, 1)
+        batch_size = whole("batch_size", batch_size, 1)
+        as_pil = flag("as_pil", as_pil)
+        rng = seeded_rng(seed)
+        self._check_result_size(n, self.channels * self.height * self.width, "n")
+        lab = self._labels(n, labels)
+        images = np.empty((n, self.height, self.width, self.channels), np.uint8)
+        for i in range(0, n, batch_size):
+            k = min(batch_size, n - i)
+            # drawn per batch: the same stream as one (n, latent_dim) draw, without holding it all
+            z = rng.standard_normal((k, self.latent_dim)).astype(np.float32)
+            images[i : i + k] = nchw_to_hwc_uint8(self._generate_batch(z, None if lab is None else lab[i : i + k]))
+        return pil_images(images) if as_pil else images
 
     # -- inpaint -------------------------------------------------------------------------
-    def run_raw_inpaint(self, images: np.ndarray, masks: np.ndarray, batch_size: int = MAX_BATCH) -> np.ndarray:
-        """float32 NCHW in [-1, 1] from images NCHW in [-1, 1] and masks N1HW (1 = missing)."""
-        if self.task != "inpaint":
-            raise RuntimeInputError("this is a generator; use generate()")
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        masks = np.ascontiguousarray(masks, dtype=np.float32)
-        want = (self.channels, self.height, self.width)
-        if images.ndim != 4 or tuple(images.shape[1:]) != want:
-            raise RuntimeInputError(f"images must have shape [N, {want[0]}, {want[1]}, {want[2]}], got {list(images.shape)}")
-        if masks.shape != (images.shape[0], 1, self.height, self.width):
-            raise RuntimeInputError(f"masks must have shape [N, 1, {self.height}, {self.width}], got {list(masks.shape)}")
-        outs = []
+    def run_raw_inpaint(self, images: Any, masks: Any, batch_size: int = MAX_BATCH) -> np.ndarray:
+        """float32 NCHW in [-1, 1] from images NCHW in [-1, 1] and masks N1HW in [0, 1] (1 = missing).
+        Values outside those ranges, NaN and infinity are refused."""
+        self._require("inpaint")
+        batch_size = whole("batch_size", batch_size, 1)
+        c, h, w = self.channels, self.height, self.width
+        images = real_array("images", images, (None, c, h, w),
+                             lambda n: self._check_result_size(n, 4 * c * h * w, "len(images)"))
+        masks = real_array("masks", masks, (len(images), 1, h, w))
+        in_range("images", images, -1.0, 1.0)
+        in_range("masks", masks, 0.0, 1.0)
+        out = np.empty((len(images), c, h, w), np.float32)
         for i in range(0, len(images), batch_size):
             m = masks[i : i + batch_size]
-            outs.append(self.engine.run({"image": images[i : i + batch_size] * (1 - m), "mask": m}))
-        return np.concatenate(outs) if outs else np.zeros((0, *want), np.float32)
+            out[i : i + batch_size] = self._run({"image": images[i : i + batch_size] * (1 - m), "mask": m})
+        return out
 
     def inpaint(self, image: Any, mask: Any, *, as_pil: bool = False, batch_size: int = 64):
         """Fill the masked pixels of one image of any size.
 
-        ``image``: uint8 ``[H, W]``, ``[H, W, C]`` (C = 1, 3 or 4) or a PIL image; ``mask``:
-        ``[H, W]`` bool/uint8 or PIL, nonzero = missing. Known pixels come back unchanged.
-        Images larger than the model are processed in overlapping model-sized tiles (only
-        tiles that touch a hole are run; overlapping predictions are averaged); smaller ones
-        are padded by reflection. A colour image through a grayscale model is restored
-        channel by channel; alpha passes through untouched.
+        ``image``: a PIL image of any mode, or an array ``[H, W]`` / ``[H, W, C]`` (C = 1, 3 or 4)
+        whose dtype says its range: uint8 0..255, uint16 0..65535, float in [0, 1] (other
+        integer dtypes must hold 0..255). The result has the same dtype (a PIL ``I;16`` image
+        gives uint16, ``F`` float32, ``LA``/``RGBA``/transparent palette images RGBA).
+        ``mask``: ``[H, W]`` bool/integer/float array or PIL image; true, nonzero (0/1 masks),
+        above 127 (8-bit) or above half range (uint16, float) = missing. Known pixels come back
+        unchanged. Images larger than the model are processed in overlapping model-sized
+        tiles (only tiles that touch a hole are run; overlapping predictions are averaged);
+        smaller ones are padded by reflection. A colour image through a grayscale model is
+        restored channel by channel; alpha passes through untouched.
         """
         from gankit.runtime.tiles import inpaint_any_size
 
-        img = _as_uint8_image(image)
-        msk = _as_mask(mask)
+        self._require("inpaint")
+        batch_size = whole("batch_size", batch_size, 1)
+        as_pil = flag("as_pil", as_pil)
+        img = as_image(image)
+        msk = as_mask(mask)
         if msk.shape != img.shape[:2]:
             raise RuntimeInputError(f"mask is {msk.shape[1]}x{msk.shape[0]} but image is {img.shape[1]}x{img.shape[0]}; they must match")
         alpha = img[..., 3] if img.shape[2] == 4 else None
         rgb = img[..., :3] if img.shape[2] == 4 else img
+        encode, decode = CODECS[rgb.dtype.name]
+
+        def fill(a: np.ndarray) -> np.ndarray:
+            return decode(inpaint_any_size(self, encode(a), msk, batch_size))
+
         if self.channels == 1 and rgb.shape[2] == 3:
-            planes = [inpaint_any_size(self, rgb[..., c : c + 1], msk, batch_size) for c in range(3)]
-            out = np.concatenate(planes, axis=2)
+            out = np.concatenate([fill(rgb[..., c : c + 1]) for c in range(3)], axis=2)
         elif self.channels == 3 and rgb.shape[2] == 1:
-            out = inpaint_any_size(self, np.repeat(rgb, 3, axis=2), msk, batch_size).mean(axis=2, keepdims=True)
-            out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+            out = fill(np.repeat(rgb, 3, axis=2)).mean(axis=2, keepdims=True)
+            out = out.astype(np.float32) if rgb.dtype == np.float32 else \
+                np.clip(np.rint(out), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
         else:
-            out = inpaint_any_size(self, rgb, msk, batch_size)
+            out = fill(rgb)
         out = np.where(msk[..., None], out, rgb)  # known pixels exactly as given
         if alpha is not None:
             out = np.concatenate([out, alpha[..., None]], axis=2)
         if as_pil:
-            return _as_pil(out[None])[0]
+            return pil_images(out[None])[0]
         return out
 
 
-def _to_uint8_hwc(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def _as_pil(images: np.ndarray):
-    from PIL import Image
-
-    return [Image.fromarray(im[..., 0] if im.shape[2] == 1 else im) for im in images]
-
-
-def _as_uint8_image(image: Any) -> np.ndarray:
-    if hasattr(image, "mode") and hasattr(image, "size"):  # PIL
-        im = image
-        if im.mode not in ("L", "RGB", "RGBA"):
-            im = im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB")
-        image = np.asarray(im)
-    a = np.asarray(image)
-    if a.dtype == bool or a.dtype.kind not in "ui" and a.dtype.kind != "f":
-        raise RuntimeInputError(f"image must be a uint8 array or PIL image, got dtype {a.dtype}")
-    if a.dtype.kind == "f":
-        raise RuntimeInputError("image must be uint8 (0..255); convert float images first")
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise RuntimeInputError(f"image must be [H, W] or [H, W, 1|3|4], got shape {list(a.shape)}")
-    if a.shape[0] < 1 or a.shape[1] < 1:
-        raise RuntimeInputError("image is empty")
-    if a.max(initial=0) > 255 or a.min(initial=0) < 0:
-        raise RuntimeInputError("image values must lie in 0..255")
-    return a.astype(np.uint8)
-
-
-def _as_mask(mask: Any) -> np.ndarray:
-    if hasattr(mask, "mode") and hasattr(mask, "size"):
-        mask = np.asarray(mask.convert("L"))
-    m = np.asarray(mask)
-    if m.ndim == 3 and m.shape[2] == 1:
-        m = m[..., 0]
-    if m.ndim != 2:
-        raise RuntimeInputError(f"mask must be [H, W], got shape {list(m.shape)}")
-    if m.dtype.kind == "f":
-        if not np.isfinite(m).all():
-            raise RuntimeInputError("mask contains non-finite values")
-        return m > 0.5
-    return m != 0 if m.dtype == bool or m.max(initial=0) <= 1 else m > 127
+__all__ = ["load", "GankitModel", "default_providers", "BACKENDS", "MAX_BATCH", "MAX_RESULT_BYTES"]

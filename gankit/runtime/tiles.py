@@ -4,6 +4,9 @@ The image is covered by model-sized tiles on a grid with half-tile stride (edges
 to the border); only tiles that contain missing pixels are run, in batches, and the
 predictions for each missing pixel are averaged over the tiles that saw it. An image
 smaller than the model is reflect-padded up to the model size first.
+
+Pixels here are floats in the model's range [-1, 1], so images of any bit depth take the
+same path; :meth:`gankit.runtime.GankitModel.inpaint` converts from and to the caller's dtype.
 """
 
 from __future__ import annotations
@@ -21,17 +24,17 @@ def _starts(length: int, tile: int) -> list[int]:
     return starts
 
 
-def inpaint_any_size(model, image: np.ndarray, mask: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """uint8 ``[H, W, C]`` (C = model channels) + bool ``[H, W]`` -> uint8 ``[H, W, C]``."""
+def inpaint_any_size(model, x: np.ndarray, mask: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """float32 ``[H, W, C]`` in [-1, 1] (C = model channels) + bool ``[H, W]`` -> float32 ``[H, W, C]``
+    with the model's predictions where tiles were run (unchanged elsewhere)."""
     th, tw = model.height, model.width
     h, w = mask.shape
     ph, pw = max(0, th - h), max(0, tw - w)
     if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+        x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
         mask = np.pad(mask, ((0, ph), (0, pw)), mode="constant")
     H, W = mask.shape
-    x = image.astype(np.float32) / 127.5 - 1.0
-    acc = np.zeros((H, W, image.shape[2]), np.float32)
+    acc = np.zeros((H, W, x.shape[2]), np.float32)
     cnt = np.zeros((H, W, 1), np.float32)
     boxes = [(t, l) for t in _starts(H, th) for l in _starts(W, tw) if mask[t : t + th, l : l + tw].any()]
     for i in range(0, len(boxes), batch_size):
@@ -43,5 +46,4 @@ def inpaint_any_size(model, image: np.ndarray, mask: np.ndarray, batch_size: int
             acc[t : t + th, l : l + tw] += o.transpose(1, 2, 0)
             cnt[t : t + th, l : l + tw] += 1
     filled = np.where(cnt > 0, acc / np.maximum(cnt, 1), x)
-    out = np.clip(np.rint((filled + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    return out[:h, :w]
+    return filled[:h, :w]
