@@ -398,6 +398,11 @@ class Trainer:
         running: dict[str, float] = {}
         last: dict[str, float] = {}
         final_eval = None
+        # one eval-mode forward pass first: a family whose G or D has the wrong output shape
+        # fails here in one line, not after training (changes no weights or random streams)
+        from gankit.train.contract import check_models
+
+        check_models(self.family, cfg, self.G, self.D, *self.real_batch(self.step * self.n_critic))
         self.G.train()
         self.D.train()
         while self.step < total:
