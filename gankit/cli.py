@@ -52,11 +52,11 @@ def _root(
 # --------------------------------------------------------------------------- plugins
 @app.command("plugins")
 def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List installed plugins: name, version, families, status and load error."""
+    """List installed plugins: name, version, families, losses, datasets, regularisers, status and load error."""
     from gankit.plugins import get_manager
 
     mgr = get_manager()
-    mgr.families, mgr.datasets, mgr.losses  # noqa: B018 - collect registrations so records are complete
+    mgr.collect_all()  # every register_* hook, so the records are complete
     records = [r.as_dict() for r in mgr.records.values()]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
@@ -64,12 +64,13 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     from rich.table import Table
 
     table = Table(title="gankit plugins")
-    for col in ("name", "version", "families", "datasets", "status", "error"):
+    for col in ("name", "version", "families", "losses", "datasets", "regularizers", "status", "error"):
         table.add_column(col, overflow="fold")
     for r in records:
         style = {"loaded": "green", "error": "red", "disabled": "yellow"}.get(r["status"], "")
-        table.add_row(r["name"], r["version"], ", ".join(r["families"]), ", ".join(r["datasets"]),
-                      f"[{style}]{r['status']}[/{style}]", r["error"])
+        table.add_row(r["name"], r["version"], ", ".join(r["families"]), ", ".join(r["losses"]),
+                      ", ".join(r["datasets"]), ", ".join(r["regularizers"]), f"[{style}]{r['status']}[/{style}]",
+                      r["error"])
     con = _console()
     if not con.is_terminal:
         con.width = 160  # piped or logged: do not squeeze error messages into 80 columns
@@ -128,7 +129,7 @@ def train_cmd(
     force: bool = typer.Option(False, "--force", help="With --resume: accept a changed config."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Judge metrics at sample intervals and at the end."),
     export: bool = typer.Option(True, "--export/--no-export", help="Export the generator to exported/<run>.onnx at the end."),
-    set_: list[str] = typer.Option([], "--set", help="Override any config key: --set width=64 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key of the family or trainer: --set ngf=64 (repeatable; keys in docs/plugins.md)."),
 ) -> None:
     """Train a model family; writes a run directory, then exports it to ONNX."""
     from gankit.train.api import train

@@ -37,7 +37,9 @@ def build_config(family, dataset, *, data: str, seed: int, device: str, override
     if clash:
         raise UsageError(f"config key(s) {', '.join(clash)} come from the data and options, not --set "
                          "(use --image-size, --seed, --device, --data)")
-    config: dict[str, Any] = {**family.defaults, **per_data}
+    from gankit.family import CORE_DEFAULTS  # steps, batch_size for a family that leaves them out
+
+    config: dict[str, Any] = {**CORE_DEFAULTS, **family.defaults, **per_data}
     config.update(
         plugin=family.name, task=family.task, condition=family.condition, data=data, seed=seed, device=device,
         channels=c, height=h, width=w, num_classes=dataset.num_classes if family.condition == "label" else 0,

@@ -100,7 +100,7 @@ class Trainer:
         self.g_regularizers = [r for r in regs if r.regularizer.phase == "G"]
         self.diffaug = parse_policy(config.get("diffaug"))
         self.aug_rng = torch.Generator().manual_seed(seed + 2)
-        self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)))
+        self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)), config=config)
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         # auxiliary classifier (AC-GAN, Odena et al. 2017) for label-conditioned families: the
