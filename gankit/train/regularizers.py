@@ -98,13 +98,15 @@ class Regularizer:
 
     def resolve(self, config: dict[str, Any]) -> "ActiveRegularizer | None":
         """This regulariser with its weight and interval for ``config``; None when its weight is 0."""
-        raw = self.weight(config) if callable(self.weight) else self.weight
+        raw = self.weight
         try:
+            raw = self.weight(config) if callable(self.weight) else self.weight
             weight = float(raw or 0.0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError):  # a config value that is not a number
             weight = math.nan
         if not (math.isfinite(weight) and weight >= 0):
-            raise UsageError(f"regulariser {self.name!r}: weight must be a number >= 0, got {raw!r}")
+            shown = raw if not callable(raw) else "a value that is not a number"
+            raise UsageError(f"regulariser {self.name!r}: weight must be a number >= 0, got {shown!r}")
         if weight == 0:
             return None
         every = self.every(config) if callable(self.every) else self.every
