@@ -63,14 +63,15 @@ class ModelFamily:
         or path-length regulariser), after the core's and the loss's.
     """
 
-    name: ClassVar[str] = ""
-    task: ClassVar[Task] = "generate"
-    condition: ClassVar[Condition] = "none"
-    description: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
-    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
-    regularizers: ClassVar[tuple] = ()
-    implemented: ClassVar[bool] = True
+    # class-level defaults; a subclass's class attributes or the constructor's keywords replace them
+    name: str = ""
+    task: Task = "generate"
+    condition: Condition = "none"
+    description: str = ""
+    defaults: dict[str, Any] = {}
+    data_defaults: dict[str, dict[str, Any]] = {}
+    regularizers: tuple = ()
+    implemented: bool = True
 
     #: what the constructor accepts as keywords (and ``describe`` reports)
     FIELDS: ClassVar[tuple[str, ...]] = ("name", "task", "condition", "description", "defaults", "data_defaults",
