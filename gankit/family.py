@@ -85,9 +85,13 @@ class ModelFamily:
         for key, value in attributes.items():
             setattr(self, key, value)
         # own copies: a family that edits its defaults must not change its class's (or a sibling's)
-        self.defaults = dict(self.defaults)
-        self.data_defaults = {k: dict(v) for k, v in dict(self.data_defaults).items()}
-        self.regularizers = tuple(self.regularizers)
+        # (anything but a dict is left for the registry's check to name, e.g. a dataclass field())
+        if isinstance(self.defaults, dict):
+            self.defaults = dict(self.defaults)
+        if isinstance(self.data_defaults, dict):
+            self.data_defaults = {k: dict(v) if isinstance(v, dict) else v for k, v in self.data_defaults.items()}
+        if isinstance(self.regularizers, list):
+            self.regularizers = tuple(self.regularizers)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, task={self.task!r}, condition={self.condition!r})"

@@ -256,8 +256,10 @@ def _validate_family(obj: Any) -> str:
         raise GankitError(f"a registered family ({type(obj).__name__}) has no name: set name = \"...\" on the class "
                           "or pass name=... to its constructor")
     for attr in ("defaults", "data_defaults"):
-        if not isinstance(getattr(obj, attr), dict):
-            raise GankitError(f"family {obj.name!r}: {attr} must be a dict, got {type(getattr(obj, attr)).__name__}")
+        value = getattr(obj, attr)
+        if not isinstance(value, dict):
+            hint = " (ModelFamily is a plain class, not a dataclass: write {attr} = {{...}})" if type(value).__name__ == "Field" else ""
+            raise GankitError(f"family {obj.name!r}: {attr} must be a dict, got {type(value).__name__}{hint.format(attr=attr)}")
     if obj.task not in ("generate", "inpaint"):
         raise GankitError(f"family {obj.name!r} has unknown task {obj.task!r}")
     return obj.name

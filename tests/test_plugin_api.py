@@ -46,6 +46,27 @@ def test_a_family_declared_with_class_attributes_keeps_them():
         ResFam(nmae="typo")
 
 
+def test_dataclass_habits_work_or_are_refused_with_what_to_do():
+    from dataclasses import dataclass, field
+
+    from gankit import ModelFamily
+    from gankit.plugins import _validate_family
+
+    @dataclass
+    class Decorated(ModelFamily):  # a dataclass subclass with its own fields works too
+        name: str = "decorated"
+        defaults: dict = field(default_factory=lambda: {"latent_dim": 8})
+
+    assert _validate_family(Decorated()) == "decorated" and Decorated().defaults == {"latent_dim": 8}
+
+    class FieldNotDecorated(ModelFamily):
+        name = "field"
+        defaults = field(default_factory=dict)
+
+    with pytest.raises(GankitError, match=r"defaults must be a dict, got Field .*plain class.*defaults = \{\.\.\.\}"):
+        _validate_family(FieldNotDecorated())
+
+
 def test_a_family_without_a_name_is_refused_with_what_to_do():
     from gankit import ModelFamily
 
