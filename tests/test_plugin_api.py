@@ -514,3 +514,19 @@ def test_collapse_warnings_do_not_suggest_what_the_run_already_uses():
     for step in (25, 50):
         mon.check_losses(step, {"d_loss": 0.001})
     assert "--r1" not in out.getvalue() and "--spectral-norm" in out.getvalue()
+
+
+def test_a_lazy_regularizer_is_logged_as_its_mean_over_the_steps_it_ran(tmp_path):
+    import torch
+
+    from gankit import Regularizer
+    from gankit.plugins import get_family
+
+    base = get_family("gan")
+    fam = type(base)(name="gan-lazy", defaults=dict(base.defaults), regularizers=(
+        Regularizer("const", lambda ctx: torch.tensor(3.0), phase="G", weight=0.1, every=2),))
+    t = _trainer(tmp_path, "lazy", family=fam, steps=4, log_every=4, sample_every=0, save_every=0)
+    t.run.create(t.config)
+    t.fit()
+    logged = [json.loads(line) for line in t.run.metrics_path.read_text().splitlines()]
+    assert [rec["const"] for rec in logged if "const" in rec] == [3.0]  # not diluted to 1.5 by the steps it skipped

@@ -396,6 +396,7 @@ class Trainer:
         bs = int(cfg["batch_size"])
         start_step, t0 = self.step, time.perf_counter()
         running: dict[str, float] = {}
+        seen: dict[str, int] = {}
         last: dict[str, float] = {}
         final_eval = None
         # one eval-mode forward pass first: a family whose G or D has the wrong output shape
@@ -412,14 +413,14 @@ class Trainer:
             losses = self.train_step()
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
+                seen[k] = seen.get(k, 0) + 1  # a lazy regulariser's term is logged only on the steps it ran
             if not all(math.isfinite(v) for v in losses.values()):
                 self._roll_back(losses)
-                running = {}
+                running, seen = {}, {}
                 continue
             if self.step % log_every == 0 or self.step == total:
-                n = log_every if self.step % log_every == 0 else (self.step % log_every)
-                last = {k: v / n for k, v in running.items()}
-                running = {}
+                last = {k: v / seen[k] for k, v in running.items()}
+                running, seen = {}, {}
                 elapsed = time.perf_counter() - t0
                 self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
                 self.monitor.check_losses(self.step, last)
