@@ -52,11 +52,11 @@ def _root(
 # --------------------------------------------------------------------------- plugins
 @app.command("plugins")
 def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List installed plugins: name, version, families, status and load error."""
+    """List installed plugins: name, version, families, losses, datasets, regularisers, status and load error."""
     from gankit.plugins import get_manager
 
     mgr = get_manager()
-    mgr.families, mgr.datasets, mgr.losses  # noqa: B018 - collect registrations so records are complete
+    mgr.collect_all()  # every register_* hook, so the records are complete
     records = [r.as_dict() for r in mgr.records.values()]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
@@ -64,16 +64,20 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-read
     from rich.table import Table
 
     table = Table(title="gankit plugins")
-    for col in ("name", "version", "families", "datasets", "status", "error"):
+    for col in ("name", "version", "families", "losses", "datasets", "regularizers", "status"):
         table.add_column(col, overflow="fold")
     for r in records:
         style = {"loaded": "green", "error": "red", "disabled": "yellow"}.get(r["status"], "")
-        table.add_row(r["name"], r["version"], ", ".join(r["families"]), ", ".join(r["datasets"]),
-                      f"[{style}]{r['status']}[/{style}]", r["error"])
+        table.add_row(r["name"], r["version"], ", ".join(r["families"]), ", ".join(r["losses"]),
+                      ", ".join(r["datasets"]), ", ".join(r["regularizers"]), f"[{style}]{r['status']}[/{style}]")
     con = _console()
     if not con.is_terminal:
-        con.width = 160  # piped or logged: do not squeeze error messages into 80 columns
+        con.width = 160  # piped or logged: do not squeeze the table into 80 columns
     con.print(table)
+    # errors in full below the table, one line each: a folded table cell cuts them mid-word
+    for r in records:
+        if r["error"]:
+            con.print(f"{r['name']}: {r['status']}: {r['error']}", soft_wrap=True, markup=False)
 
 
 # --------------------------------------------------------------------------- plugin new

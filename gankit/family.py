@@ -10,20 +10,37 @@ Nothing here imports torch at module level: listing families must stay instant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from gankit.config import CORE_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
 Task = Literal["generate", "inpaint"]
+
+#: config keys the core's trainer needs; a family that leaves one out of its ``defaults`` gets these
+# the core keys' defaults a family most often sets itself (every core key: gankit.config.CORE_KEYS)
+CORE_DEFAULTS: dict[str, Any] = {k: CORE_KEYS[k].default for k in ("steps", "batch_size")}
 Condition = Literal["none", "label", "masked-image"]
 
 
-@dataclass
 class ModelFamily:
     """Base class of every model family. Subclass it and override the ``build_*`` methods.
+
+    Declare the attributes below on the subclass, as plain class attributes::
+
+        class ResGAN(ModelFamily):
+            name = "resgan"
+            description = "ResNet blocks"
+            defaults = {"latent_dim": 64, "features": 32, "steps": 500, "batch_size": 64}
+
+    or pass them as keywords when constructing it (``ResGAN(name="resgan-wide",
+    defaults={...})``), which is how one class serves several families (``gan`` and ``cgan``).
+    Keywords win over class attributes; an unknown keyword is a ``TypeError`` naming it.
+    ``ModelFamily`` is a plain class, not a dataclass: class attributes are never replaced
+    by base-class defaults.
 
     Attributes
     ----------
@@ -37,26 +54,56 @@ class ModelFamily:
         One line for ``gankit plugins``.
     defaults:
         Training and architecture defaults; ``gankit train`` options override them and the
-        merged dict (the *config*) is what every ``build_*`` method receives.
+        merged dict (the *config*) is what every ``build_*`` method receives. Keys the core
+        needs and the family leaves out (``steps``, ``batch_size``) come from
+        :data:`CORE_DEFAULTS`.
     config_keys:
-        (class attribute) ``{key: gankit.config.Key(...)}``: types, bounds, choices and help for
-        the family's keys, checked before training starts (``--set ngf=-4`` is refused).
+        (class attribute) ``{key: gankit.Key(...)}``: types, bounds, choices and help for the
+        family's keys, checked before training starts (``--set ngf=-4`` is refused).
     data_defaults:
         Per-dataset changes to ``defaults`` (``{"photos": {"steps": 300}}``), applied when
         training on that dataset, before the command-line options: a recipe measured on 28x28
         digits is rarely the right one for 64x64 photographs.
+    regularizers:
+        :class:`gankit.Regularizer` terms added whenever this family trains (e.g. a lazy R1
+        or path-length regulariser), after the core's and the loss's.
     """
 
-    name: str = "unnamed"
+    # class-level defaults; a subclass's class attributes or the constructor's keywords replace them
+    name: str = ""
     task: Task = "generate"
     condition: Condition = "none"
     description: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
-    data_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defaults: dict[str, Any] = {}
+    data_defaults: dict[str, dict[str, Any]] = {}
+    regularizers: tuple = ()
     implemented: bool = True
     # bounds, choices and help for config keys (gankit.config.Key); every key of ``defaults`` is a
     # config key already, typed by its default value: declare it here only to constrain it further
     config_keys: ClassVar[dict[str, Any]] = {}
+
+    #: what the constructor accepts as keywords (and ``describe`` reports)
+    FIELDS: ClassVar[tuple[str, ...]] = ("name", "task", "condition", "description", "defaults", "data_defaults",
+                                         "regularizers", "implemented")
+
+    def __init__(self, **attributes: Any) -> None:
+        unknown = sorted(set(attributes) - set(self.FIELDS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unknown attribute(s) {', '.join(unknown)}; "
+                            f"a family takes {', '.join(self.FIELDS)}")
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        # own copies: a family that edits its defaults must not change its class's (or a sibling's)
+        # (anything but a dict is left for the registry's check to name, e.g. a dataclass field())
+        if isinstance(self.defaults, dict):
+            self.defaults = dict(self.defaults)
+        if isinstance(self.data_defaults, dict):
+            self.data_defaults = {k: dict(v) if isinstance(v, dict) else v for k, v in self.data_defaults.items()}
+        if isinstance(self.regularizers, list):
+            self.regularizers = tuple(self.regularizers)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, task={self.task!r}, condition={self.condition!r})"
 
     # -- building ----------------------------------------------------------------------
     def build_generator(self, config: dict[str, Any]) -> "nn.Module":

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from gankit.data import DatasetSpec
     from gankit.family import ModelFamily
     from gankit.train.losses import AdversarialLoss
+    from gankit.train.regularizers import Regularizer
 
 hookspec = pluggy.HookspecMarker("gankit")
 hookimpl = pluggy.HookimplMarker("gankit")
@@ -59,10 +60,26 @@ def register_losses(register: Callable[["AdversarialLoss"], None]) -> None:
     """Register adversarial losses that ``gankit train --loss NAME`` can use.
 
     Called once per process, the first time a loss is looked up by name. Call
-    ``register(AdversarialLoss(name=..., d_loss=..., g_loss=...))`` from
-    :mod:`gankit.train.losses`; set ``gradient_penalty`` and ``n_critic`` for WGAN-style
-    critics. The built-ins (``bce``, ``minimax``, ``hinge``, ``lsgan``, ``wgan-gp``) are
+    ``register(AdversarialLoss(name=..., d_loss=..., g_loss=...))`` (``from gankit import
+    AdversarialLoss``); set ``gradient_penalty`` and ``n_critic`` for WGAN-style critics,
+    and ``regularizers`` for penalty terms of the loss's own (WGAN-LP). The built-ins (``bce``, ``minimax``, ``hinge``, ``lsgan``, ``wgan-gp``) are
     registered through this same hook by gankit's core plugin.
+    """
+
+
+@hookspec
+def register_regularizers(register: Callable[["Regularizer"], None]) -> None:
+    """Register regularisers: loss terms on the D or G step that any family can switch on.
+
+    Called once per process, the first time a run is set up (``gankit train``, the
+    conformance kit). Call ``register(Regularizer(name=..., fn=..., phase="D"|"G",
+    weight=lambda config: config.get("KEY", 0.0), every=...))``. A registered regulariser
+    applies to every run whose config gives it a weight > 0, so its weight must be a
+    function of the config (default 0), never a constant. The built-in WGAN-GP penalty
+    (``gp``) and R1 (``r1``) are registered through this hook by gankit's core plugin;
+    a name clash is an error naming both plugins. Terms that belong to one loss or one
+    family are attached there instead (``AdversarialLoss.regularizers``,
+    ``ModelFamily.regularizers``).
     """
 
 
@@ -82,4 +99,4 @@ def _hook_names() -> list[str]:
 
 
 __all__: list[Any] = ["hookspec", "hookimpl", "register_families", "register_datasets", "register_losses",
-                      "register_commands"]
+                      "register_regularizers", "register_commands"]

@@ -2,7 +2,9 @@
 
 Plugins are modules listed under the ``gankit`` entry-point group; the built-in families
 (``gan``, ``cgan``, ``inpaint``) are found exactly like a third-party one. The core's own
-datasets and losses are registered through the same hooks by :mod:`gankit.builtin`.
+datasets, losses and regularisers are registered through the same hooks by
+:mod:`gankit.builtin`. The names gankit's own plugins provide stay theirs: they are
+collected first, and a third-party plugin registering one is marked as failed.
 
 Loading order and precedence (documented in ``docs/plugins.md``):
 
@@ -31,6 +33,10 @@ from gankit.errors import GankitError, UsageError
 
 ENTRY_POINT_GROUP = "gankit"
 CORE_PLUGIN = "core"
+# gankit's own plugins (entry-point name -> module). They collect before any third-party
+# plugin, so the names they provide stay theirs: a third-party plugin registering one of them
+# is the one marked as failed, whatever its entry point sorts as.
+BUILTIN_PLUGINS = {"gan": "gankit_gan", "cgan": "gankit_cgan", "inpaint": "gankit_inpaint"}
 
 
 @dataclass
@@ -45,7 +51,9 @@ class PluginRecord:
     families: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
+    regularizers: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
+    builtin: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +65,9 @@ class PluginRecord:
             "families": self.families,
             "datasets": self.datasets,
             "losses": self.losses,
+            "regularizers": self.regularizers,
             "hooks": self.hooks,
+            "builtin": self.builtin,
         }
 
 
@@ -87,10 +97,11 @@ class PluginManager:
     def load(self) -> "PluginManager":
         from gankit import builtin
 
-        self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"))
+        self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"), builtin=True)
         only = _env_names("GANKIT_LOAD_PLUGINS")
         blocked = _env_names("GANKIT_DISABLE_PLUGINS") or set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(eps, key=lambda e: (not _is_builtin(e.name, e.value), e.name)):
             if ep.name in self.records:
                 continue  # the same entry point installed twice (e.g. editable + wheel)
             version = ep.dist.version if ep.dist is not None else ""
@@ -103,12 +114,15 @@ class PluginManager:
             except Exception as exc:  # a broken plugin must never break gankit
                 self._fail(PluginRecord(ep.name, version, ep.value), exc)
                 continue
-            self.register(module, name=ep.name, version=version)
+            self.register(module, name=ep.name, version=version, builtin=_is_builtin(ep.name, ep.value))
         return self
 
-    def register(self, plugin: Any, name: str, version: str = "") -> PluginRecord:
-        """Register a plugin object (a module or any object with hook implementations)."""
-        record = PluginRecord(name, version, getattr(plugin, "__name__", type(plugin).__name__))
+    def register(self, plugin: Any, name: str, version: str = "", builtin: bool = False) -> PluginRecord:
+        """Register a plugin object (a module or any object with hook implementations).
+
+        ``builtin`` is for gankit's own plugins: their registrations are collected first.
+        """
+        record = PluginRecord(name, version, getattr(plugin, "__name__", type(plugin).__name__), builtin=builtin)
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
@@ -140,7 +154,11 @@ class PluginManager:
         """Call one ``register_*`` hook plugin by plugin so a failure stays with its plugin."""
         found: dict[str, tuple[Any, str]] = {}
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():  # registration order: core, then entry points by name
+        impls = hook.get_hookimpls()  # registration order; gankit's own plugins first, whatever the order
+        order = {name: i for i, name in enumerate(self.records)}
+        impls = sorted(impls, key=lambda im: (not getattr(self.records.get(im.plugin_name), "builtin", False),
+                                              order.get(im.plugin_name, len(order))))
+        for impl in impls:
             record = self.records.get(impl.plugin_name)
             if record is None or record.status != "loaded":
                 continue
@@ -153,9 +171,10 @@ class PluginManager:
                 impl.function(*[{"register": register}[a] for a in impl.argnames])
                 for key, obj in staged:
                     if key in found:
-                        raise GankitError(
-                            f"{kind} {key!r} is registered by both plugin {found[key][1]!r} and plugin {impl.plugin_name!r}"
-                        )
+                        first = found[key][1]
+                        owner = " (a built-in name)" if getattr(self.records.get(first), "builtin", False) else ""
+                        raise GankitError(f"{kind} {key!r} is registered by both plugin {first!r}{owner} and "
+                                          f"plugin {impl.plugin_name!r}; {first!r} keeps it")
             except Exception as exc:
                 self._fail(record, exc)
                 continue
@@ -187,6 +206,25 @@ class PluginManager:
     def losses(self) -> dict[str, tuple[Any, str]]:
         return self._registry("losses")
 
+    @property
+    def regularizers(self) -> dict[str, tuple[Any, str]]:
+        return self._registry("regularizers")
+
+    def collect_all(self) -> None:
+        """Call every ``register_*`` hook, so every plugin's failures are recorded."""
+        for field_name in _KINDS:
+            self._registry(field_name)
+
+    def failures(self, skip: str = "") -> str:
+        """``"; plugins that failed to load: a (Error: why), b (...)"``, or "" when none did.
+
+        Appended to every failed look-up: a family, loss or dataset that is missing because
+        its plugin broke must not look like a typo.
+        """
+        self.collect_all()
+        failed = [f"{r.name} ({r.error})" for r in self.records.values() if r.status == "error" and r.name != skip]
+        return f"; plugins that failed to load: {', '.join(failed)}" if failed else ""
+
     def family(self, name: str):
         fams = self.families
         if name not in fams:
@@ -195,7 +233,7 @@ class PluginManager:
             rec = self.records.get(name)
             if rec is not None and rec.status != "loaded":
                 hint = f" (plugin {name!r} is {rec.status}: {rec.error})"
-            raise UsageError(f"unknown plugin/family {name!r}{hint}; available: {known}")
+            raise UsageError(f"unknown plugin/family {name!r}{hint}; available: {known}{self.failures(skip=name)}")
         return fams[name][0]
 
     def register_commands(self, app: Any) -> None:
@@ -214,8 +252,14 @@ def _validate_family(obj: Any) -> str:
 
     if not isinstance(obj, ModelFamily):
         raise GankitError(f"register_families got {type(obj).__name__}, expected a gankit.family.ModelFamily")
-    if not isinstance(obj.name, str) or not obj.name.strip() or obj.name == "unnamed":
-        raise GankitError("a registered family has no name")
+    if not isinstance(obj.name, str) or not obj.name.strip():
+        raise GankitError(f"a registered family ({type(obj).__name__}) has no name: set name = \"...\" on the class "
+                          "or pass name=... to its constructor")
+    for attr in ("defaults", "data_defaults"):
+        value = getattr(obj, attr)
+        if not isinstance(value, dict):
+            hint = " (ModelFamily is a plain class, not a dataclass: write {attr} = {{...}})" if type(value).__name__ == "Field" else ""
+            raise GankitError(f"family {obj.name!r}: {attr} must be a dict, got {type(value).__name__}{hint.format(attr=attr)}")
     if obj.task not in ("generate", "inpaint"):
         raise GankitError(f"family {obj.name!r} has unknown task {obj.task!r}")
     return obj.name
@@ -238,6 +282,26 @@ def _validate_loss(obj: Any) -> str:
         raise GankitError("a registered loss needs a name, d_loss and g_loss")
     if int(obj.n_critic) < 1 or float(obj.gradient_penalty) < 0:
         raise GankitError(f"loss {obj.name!r}: n_critic must be >= 1 and gradient_penalty >= 0")
+    from gankit.train.regularizers import validate
+
+    for reg in obj.regularizers:
+        try:
+            validate(reg)
+        except GankitError as exc:
+            raise GankitError(f"loss {obj.name!r}: {exc}") from None
+    return obj.name
+
+
+def _validate_regularizer(obj: Any) -> str:
+    from gankit.train.regularizers import Regularizer, validate
+
+    if not isinstance(obj, Regularizer):
+        raise GankitError(f"register_regularizers got {type(obj).__name__}, expected a gankit.Regularizer")
+    validate(obj)
+    if not callable(obj.weight):
+        raise GankitError(f"regulariser {obj.name!r} is registered for every run, so its weight must come from the "
+                          "config (weight=lambda config: config.get('KEY', 0.0)), not a constant; attach it to a "
+                          "loss or family for a fixed weight")
     return obj.name
 
 
@@ -246,7 +310,13 @@ _KINDS: dict[str, tuple[str, Callable[[Any], str], str]] = {
     "families": ("register_families", _validate_family, "family"),
     "datasets": ("register_datasets", _validate_dataset, "dataset"),
     "losses": ("register_losses", _validate_loss, "loss"),
+    "regularizers": ("register_regularizers", _validate_regularizer, "regulariser"),
 }
+
+
+def _is_builtin(name: str, value: str) -> bool:
+    """An entry point of gankit's own plugins (by name and module, so a namesake is not)."""
+    return BUILTIN_PLUGINS.get(name) == value.split(":")[0].strip()
 
 
 def _dist_version(dist: str) -> str:

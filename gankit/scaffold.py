@@ -51,8 +51,7 @@ torch is imported only inside the build methods, so listing plugins stays instan
 
 from __future__ import annotations
 
-from gankit import hookimpl
-from gankit.family import ModelFamily
+from gankit import ModelFamily, hookimpl
 
 __version__ = "0.1.0"
 
@@ -73,6 +72,12 @@ DEFAULTS = {
 class ${cls}Family(ModelFamily):
     """Unconditional image generation: z -> image in [-1, 1]."""
 
+    name = "$name"
+    task = "generate"
+    condition = "none"
+    description = "$name: a third-party gankit family"
+    defaults = DEFAULTS
+
     def build_generator(self, config):
         from $module.model import Generator
 
@@ -85,13 +90,7 @@ class ${cls}Family(ModelFamily):
 
 
 def family() -> ${cls}Family:
-    return ${cls}Family(
-        name="$name",
-        task="generate",
-        condition="none",
-        description="$name: a third-party gankit family",
-        defaults=dict(DEFAULTS),
-    )
+    return ${cls}Family()
 
 
 @hookimpl

@@ -18,6 +18,16 @@ from gankit.errors import UsageError
 
 @dataclass
 class Dataset:
+    """Images and labels, split into train and test (``from gankit import Dataset``).
+
+    ``name``: shown in logs and saved in the run's config. ``x_train`` / ``x_test``: uint8
+    arrays ``[N, C, H, W]`` (C = 1 or 3; square images: H == W). ``y_train`` / ``y_test``:
+    int64 arrays ``[N]``, class indices into ``class_names`` (all 0 with
+    ``class_names=["all"]`` for unlabelled data). ``class_names``: one name per class; a
+    label-conditioned family's ``num_classes`` is its length. ``info``: anything else worth
+    recording (source, licence, preprocessing), shown by ``describe()``.
+    """
+
     name: str
     x_train: np.ndarray  # uint8 [N, C, H, W]
     y_train: np.ndarray  # int64 [N]
@@ -61,11 +71,18 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DatasetSpec:
-    """A registered dataset.
+    """A registered dataset (``from gankit import DatasetSpec``).
 
-    ``name`` is what users type. With ``prefix=True`` the spec handles every name of the form
-    ``NAME:ARG`` (like ``folder:PATH``) and ``load`` receives ``arg=...``.
-    ``load(**options)`` returns a :class:`Dataset`.
+    ``name`` is what users type (``--data NAME``). ``load(**options)`` returns a
+    :class:`Dataset`; the options it may receive (accept ``**options`` and ignore the rest):
+
+    - ``size``: an int, from ``gankit train --image-size N`` (only when given): resize to
+      ``size`` x ``size``;
+    - ``arg``: with ``prefix=True`` the spec handles every name ``NAME:ARG`` (like
+      ``folder:PATH``) and ``load`` receives the text after the colon as ``arg``.
+
+    Raise :class:`gankit.UsageError` with one line for data the user got wrong (missing
+    folder, unreadable file).
     """
 
     name: str
@@ -78,12 +95,13 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     """Resolve a dataset name through the plugin registry and load it."""
     from gankit.plugins import get_manager
 
-    specs = get_manager().datasets
+    mgr = get_manager()
+    specs = mgr.datasets
     key, _, arg = name.partition(":")
     entry = specs.get(key)
     if entry is None or (entry[0].prefix and not arg) or (not entry[0].prefix and arg):
         known = ", ".join(s.name + (":PATH" if s.prefix else "") for s, _ in specs.values())
-        raise UsageError(f"unknown dataset {name!r}; available: {known}")
+        raise UsageError(f"unknown dataset {name!r}; available: {known}{mgr.failures()}")
     spec = entry[0]
     if spec.prefix:
         options["arg"] = arg

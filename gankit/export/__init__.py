@@ -123,6 +123,10 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     reference = family.export_module(generator, config).eval()
     module = prepare_for_export(reference)
     example = family.export_inputs(config, 2, seed=0)
+    # parity alone would pass a generator whose images do not match the metadata's shape
+    from gankit.train.contract import check_export_generator
+
+    check_export_generator(family, config, module, example)
     names = list(example.keys())
     output_name = family.output_name
     batch = torch.export.Dim("batch", min=1, max=65536)

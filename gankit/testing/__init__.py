@@ -35,7 +35,14 @@ __all__ = ["ConformanceError", "ConformanceReport", "check_family", "synthetic_d
 
 
 class ConformanceError(AssertionError):
-    """A family broke the contract; the message names the stage and what was expected."""
+    """A family broke the contract; the message starts with ``[stage]`` and says what it got.
+
+    ``stage`` and ``got`` are also attributes, for tests that check them.
+    """
+
+    def __init__(self, message: str, stage: str = "", got: Any = None):
+        super().__init__(message)
+        self.stage, self.got = stage, got
 
 
 @dataclass
@@ -51,6 +58,9 @@ class ConformanceReport:
 
     def __str__(self) -> str:
         return f"{self.family} {self.shape}: " + ", ".join(self.passed)
+
+
+_UNSERIALISABLE = object()
 
 
 def synthetic_dataset(shape: Sequence[int] = (1, 28, 28), *, num_classes: int = 3, n_train: int = 16,
@@ -70,8 +80,19 @@ def synthetic_dataset(shape: Sequence[int] = (1, 28, 28), *, num_classes: int = 
     )
 
 
-def _fail(stage: str, message: str) -> ConformanceError:
-    return ConformanceError(f"[{stage}] {message}")
+def _fail(stage: str, message: str, got: Any = None) -> ConformanceError:
+    return ConformanceError(f"[{stage}] {message}", stage, got)
+
+
+def _call(stage: str, what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, any exception turned into a ConformanceError for ``stage``."""
+    try:
+        return fn(*args, **kwargs)
+    except ConformanceError:
+        raise
+    except Exception as exc:
+        msg = " ".join(str(exc).split())
+        raise _fail(stage, f"{what} raised {type(exc).__name__}: {msg}", type(exc).__name__) from None
 
 
 def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: str | Path | None = None,
@@ -104,6 +125,10 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     if (family.task == "inpaint") != (family.condition == "masked-image"):
         raise _fail("contract", f"task {family.task!r} does not fit condition {family.condition!r} "
                                 "(inpainting families condition on the masked image, generators do not)")
+    from gankit.train.regularizers import validate
+
+    for reg in family.regularizers:
+        _call("contract", "the family's regularizers", validate, reg)
     report = ConformanceReport(family.name, tuple(int(s) for s in shape))  # type: ignore[arg-type]
     report.passed.append("contract")
     workdir = Path(workdir)
@@ -117,9 +142,24 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     try:
         config = build_config(family, dataset, data="synthetic", seed=0, device="cpu", overrides=over)
     except Exception as exc:
-        raise _fail("config", str(exc)) from None
+        raise _fail("config", str(exc), type(exc).__name__) from None
     if family.task == "generate" and int(config.get("latent_dim", 0) or 0) <= 0:
-        raise _fail("config", "a generate family needs a positive 'latent_dim' in its defaults")
+        raise _fail("config", "a generate family needs a positive 'latent_dim' in its defaults", config.get("latent_dim"))
+    import json
+
+    for key, value in config.items():  # config.json must hold the config exactly, or resume and export differ
+        try:
+            back = json.loads(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError):
+            back = _UNSERIALISABLE
+        if back != value and not (isinstance(value, tuple) and back == list(value)):
+            raise _fail("config", f"config key {key!r} = {value!r} ({type(value).__name__}) does not survive "
+                                  "config.json; use numbers, strings, booleans, lists and dicts", type(value).__name__)
+    from gankit.train.regularizers import active_regularizers
+    from gankit.train.losses import get_loss
+
+    loss = _call("config", "looking up the loss", get_loss, config.get("loss", "bce"))
+    _call("config", "the run's regularizers", active_regularizers, family, loss, config)
 
     # -- build and forward ---------------------------------------------------------------
     c, h, w = report.shape
@@ -134,28 +174,39 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
             raise _fail("build", f"build_{role} returned {type(mod).__name__}, not a torch.nn.Module")
         if not any(p.requires_grad for p in mod.parameters()):
             raise _fail("build", f"the {role} has no trainable parameters")
-    inputs = family.export_inputs(config, batch_size, seed=0)
+    inputs = _call("inputs", "export_inputs(config, batch, seed)", family.export_inputs, config, batch_size, seed=0)
     declared = list(inputs)
     expected = ["image", "mask"] if family.task == "inpaint" else (["z", "label"] if family.condition == "label" else ["z"])
     if declared != expected:
-        raise _fail("inputs", f"export_inputs gives {declared}, the runtime feeds {expected}")
-    train_inputs = family.generator_inputs(torch.zeros(batch_size, c, h, w), torch.zeros(batch_size, dtype=torch.long),
-                                           config, torch.Generator().manual_seed(0))
+        raise _fail("inputs", f"export_inputs gives {declared}, the runtime feeds {expected}", declared)
+    train_inputs = _call("inputs", "generator_inputs(real, labels, config, rng)", family.generator_inputs,
+                         torch.zeros(batch_size, c, h, w), torch.zeros(batch_size, dtype=torch.long), config,
+                         torch.Generator().manual_seed(0))
     if set(train_inputs) != set(declared):
-        raise _fail("inputs", f"generator_inputs gives {sorted(train_inputs)} but export_inputs {sorted(declared)}")
+        raise _fail("inputs", f"generator_inputs gives {sorted(train_inputs)} but export_inputs {sorted(declared)}",
+                    sorted(train_inputs))
+    from gankit.train.contract import FamilyContractError, check_discriminator_output, check_generator_output
+
     G.eval(), D.eval()
     with torch.no_grad():
-        fake = G(**inputs)
-    if not isinstance(fake, torch.Tensor) or tuple(fake.shape) != (batch_size, c, h, w):
-        got = tuple(fake.shape) if isinstance(fake, torch.Tensor) else type(fake).__name__
-        raise _fail("generator", f"output shape {got}, expected {(batch_size, c, h, w)}")
+        fake = _call("generator", "the generator's forward pass", G, **inputs)
+    try:
+        check_generator_output(family, G, fake, (batch_size, c, h, w))
+    except FamilyContractError as exc:
+        raise _fail("generator", str(exc), exc.got) from None
     if not torch.isfinite(fake).all() or fake.abs().max() > 1.0 + 1e-5:
-        raise _fail("generator", "output must be finite and in [-1, 1] (end the generator with tanh)")
+        got = f"values in [{float(fake.min()):.3g}, {float(fake.max()):.3g}]"
+        raise _fail("generator", f"output must be finite and in [-1, 1] (end the generator with tanh); got {got}", got)
     labels = torch.arange(batch_size) % num_classes
     with torch.no_grad():
-        logits = D(*family.discriminator_inputs(fake, labels, inputs))
-    if not isinstance(logits, torch.Tensor) or logits.shape[0] != batch_size or not torch.isfinite(logits).all():
-        raise _fail("discriminator", "must return finite logits with the batch as first dimension")
+        logits = _call("discriminator", "the discriminator's forward pass", D,
+                       *family.discriminator_inputs(fake, labels, inputs))
+    try:
+        check_discriminator_output(family, D, logits, batch_size)
+    except FamilyContractError as exc:
+        raise _fail("discriminator", str(exc), exc.got) from None
+    if not torch.isfinite(logits).all():
+        raise _fail("discriminator", "returned non-finite logits", logits.flatten()[:8].tolist())
     report.passed.append("forward")
 
     # -- two real training steps, with a checkpoint --------------------------------------
@@ -165,16 +216,16 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
 
     run = RunDir(workdir / f"run-{family.name}")
     run.create({**config, "config_hash": config_hash(config)})
-    trainer = Trainer(family, dataset, config, run)
+    trainer = _call("train", "setting up the trainer", Trainer, family, dataset, config, run)
     before = [p.detach().clone() for p in trainer.G.parameters()]
     try:
         result = trainer.fit()
     except Exception as exc:
-        raise _fail("train", f"{type(exc).__name__}: {exc}") from None
+        raise _fail("train", f"{type(exc).__name__}: {' '.join(str(exc).split())}", type(exc).__name__) from None
     if result.step != steps:
-        raise _fail("train", f"stopped at step {result.step} of {steps}")
+        raise _fail("train", f"stopped at step {result.step} of {steps}", result.step)
     if not all(np.isfinite(v) for v in result.last.values()):
-        raise _fail("train", f"non-finite losses {result.last}")
+        raise _fail("train", f"non-finite losses {result.last}", result.last)
     if all(torch.equal(a, b) for a, b in zip(before, trainer.G.parameters())):
         raise _fail("train", "two training steps left the generator's weights unchanged")
     report.losses = {k: float(v) for k, v in result.last.items()}
@@ -195,8 +246,8 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
 
     try:
         export_generator(family, config2, G2, onnx_path, extra_metadata={"gankit.step": str(step)})
-    except ExportError as exc:
-        raise _fail("export", str(exc)) from None
+    except Exception as exc:  # ExportError, or the pre-export shape check
+        raise _fail("export", str(exc), type(exc).__name__) from None
     report.onnx_path = str(onnx_path)
     report.passed.append("export")
 
@@ -228,5 +279,30 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
         again = np.asarray(model.generate(n, labels=labels_arg, seed=0))
         if not np.array_equal(out, again):
             raise _fail("runtime", "the same seed gave different images")
+    # -- runtime parity: gankit.runtime's raw output equals the trained generator's ------------
+    from gankit.export import TOLERANCE
+
+    example = family.export_inputs(config2, 3, seed=7)
+    with torch.no_grad():
+        ref = G2(**example).float().numpy()
+    try:
+        if family.task == "inpaint":
+            # run_raw_inpaint blanks the holes itself, as the training inputs are blanked
+            got = model.run_raw_inpaint(example["image"].numpy(), example["mask"].numpy())
+            with torch.no_grad():
+                ref = G2(image=example["image"] * (1 - example["mask"]), mask=example["mask"]).float().numpy()
+        else:
+            lab = example["label"].numpy() if "label" in example else None
+            got = model.run_raw(example["z"].numpy(), lab)
+    except Exception as exc:
+        raise _fail("runtime", f"running the file raised {type(exc).__name__}: {exc}", type(exc).__name__) from None
+    got = np.asarray(got)
+    if got.shape != ref.shape:
+        raise _fail("runtime", f"gankit.runtime returned shape {list(got.shape)}, PyTorch {list(ref.shape)}", got.shape)
+    diff = float(np.max(np.abs(got - ref)))
+    report.parity_max_abs_diff = diff
+    if not diff <= TOLERANCE:
+        raise _fail("runtime", f"gankit.runtime differs from the PyTorch generator by {diff:.3g} (max abs) > "
+                               f"{TOLERANCE:g}", diff)
     report.passed.append("runtime")
     return report

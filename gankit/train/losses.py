@@ -20,8 +20,10 @@ class AdversarialLoss:
     """One adversarial objective.
 
     ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)`` return scalars to
-    minimise. ``gradient_penalty`` > 0 adds the WGAN-GP penalty (that weight times
-    ``(|grad D(x_hat)| - 1)^2`` on random interpolates of real and fake) to the D loss;
+    minimise. ``gradient_penalty`` > 0 switches on the core's WGAN-GP regulariser ``gp``
+    (that weight times ``(|grad D(x_hat)| - 1)^2`` on random interpolates of real and fake;
+    ``--set gp_weight=W`` overrides it); ``regularizers``: further :class:`gankit.Regularizer`
+    terms that come with this loss (e.g. WGAN-LP's one-sided penalty);
     ``n_critic`` discriminator updates run per generator update. ``saturated_below``: a D loss
     under this value means the discriminator has won (used to warn; None = no such notion).
     """
@@ -33,6 +35,7 @@ class AdversarialLoss:
     gradient_penalty: float = 0.0
     n_critic: int = 1
     saturated_below: float | None = None
+    regularizers: tuple = ()
 
 
 def _bce_d(real, fake):
@@ -102,27 +105,14 @@ def available_losses() -> dict[str, AdversarialLoss]:
 def get_loss(name: str) -> AdversarialLoss:
     losses = available_losses()
     if name not in losses:
-        raise UsageError(f"unknown loss {name!r}; available: {', '.join(losses)}")
+        from gankit.plugins import get_manager
+
+        raise UsageError(f"unknown loss {name!r}; available: {', '.join(losses)}{get_manager().failures()}")
     return losses[name]
 
 
-# -- penalties -----------------------------------------------------------------------------
-def gradient_penalty(critic: Callable, real, fake, rng=None):
-    """WGAN-GP: ``E[(|grad_x critic(x)| - 1)^2]`` at random interpolates of real and fake."""
-    import torch
-
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device="cpu").to(real.device, real.dtype)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-
-
-def r1_penalty(d_real, real):
-    """R1 (Mescheder et al. 2018): ``E[|grad_x D(x)|^2]`` on real images (``real`` must require grad)."""
-    import torch
-
-    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-    return grad.flatten(1).pow(2).sum(1).mean()
+# -- penalties (the terms live in gankit.train.regularizers; kept importable from here) ------
+from gankit.train.regularizers import gradient_penalty, r1_penalty  # noqa: E402,F401
 
 
 def mode_seeking(fake, z, labels=None, eps: float = 1e-5):

@@ -19,8 +19,24 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-REMEDY_D = "try --diffaug color,translation, --r1 10, --spectral-norm or a lower --lr"
-REMEDY_MODES = "try --mode-seeking 0.01, --loss hinge or wgan-gp, --diffaug, or a lower learning rate"
+def _remedy(options: list[tuple[str, bool]], last: str) -> str:
+    """``try A, B, C or LAST`` from the options not already in use."""
+    left = [text for text, in_use in options if not in_use] + [last]
+    return "try " + (", ".join(left[:-1]) + " or " + left[-1] if len(left) > 1 else left[0])
+
+
+def remedies(loss_name: str, config: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(remedy for a saturated D, remedy for mode collapse), leaving out what the run already does:
+    a run on hinge is not told to try ``--loss hinge``."""
+    cfg = config or {}
+    diffaug = str(cfg.get("diffaug") or "none").lower() not in ("none", "", "false", "0")
+    r1 = bool(cfg.get("r1"))
+    saturated = _remedy([("--diffaug color,translation", diffaug), ("--r1 10", r1),
+                         ("--spectral-norm", bool(cfg.get("spectral_norm")))], "a lower --lr")
+    other = [n for n in ("hinge", "wgan-gp") if n != loss_name]
+    modes = _remedy([("--mode-seeking 0.01", bool(cfg.get("mode_seeking"))), ("--loss " + " or ".join(other), False),
+                     ("--diffaug", diffaug)], "a lower learning rate")
+    return saturated, modes
 
 
 class TrainingMonitor:
@@ -31,8 +47,9 @@ class TrainingMonitor:
 
     SETTLE = 0.3  # fraction of the run before the "low" checks start
 
-    def __init__(self, loss, run, family, stream=None, total_steps: int = 0):
+    def __init__(self, loss, run, family, stream=None, total_steps: int = 0, config: dict[str, Any] | None = None):
         self.loss, self.run, self.family = loss, run, family
+        self.remedy_d, self.remedy_modes = remedies(getattr(loss, "name", ""), config)
         self.total_steps = int(total_steps)
         self.stream = stream if stream is not None else sys.stderr
         self.active: set[str] = set()
@@ -59,7 +76,7 @@ class TrainingMonitor:
             return
         self._saturated = self._saturated + 1 if d < limit else 0
         if self._saturated >= self.PATIENCE:
-            self._warn("d-saturated", step, f"discriminator loss {d:.4f} is near zero (D wins, G gets no gradient); {REMEDY_D}")
+            self._warn("d-saturated", step, f"discriminator loss {d:.4f} is near zero (D wins, G gets no gradient); {self.remedy_d}")
         elif self._saturated == 0:
             self._clear("d-saturated")
 
@@ -74,7 +91,7 @@ class TrainingMonitor:
             self.best[key] = max(best, value)
             if value < best - self.DROP:
                 self._warn(f"{key}-drop", step, f"{key.replace('_', ' ')} fell from {best:.3f} to {value:.3f} "
-                                                f"(mode collapse or divergence); {REMEDY_MODES}")
+                                                f"(mode collapse or divergence); {self.remedy_modes}")
             else:
                 self._clear(f"{key}-drop")
         if step < self.SETTLE * self.total_steps:
@@ -86,13 +103,13 @@ class TrainingMonitor:
             if cov < limit:
                 self._warn("coverage-low", step, f"class coverage {cov:.3f} < {limit:.3f} ({self.COVERAGE_MIN} x the "
                                                  f"real data's): the generator makes only some classes (mode "
-                                                 f"collapse); {REMEDY_MODES}")
+                                                 f"collapse); {self.remedy_modes}")
             else:
                 self._clear("coverage-low")
         div = rec.get("diversity")
         if div is not None:
             if float(div) < self.DIVERSITY_MIN:
                 self._warn("diversity-low", step, f"intra-class diversity {float(div):.2f} of the real data's "
-                                                  f"(samples of a class look alike: partial mode collapse); {REMEDY_MODES}")
+                                                  f"(samples of a class look alike: partial mode collapse); {self.remedy_modes}")
             else:
                 self._clear("diversity-low")

@@ -25,7 +25,8 @@ from gankit.data import Dataset
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train.augment import diff_augment, parse_policy
-from gankit.train.losses import get_loss, gradient_penalty, mode_seeking, r1_penalty
+from gankit.train.losses import get_loss, mode_seeking
+from gankit.train.regularizers import RegularizerContext, active_regularizers
 from gankit.train.monitor import TrainingMonitor
 from gankit.train.run import RunDir, config_hash
 from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update
@@ -93,12 +94,13 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=float(config.get("lr_d", 2e-4)), betas=betas, foreach=True)
         self.loss = get_loss(config.get("loss", "bce"))
         self.n_critic = int(config.get("n_critic") or self.loss.n_critic)
-        gp = config.get("gp_weight")  # None: the loss's own weight (10 for wgan-gp, 0 otherwise)
-        self.gp_weight = float(self.loss.gradient_penalty if gp is None else gp)
-        self.r1 = float(config.get("r1", 0.0) or 0.0)  # gamma; the penalty is gamma/2 * E|grad D(x)|^2
+        # gradient penalty, R1 and any plugin's terms, each with its weight and interval (regularizers.py)
+        regs = active_regularizers(family, self.loss, config)
+        self.d_regularizers = [r for r in regs if r.regularizer.phase == "D"]
+        self.g_regularizers = [r for r in regs if r.regularizer.phase == "G"]
         self.diffaug = parse_policy(config.get("diffaug"))
         self.aug_rng = torch.Generator().manual_seed(seed + 2)
-        self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)))
+        self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)), config=config)
         self.adv_weight = float(config.get("adv_weight", 1.0))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         # auxiliary classifier (AC-GAN, Odena et al. 2017) for label-conditioned families: the
@@ -274,7 +276,10 @@ class Trainer:
             else:
                 with torch.no_grad():
                     fake = self.G(**g_in)
-            real_in = real.detach().requires_grad_(True) if self.r1 else real
+            d_iter = self.step * self.n_critic + i
+            due = [r for r in self.d_regularizers if r.due(d_iter)]
+            real_grad = any(r.regularizer.real_grad for r in due)
+            real_in = real.detach().requires_grad_(True) if real_grad else real
             d_real = D(*fam.discriminator_inputs(self._augment(real_in), labels, g_in))
             class_real = self._class_logits() if self.ac_weight else None
             d_fake = D(*fam.discriminator_inputs(self._augment(fake.detach()), labels, g_in))
@@ -284,15 +289,12 @@ class Trainer:
                 ac_d = F.cross_entropy(class_real, labels)
                 loss_d = loss_d + ac_d
                 stats["ac_d"] = float(ac_d.detach())
-            if self.gp_weight:
-                gp = gradient_penalty(lambda x: D(*fam.discriminator_inputs(self._augment(x), labels, g_in)),
-                                      real, fake, self.aug_rng)
-                loss_d = loss_d + self.gp_weight * gp
-                stats["gp"] = float(gp.detach())
-            if self.r1:
-                r1 = r1_penalty(d_real, real_in)
-                loss_d = loss_d + 0.5 * self.r1 * r1
-                stats["r1"] = float(r1.detach())
+            if due:
+                ctx = self._reg_context("D", d_iter, real_in, fake.detach(), labels, g_in, d_real, d_fake)
+                for reg in due:
+                    term = reg(ctx)
+                    loss_d = loss_d + reg.weight * term
+                    stats[reg.name] = float(term.detach())
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             if self.clip_grad:
@@ -301,7 +303,8 @@ class Trainer:
 
         # generator (D frozen: no weight gradients computed for it)
         D.requires_grad_(False)
-        adv = self.loss.g_loss(D(*fam.discriminator_inputs(self._augment(fake), labels, g_in)))
+        d_fake_g = D(*fam.discriminator_inputs(self._augment(fake), labels, g_in))
+        adv = self.loss.g_loss(d_fake_g)
         extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
         if self.ac_weight:
             extra = {**extra, "ac_g": self.ac_weight * F.cross_entropy(self._class_logits(), labels)}
@@ -309,6 +312,13 @@ class Trainer:
         if ms_weight:
             extra = {**extra, "mode_seeking": ms_weight * mode_seeking(fake, g_in["z"], g_in.get("label"))}
         loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
+        g_due = [r for r in self.g_regularizers if r.due(self.step)]
+        if g_due:
+            ctx = self._reg_context("G", self.step, real.detach(), fake, labels, g_in, None, d_fake_g)
+            for reg in g_due:
+                term = reg(ctx)
+                loss_g = loss_g + reg.weight * term
+                stats[reg.name] = float(term.detach())
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         if self.clip_grad:
@@ -324,6 +334,11 @@ class Trainer:
         out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
         out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
         return out
+
+    def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake) -> RegularizerContext:
+        return RegularizerContext(phase=phase, step=self.step, iteration=iteration, config=self.config,
+                                  family=self.family, D=self.D, G=self.G, real=real, fake=fake, labels=labels,
+                                  g_inputs=g_in, d_real=d_real, d_fake=d_fake, rng=self.aug_rng, augment=self._augment)
 
     def _class_logits(self):
         """The class head's logits from the discriminator's latest forward pass."""
@@ -381,8 +396,14 @@ class Trainer:
         bs = int(cfg["batch_size"])
         start_step, t0 = self.step, time.perf_counter()
         running: dict[str, float] = {}
+        seen: dict[str, int] = {}
         last: dict[str, float] = {}
         final_eval = None
+        # one eval-mode forward pass first: a family whose G or D has the wrong output shape
+        # fails here in one line, not after training (changes no weights or random streams)
+        from gankit.train.contract import check_models
+
+        check_models(self.family, cfg, self.G, self.D, *self.real_batch(self.step * self.n_critic))
         self.G.train()
         self.D.train()
         while self.step < total:
@@ -392,14 +413,14 @@ class Trainer:
             losses = self.train_step()
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + v
+                seen[k] = seen.get(k, 0) + 1  # a lazy regulariser's term is logged only on the steps it ran
             if not all(math.isfinite(v) for v in losses.values()):
                 self._roll_back(losses)
-                running = {}
+                running, seen = {}, {}
                 continue
             if self.step % log_every == 0 or self.step == total:
-                n = log_every if self.step % log_every == 0 else (self.step % log_every)
-                last = {k: v / n for k, v in running.items()}
-                running = {}
+                last = {k: v / seen[k] for k, v in running.items()}
+                running, seen = {}, {}
                 elapsed = time.perf_counter() - t0
                 self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
                 self.monitor.check_losses(self.step, last)
