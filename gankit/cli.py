@@ -18,6 +18,7 @@ import typer
 
 from gankit import __version__
 from gankit.errors import GankitError, UsageError
+from gankit.extras import as_missing_extra, require_train
 
 app = typer.Typer(
     name="gankit",
@@ -131,6 +132,7 @@ def train_cmd(
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set width=64 (repeatable)."),
 ) -> None:
     """Train a model family; writes a run directory, then exports it to ONNX."""
+    require_train("train")
     from gankit.train.api import train
 
     for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--save-every", save_every),
@@ -174,6 +176,7 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export a run's generator to a self-describing ONNX file, checked for parity."""
+    require_train("export")
     from gankit.export import export_run
 
     path = export_run(run_dir, out, overwrite=overwrite)
@@ -260,6 +263,7 @@ def evaluate_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:
     """Measure quality: judge accuracy, Frechet distance, coverage; PSNR/SSIM for inpainting."""
+    require_train("evaluate")
     from gankit.evaluate import evaluate_target, format_report
 
     _positive("--samples", samples)
@@ -291,6 +295,7 @@ def bench_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Time every backend (PyTorch variants, onnxruntime fp32/int8, OpenVINO, CUDA) per model and batch."""
+    require_train("bench")
     from gankit.plugins import get_manager
 
     try:
@@ -385,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal failure: one line, details with GANKIT_DEBUG=1
         if os.environ.get("GANKIT_DEBUG"):
             raise
+        # a [train] module imported by a command (e.g. a plugin's) that did not call require_train
+        missing = as_missing_extra(exc, next((a for a in args if not a.startswith("-")), "")) if isinstance(exc, ImportError) else None
+        if missing is not None:
+            print(f"error: {missing}", file=sys.stderr)
+            return missing.exit_code
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: internal failure ({type(exc).__name__}: {msg}); rerun with GANKIT_DEBUG=1 for details", file=sys.stderr)
         return 1
