@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("GANKIT_DEBUG"):
             raise
         # a [train] module imported by a command (e.g. a plugin's) that did not call require_train
-        missing = as_missing_extra(exc, next((a for a in args if not a.startswith("-")), "")) if isinstance(exc, ImportError) else None
+        missing = as_missing_extra(exc, args)
         if missing is not None:
             print(f"error: {missing}", file=sys.stderr)
             return missing.exit_code

@@ -39,9 +39,10 @@ def require_train(command: str) -> None:
         raise MissingExtraError(f"gankit {command} needs the training extra: {TRAIN_INSTALL}")
 
 
-def as_missing_extra(exc: ImportError, command: str) -> MissingExtraError | None:
-    """The one-line error for an ImportError of a [train] module, else None."""
-    name = (getattr(exc, "name", None) or "").split(".")[0]
-    if name in TRAIN_MODULES:
-        return MissingExtraError(f"gankit {command} needs the training extra: {TRAIN_INSTALL}")
-    return None
+def as_missing_extra(exc: BaseException, argv: list[str]) -> MissingExtraError | None:
+    """The one-line error for an ImportError of a [train] module under ``gankit ARGV``, else None."""
+    name = (getattr(exc, "name", None) or "").split(".")[0] if isinstance(exc, ImportError) else ""
+    if name not in TRAIN_MODULES:
+        return None
+    command = next((a for a in argv if not a.startswith("-")), "")
+    return MissingExtraError(f"gankit {command} needs the training extra: {TRAIN_INSTALL}")
