@@ -18,6 +18,7 @@ import typer
 
 from gankit import __version__
 from gankit.errors import INTERRUPTED, GankitError, UsageError
+from gankit.extras import as_missing_extra, require_train
 
 app = typer.Typer(
     name="gankit",
@@ -138,6 +139,7 @@ def train_cmd(
     list_keys: bool = typer.Option(False, "--list-keys", help="List the family's config keys (type, default, range) and exit."),
 ) -> None:
     """Train a model family; writes a run directory, evaluates, then exports it to ONNX."""
+    require_train("train")
     from gankit.train.config import parse_sets
 
     if list_keys:
@@ -187,6 +189,7 @@ def export_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export a run's generator to a self-describing ONNX file, checked for parity."""
+    require_train("export")
     from gankit.export import export_run
 
     path = export_run(run_dir, out, overwrite=overwrite)
@@ -278,6 +281,7 @@ def evaluate_cmd(
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:
     """Measure quality: judge accuracy, Frechet distance, coverage; PSNR/SSIM for inpainting."""
+    require_train("evaluate")
     from gankit.evaluate import evaluate_target, format_report
 
     _positive("--samples", samples)
@@ -309,6 +313,7 @@ def bench_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Time every backend (PyTorch variants, onnxruntime fp32/int8, OpenVINO, CUDA) per model and batch."""
+    require_train("bench")
     from gankit.plugins import get_manager
 
     try:
@@ -463,6 +468,11 @@ def _report(exc: BaseException, cx) -> int:
     except Exception as exc:  # an internal failure: one line, details with GANKIT_DEBUG=1
         if os.environ.get("GANKIT_DEBUG"):
             raise
+        # a [train] module imported by a command (e.g. a plugin's) that did not call require_train
+        missing = as_missing_extra(exc, args)
+        if missing is not None:
+            print(f"error: {missing}", file=sys.stderr)
+            return missing.exit_code
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: internal failure ({type(exc).__name__}: {msg}); rerun with GANKIT_DEBUG=1 for details", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ name = "gankit-$name"
 version = "0.1.0"
 description = "gankit plugin: $name"
 requires-python = ">=3.10"
-dependencies = ["gankit>=$gankit_version"]
+dependencies = ["gankit[train]>=$gankit_version"]  # a family trains: it needs the training extra
 
 [project.optional-dependencies]
 test = ["pytest>=8"]

@@ -141,6 +141,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed for {family.name}: {_first_line(exc)}") from None
     model = program.model_proto
+    portable_reshapes(model)
     meta = {**metadata(family, config), **(extra_metadata or {})}
     del model.metadata_props[:]
     for k, v in meta.items():
@@ -160,6 +161,33 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     if INTERRUPTED.is_set():  # Ctrl-C that a library swallowed on the way: write nothing
         raise KeyboardInterrupt
     return atomic_write_bytes(out, data)
+
+
+def portable_reshapes(model) -> int:
+    """Clear ``allowzero=1`` on Reshapes to a constant shape without zeros; returns how many.
+
+    torch's exporter marks every Reshape ``allowzero=1`` (a 0 in the shape means a 0-sized
+    dimension rather than "copy the input's"). Where the shape is a constant with no 0 the two
+    readings agree, and consumers that do not implement ``allowzero`` (onnx2torch, older
+    runtimes) then load the file. Reshapes to computed shapes keep the attribute.
+    """
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        allow = [a for a in node.attribute if a.name == "allowzero"]
+        shape = constants.get(node.input[1])
+        if not allow or allow[0].i == 0 or shape is None or (numpy_helper.to_array(shape) == 0).any():
+            continue
+        node.attribute.remove(allow[0])
+        changed += 1
+    return changed
 
 
 def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float = TOLERANCE,

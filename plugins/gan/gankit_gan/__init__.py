@@ -132,6 +132,16 @@ class DCGANFamily(ModelFamily):
             cluster_sizes=self._sizes(config),
         )
 
+    def export_module(self, generator, config):
+        """A copy whose cluster lookup exports as ops every ONNX consumer loads (same numbers)."""
+        if getattr(generator, "code_embed", None) is None:
+            return generator
+        import copy
+
+        generator = copy.deepcopy(generator)
+        generator.onehot_lookup = True
+        return generator
+
     def build_discriminator(self, config):
         from gankit_gan.model import Discriminator
 

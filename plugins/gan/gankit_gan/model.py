@@ -54,6 +54,7 @@ class Generator(nn.Module):
         self.latent_dim, self.num_classes = latent_dim, num_classes
         # clusters (gankit_gan.clusters): z[:, 0] picks one, cut at the normal quantiles of their sizes
         self.code_embed = None
+        self.onehot_lookup = False  # the export's form of the cluster lookup (see cluster_embedding)
         if cluster_sizes:
             from gankit_gan.clusters import slice_starts
 
@@ -77,13 +78,40 @@ class Generator(nn.Module):
         if self.embed is not None:
             z = torch.cat([z, self.embed(label)], dim=1)
         if self.code_embed is not None:
-            z = torch.cat([z, self.code_embed(self.cluster_of(z))], dim=1)
+            z = torch.cat([z, self.cluster_embedding(z)], dim=1)
         h = self.fc(z).view(-1, self.c0, self.base, self.base)
         return torch.tanh(self.out(self.ups(h)))
 
     def cluster_of(self, z: torch.Tensor) -> torch.Tensor:
         """The cluster z asks for: how many cluster edges its first entry lies above."""
         return (z[:, :1] > self.cluster_edges).sum(1)
+
+    def cluster_embedding(self, z: torch.Tensor) -> torch.Tensor:
+        """The embedding of z's cluster.
+
+        Training looks it up by index. With ``onehot_lookup`` (set by the family's
+        ``export_module``) it is a one-hot row times the embedding table instead: the same
+        numbers (exactly one 1, the rest 0; NaN and infinite z too), in ONNX ops that OpenCV's
+        DNN (both importers), onnx2torch and the rest all load (Greater, Cast, Max, Mul, Sub,
+        MatMul), where the index form's ReduceSum over a broadcast comparison is refused by
+        OpenCV's classic importer (and Pad, the obvious way to write the steps, by onnx2torch).
+        Training keeps the lookup, whose gradient sums in another order than a matmul's, so
+        seeded runs stay bit-identical.
+        """
+        if not self.onehot_lookup:
+            return self.code_embed(self.cluster_of(z))
+        # z is in cluster c when it lies above edge c-1 (always, for c = 0) and not above edge c
+        # (never, for the last c): steps at [e0, e0, e1, ...] with the first forced to 1 by the
+        # max, minus steps at [e0, ..., e_last, e_last] with the last forced to 0 by the product
+        e = self.cluster_edges
+        lower, upper = torch.cat([e[:1], e]), torch.cat([e, e[-1:]])
+        first = torch.zeros_like(lower)
+        first[0] = 1
+        not_last = torch.ones_like(upper)
+        not_last[-1] = 0
+        z0 = z[:, :1]
+        onehot = torch.maximum((z0 > lower).to(z.dtype), first) - (z0 > upper).to(z.dtype) * not_last
+        return onehot @ self.code_embed.weight
 
 
 class Discriminator(nn.Module):

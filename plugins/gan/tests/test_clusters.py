@@ -95,6 +95,24 @@ def test_plain_normal_z_picks_each_cluster_as_often_as_the_data_has_it(clustered
     assert torch.allclose(freq, torch.tensor(cfg["cluster_sizes"], dtype=torch.float64), atol=0.004)
 
 
+def test_the_exported_cluster_lookup_gives_the_training_lookup_exactly(clustered):
+    """The export's one-hot matmul (ops every ONNX consumer loads) is the embedding lookup, bit for bit."""
+    import torch
+
+    fam, cfg, G = clustered
+    G = G.eval()
+    exported = fam.export_module(G, cfg)
+    assert exported is not G and exported.onehot_lookup and not G.onehot_lookup  # the trained model is untouched
+    z = torch.randn(4096, cfg["latent_dim"], generator=torch.Generator().manual_seed(1))
+    edges = G.cluster_edges
+    special = torch.cat([edges, edges.nextafter(edges.new_tensor(-9.0)), edges.nextafter(edges.new_tensor(9.0)),
+                         edges.new_tensor([float("nan"), float("inf"), -float("inf"), -40.0, 40.0])])
+    z[: len(special), 0] = special  # on, just below and just above every edge, and beyond all of them
+    with torch.no_grad():
+        assert torch.equal(exported.cluster_embedding(z), G.cluster_embedding(z))
+        assert torch.equal(exported(z[len(special):]), G(z[len(special):]))
+
+
 @pytest.mark.parametrize("bad", [-1, "many", 2.5])
 def test_bad_cluster_counts_are_refused_in_one_line(capsys, tmp_path, bad):
     code, lines = _train_error(capsys, tmp_path, "gan", f"clusters={bad}")
