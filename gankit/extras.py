@@ -13,7 +13,7 @@ import importlib.util
 from gankit.errors import UsageError
 
 # top-level modules of the [train] extra's distributions (pyproject.toml), by import name
-TRAIN_MODULES = ("torch", "onnx", "onnxscript", "safetensors", "scipy", "skimage", "mlxtend", "cv2", "matplotlib", "pydantic")
+TRAIN_MODULES = ("torch", "onnx", "onnxscript", "safetensors", "scipy", "skimage", "mlxtend", "cv2", "matplotlib")
 TRAIN_INSTALL = "pip install 'gankit[train]'"
 
 
