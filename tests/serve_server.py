@@ -10,7 +10,7 @@ import httpx
 
 
 class LiveServer:
-    def __init__(self, app, ready: bool = True):
+    def __init__(self, app, ready: bool = True, lifespan: str = "on"):
         import uvicorn
 
         self.app = app
@@ -19,7 +19,7 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()

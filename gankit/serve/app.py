@@ -397,6 +397,8 @@ async def _read_form(request: Request, fields: Sequence[str], optional: Sequence
         raise
     except MultiPartException as exc:
         raise ServeError(400, f"malformed multipart body ({exc.message})") from None
+    except StarletteHTTPException as exc:  # starlette reports a parse failure as a 400
+        raise ServeError(400, f"malformed multipart body ({exc.detail})") from None
     out: dict[str, bytes] = {}
     try:
         for name in (*fields, *optional):
