@@ -266,6 +266,8 @@ def test_bad_requests_get_4xx_json_never_500(serve, tmp_path):
         (httpx.post(gen, json={"labels": "cat"}), 422, "unknown class"),
         (httpx.post(gen, json={"labels": 1.5}), 422, "labels"),
         (httpx.post(gen, json={"seed": -1}), 422, "seed"),
+        (httpx.post(gen, json={"n": True}), 422, "n"),  # strict JSON types: true is not 1
+        (httpx.post(gen, json={"n": "3"}), 422, "n"),
         (httpx.post(gen, json={"truncation": 0.7}), 422, "truncation"),
         (httpx.post(gen, json={"steps": 3}), 422, "steps"),
         (httpx.post(srv.url + "/v1/models/ug/generate", json={"labels": 1}), 422, "unconditional"),

@@ -58,7 +58,7 @@ class _ClientGone(Exception):
 class GenerateRequest(BaseModel):
     """Body of ``POST /v1/models/{name}/generate`` (every field optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON true is not n=1, "3" is not 3
     n: int = Field(1, ge=1, le=MAX_N, description="How many images.")
     labels: int | str | list[int | str] | None = Field(
         None, description="One class (index or name) for all images, a list of n, or null to cycle through the classes.")
