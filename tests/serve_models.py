@@ -61,3 +61,19 @@ def make_inpainter(path: Path, *, c=1, h=8, w=8) -> Path:
     out = helper.make_tensor_value_info("restored", TensorProto.FLOAT, ["N", c, h, w])
     graph = helper.make_graph(nodes, "inpaint", inputs, [out], inits)
     return _save(graph, _meta("inpaint", "inpaint", 0, 0, c, h, w), path)
+
+
+class Upscaler:
+    """A restore model as the runtime will describe one (the runtime has no restore task yet)."""
+
+    task, plugin, channels, height, width = "restore", "test", 3, 0, 0
+    path = Path("up2.onnx")
+    metadata = {"gankit.task": "restore", "gankit.scale": "2"}
+
+    def __init__(self):
+        self.calls = 0
+
+    def restore(self, image):
+        self.calls += 1
+        a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+        return a.repeat(2, axis=0).repeat(2, axis=1)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_one_line_error, run_subprocess
-from tests.serve_models import make_generator, make_inpainter
+from tests.serve_models import Upscaler, make_generator, make_inpainter
 from tests.serve_server import LiveServer, metric, wait_for
 
 
@@ -348,26 +348,10 @@ def test_page_docs_and_samples_are_served(serve):
     assert_json_error(httpx.get(srv.url + "/v1/samples/nope.png"), 404, "no sample")
 
 
-class _Upscaler:
-    """A restore model as the runtime will describe one (the runtime has no restore task yet)."""
-
-    task, plugin, channels, height, width = "restore", "test", 3, 0, 0
-    path = Path("up2.onnx")
-    metadata = {"gankit.task": "restore", "gankit.scale": "2"}
-
-    def __init__(self):
-        self.calls = 0
-
-    def restore(self, image):
-        self.calls += 1
-        a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-        return a.repeat(2, axis=0).repeat(2, axis=1)
-
-
 def test_restore_endpoint_serves_restore_models(files):
     from gankit.serve import create_app
 
-    up = _Upscaler()
+    up = Upscaler()
     srv = LiveServer(create_app([up, files["inp"]]))
     try:
         assert up.calls == 1  # warmed up before ready

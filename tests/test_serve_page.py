@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serve_models import make_generator, make_inpainter
+from tests.serve_models import Upscaler, make_generator, make_inpainter
 from tests.serve_server import LiveServer
 
 CHROMIUM = os.environ.get("GANKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,14 +57,14 @@ def test_page_paints_a_mask_and_inpaints_keeping_known_pixels(tmp_path, browser)
 
     inp = make_inpainter(tmp_path / "inpaint-demo.onnx", c=1, h=28, w=28)
     gen = make_generator(tmp_path / "cgan-demo.onnx", latent=8, classes=10, c=1, h=28, w=28)
-    server = LiveServer(create_app([gen, inp]))
+    server = LiveServer(create_app([gen, inp, Upscaler()]))
     try:
         page = browser.new_page()
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.url + "/")
         page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-        assert page.locator("#tabs button").all_inner_texts() == ["Generate", "Inpaint"]
+        assert page.locator("#tabs button").all_inner_texts() == ["Generate", "Inpaint", "Restore"]
 
         # generate tab: a grid of the requested size comes back
         page.fill("#gen-n", "4")
@@ -104,6 +104,15 @@ def test_page_paints_a_mask_and_inpaints_keeping_known_pixels(tmp_path, browser)
         assert rows.min() >= 4 and rows.max() <= 14, rows  # only the first stroke (y = 0.3) survived the undo
         np.testing.assert_array_equal(result[~mask], image[~mask])  # known pixels come back unchanged
         assert (result[mask] == 191).all()  # the test model fills holes with 0.5 -> 191
+
+        # restore tab: a sample through the (test) 2x upscaler, before and after shown
+        page.click("#tab-restore")
+        page.select_option("#res-sample", "camera")
+        page.wait_for_function("!document.getElementById('res-run').disabled", timeout=30_000)
+        page.click("#res-run")
+        page.wait_for_function("document.getElementById('res-result').naturalWidth > 0", timeout=30_000)
+        sizes = page.evaluate("[document.getElementById('res-before').naturalWidth, document.getElementById('res-result').naturalWidth]")
+        assert sizes == [96, 192]
         assert not errors, errors
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tmp_path / "page.png", SCREENSHOT)
