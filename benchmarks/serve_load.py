@@ -55,7 +55,9 @@ def rss_mb(pid: int) -> float:
 class Server:
     def __init__(self, args: list[str], port: int, env: dict | None = None):
         self.port, self.url = port, f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # stderr to a file, not a pipe: an unread pipe that fills up would stall the server
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, text=True,
                                      env={**os.environ, **(env or {})})
 
     def wait_ready(self, limit_s: float = 300) -> None:
@@ -64,7 +66,8 @@ class Server:
         end = time.monotonic() + limit_s
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read()[-2000:]}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
                     return

@@ -39,6 +39,7 @@ from gankit.serve.metrics import Metrics
 
 STATIC = Path(__file__).parent / "static"
 MAX_N = 256  # images per generate request, the runtime's own batch cap
+INLINE_BYTES = 64 * 1024  # answers up to this many pixel bytes are PNG-encoded on the event loop
 TASKS = ("generate", "inpaint", "restore")
 FORMATS = {"image/png": "png", "application/json": "json", "application/x-npy": "npy", "application/octet-stream": "npy"}
 
@@ -169,7 +170,9 @@ def _load(paths: Sequence[Any]) -> list[tuple[str, Any]]:
             path = Path(p)
             if path.is_dir():
                 raise UsageError(f"{path} is a directory; pass exported .onnx files")
-            model = runtime.load(path)
+            # no intra-op spinning: between sporadic batches, spinning threads would take the
+            # CPU that the event loop needs for parsing and answering requests
+            model = runtime.load(path, session_config={"session.intra_op.allow_spinning": "0"})
             name = path.stem
         else:  # an already loaded model object (embedding apps, tests)
             model = p
@@ -553,8 +556,10 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
         headers = {"X-Seed": str(seed)}
         if labels is not None:
             headers["X-Labels"] = ",".join(str(int(x)) for x in labels)
+        # small answers are encoded right here: a hop to a worker thread costs more than the encoding
+        encode = _inline if images.nbytes <= INLINE_BYTES else asyncio.to_thread
         if fmt == "application/json":
-            pngs = await asyncio.to_thread(lambda: [base64.b64encode(_png(im)).decode() for im in images])
+            pngs = await encode(lambda: [base64.b64encode(_png(im)).decode() for im in images])
             return JSONResponse({"model": name, "seed": seed, "labels": None if labels is None else labels.tolist(),
                                  "images": pngs}, headers=headers)
         if fmt in ("application/x-npy", "application/octet-stream"):
@@ -562,7 +567,7 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
         from gankit.images import grid
 
         picture = images[0] if req.n == 1 else grid(images)
-        return Response(await asyncio.to_thread(_png, picture), media_type="image/png", headers=headers)
+        return Response(await encode(_png, picture), media_type="image/png", headers=headers)
 
     # -- inpaint / restore ---------------------------------------------------------------
     def _multipart_doc(fields: dict[str, str]) -> dict:
@@ -638,6 +643,10 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(_Guard, state=state)
     return app
+
+
+async def _inline(fn, *args):
+    return fn(*args)
 
 
 def _hwc(result: Any) -> np.ndarray:

@@ -39,5 +39,7 @@ def serve(models: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000, 
     shown = f"[{addr[0]}]" if family == socket.AF_INET6 else addr[0]
     print(f"gankit serve: {len(models)} model(s) on http://{shown}:{sock.getsockname()[1]}/ "
           f"(page at /, API docs at /docs)", flush=True)
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
+    # no per-request access log: /metrics counts requests, and a log line per request costs
+    # about as much CPU as a small model's inference
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
