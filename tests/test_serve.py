@@ -197,6 +197,29 @@ def test_micro_batching_merges_concurrent_requests(serve, files):
         np.testing.assert_array_equal(out, ref.generate(1, labels=seed % 10, seed=seed))
 
 
+def test_concurrent_inpaint_requests_share_runtime_calls(serve):
+    # each 8x8 request is one model-sized tile; 4 of them fill a batch of 4
+    srv = serve(names=("inp",), max_batch=4, max_wait_ms=20_000)
+    calls0 = metric(get_metrics(srv), "gankit_serve_batch_size_count", model="inp")
+    images = np.random.default_rng(3).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+
+    def one(k):
+        img = images[k]
+        mask = np.zeros((8, 8), np.uint8)
+        mask[k : k + 2] = 255
+        r = httpx.post(srv.url + "/v1/models/inp/inpaint", timeout=60, files={
+            "image": ("i.png", png_bytes(img), "image/png"), "mask": ("m.png", png_bytes(mask), "image/png")})
+        assert r.status_code == 200, r.text
+        out = read_png(r.content)
+        np.testing.assert_array_equal(out[mask == 0], img[mask == 0])
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(4)))
+    text = get_metrics(srv)
+    assert metric(text, "gankit_serve_batch_size_count", model="inp") == calls0 + 1
+    assert metric(text, "gankit_serve_batch_requests_sum", model="inp") - 1 == 4  # (the warm-up was 1)
+
+
 def test_batching_off_runs_one_request_per_call(serve):
     srv = serve(names=("cg",), max_batch=1, max_wait_ms=20_000)
     with ThreadPoolExecutor(4) as pool:
