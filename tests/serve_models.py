@@ -77,3 +77,37 @@ class Upscaler:
         self.calls += 1
         a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
         return a.repeat(2, axis=0).repeat(2, axis=1)
+
+
+def make_truncation_generator(path: Path, *, latent=4, c=1, h=4, w=4, seed=0) -> Path:
+    """image = tanh((z @ W) * truncation[:, None]): a generator with an optional-style truncation input."""
+    rng = np.random.default_rng(seed)
+    px = c * h * w
+    inits = [numpy_helper.from_array(rng.standard_normal((latent, px)).astype(np.float32), "W"),
+             numpy_helper.from_array(np.array([-1, c, h, w], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    nodes = [helper.make_node("MatMul", ["z", "W"], ["zw"]), helper.make_node("Unsqueeze", ["truncation", "axis1"], ["t2"]),
+             helper.make_node("Mul", ["zw", "t2"], ["scaled"]), helper.make_node("Tanh", ["scaled"], ["t"]),
+             helper.make_node("Reshape", ["t", "shape"], ["image"])]
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent]),
+              helper.make_tensor_value_info("truncation", TensorProto.FLOAT, ["N"])]
+    out = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", c, h, w])
+    graph = helper.make_graph(nodes, "gen_trunc", inputs, [out], inits)
+    return _save(graph, _meta("generate", "stylegan-test", latent, 0, c, h, w), path)
+
+
+def with_truncation_input(plain: Path, truncated: Path):
+    """A runtime model as a runtime that knows optional inputs will present a truncation model.
+
+    Today's runtime accepts only ``z`` (+ ``label``), so the plain twin is loaded and its engine
+    swapped for the truncation graph's.
+    """
+    import gankit.runtime as gr
+    from gankit.runtime.engines import OnnxRuntimeEngine
+
+    model = gr.load(plain)
+    model.engine = OnnxRuntimeEngine(truncated, None, None)
+    model.session = model.engine.session
+    model.input_names = list(model.engine.input_names)
+    model.path = truncated
+    return model

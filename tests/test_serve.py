@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_one_line_error, run_subprocess
-from tests.serve_models import Upscaler, make_generator, make_inpainter
+from tests.serve_models import Upscaler, make_generator, make_inpainter, make_truncation_generator, with_truncation_input
 from tests.serve_server import LiveServer, metric, wait_for
 
 
@@ -397,5 +397,32 @@ def test_restore_endpoint_serves_restore_models(files):
                           400, "does inpaint, not restore")
         assert_json_error(httpx.post(srv.url + "/v1/models/up2/restore", files={"image": ("i.png", b"junk", "image/png")}),
                           400, "not a readable image")
+    finally:
+        srv.stop()
+
+
+def test_truncation_is_offered_and_fed_where_the_model_has_it(tmp_path):
+    from gankit.serve import create_app
+
+    plain = make_generator(tmp_path / "plain.onnx", latent=4, classes=0, c=1, h=4, w=4)
+    model = with_truncation_input(plain, make_truncation_generator(tmp_path / "sg.onnx", latent=4, c=1, h=4, w=4))
+    srv = LiveServer(create_app([model], max_batch=8, max_wait_ms=20_000))
+    try:
+        info = httpx.get(srv.url + "/v1/models").json()["models"][0]
+        assert info["name"] == "sg" and info["truncation"] is True
+
+        def gen(body):
+            r = httpx.post(srv.url + "/v1/models/sg/generate", json=body, headers={"accept": "application/x-npy"}, timeout=60)
+            assert r.status_code == 200, r.text
+            return np.load(io.BytesIO(r.content))
+
+        with ThreadPoolExecutor(8) as pool:  # different psi values merge into one call (psi is per row)
+            outs = list(pool.map(gen, [{"seed": 1, "truncation": 0.0}] * 4 + [{"seed": 1, "truncation": 1.0}] * 4))
+        assert metric(get_metrics(srv), "gankit_serve_batch_size_count", model="sg") == 1 + 1  # warm-up + one merged call
+        assert all((o == 128).all() for o in outs[:4])  # psi 0: tanh(0) everywhere
+        assert all(not (o == 128).all() for o in outs[4:])
+        # no truncation given means psi 1 (n = 8 fills a batch, and its first row has the n = 1 noise)
+        np.testing.assert_array_equal(outs[4], gen({"seed": 1, "n": 8})[:1])
+        assert_json_error(httpx.post(srv.url + "/v1/models/sg/generate", json={"truncation": 3}), 422, "truncation")
     finally:
         srv.stop()
