@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -425,3 +426,23 @@ def test_truncation_is_offered_and_fed_where_the_model_has_it(tmp_path):
         assert_json_error(httpx.post(srv.url + "/v1/models/sg/generate", json={"truncation": 3}), 422, "truncation")
     finally:
         srv.stop()
+
+
+def test_docs_cover_every_route_and_option(files):
+    import re
+
+    from gankit.serve import create_app
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
+    paths = create_app([files["cg"]]).openapi()["paths"]
+    for path in paths:
+        assert f"`GET {path}`" in docs or f"`POST {path}`" in docs, f"docs/serve.md does not list {path}"
+    from gankit.cli import app as cli_app
+    import typer
+
+    serve_cmd = next(c for c in typer.main.get_command(cli_app).commands.values() if c.name == "serve")
+    for param in serve_cmd.params:
+        for opt in param.opts:
+            if opt.startswith("--") and opt != "--help":
+                assert f"`{opt}`" in docs, opt
+    assert re.search(r"gankit export --triton", docs)
