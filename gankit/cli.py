@@ -184,12 +184,26 @@ def _list_keys(plugin: Optional[str]) -> None:
 # --------------------------------------------------------------------------- export
 @app.command("export")
 def export_cmd(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `gankit train`."),
+    targets: list[Path] = typer.Argument(..., help="A run directory written by `gankit train` (with --triton: exported .onnx files)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output .onnx (default: exported/<run>.onnx)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    triton: Optional[Path] = typer.Option(None, "--triton", help="Instead: write a Triton model repository here from .onnx files."),
+    triton_max_batch: int = typer.Option(32, "--triton-max-batch", help="max_batch_size of the Triton configs."),
+    triton_kind: str = typer.Option("gpu", "--triton-kind", help="Triton instance kind: gpu or cpu (for servers without a GPU)."),
 ) -> None:
-    """Export a run's generator to a self-describing ONNX file, checked for parity."""
+    """Export a run's generator to a self-describing ONNX file, checked for parity (or a Triton repository)."""
+    if triton is not None:
+        from gankit.serve.triton import write_repository
+
+        if out is not None:
+            raise UsageError("--out does not apply with --triton (models go to REPO/NAME/1/model.onnx)")
+        for d in write_repository(triton, targets, max_batch=triton_max_batch, kind=triton_kind, overwrite=overwrite):
+            _console().print(f"wrote [bold]{d}[/bold]")
+        return
     require_train("export")
+    if len(targets) != 1:
+        raise UsageError("export takes one run directory (several .onnx files only with --triton REPO)")
+    run_dir = targets[0]
     from gankit.export import export_run
 
     path = export_run(run_dir, out, overwrite=overwrite)
@@ -269,6 +283,22 @@ def inpaint_cmd(
     if compare is not None:
         save_png(before_after(img, msk, restored[..., : img.shape[2]]), compare)
     _console().print(f"wrote [bold]{out}[/bold]" + (f" and {compare}" if compare else ""))
+
+
+# --------------------------------------------------------------------------- serve
+@app.command("serve")
+def serve_cmd(
+    models: list[Path] = typer.Argument(..., help="Exported gankit .onnx files; each is served under its file name."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0 = any free one)."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Most images (or tiles) merged into one runtime call."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    queue: int = typer.Option(256, "--queue", help="Requests per model accepted at once; more get 503 + Retry-After."),
+) -> None:
+    """Serve exported models over HTTP: a JSON/PNG API, a page at /, /metrics, /docs (torch-free)."""
+    from gankit.serve.command import serve
+
+    serve(models, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue)
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -88,7 +88,7 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, path: Path, providers: Sequence[Any] | None, threads: int | None,
-                 optimized_path: str | None = None):
+                 optimized_path: str | None = None, session_config: dict[str, str] | None = None):
         import onnxruntime as ort
 
         chosen = default_providers() if providers is None else _check_providers(providers)
@@ -102,6 +102,8 @@ class OnnxRuntimeEngine:
             so.intra_op_num_threads = int(threads)
         if optimized_path:
             so.optimized_model_filepath = str(optimized_path)
+        for key, value in (session_config or {}).items():  # e.g. gankit serve turns off intra-op spinning
+            so.add_session_config_entry(str(key), str(value))
         try:
             self.session = ort.InferenceSession(str(path), so, providers=chosen)
         except Exception as exc:
