@@ -129,8 +129,10 @@ CORE_KEYS: dict[str, Key] = {
     "ac_weight": Key(float, 0.0, ge=0, help="AC-GAN class-head weight (label-conditioned families)"),
     "mode_seeking": Key(float, 0.0, ge=0, help="mode-seeking (MSGAN) weight (generators with z)"),
     "mode_seeking_until": Key(int, 0, ge=0, help="mode-seeking weight falls linearly to 0 at this step (0 = constant)"),
-    "sample_every": Key(int, None, ge=1, nullable=True, volatile=True, help="sample grid (+ evaluation) every N steps (default steps/5)"),
-    "save_every": Key(int, None, ge=1, nullable=True, volatile=True, help="checkpoint every N steps (default: sample_every)"),
+    "sample_every": Key(int, None, ge=0, nullable=True, volatile=True,
+                        help="sample grid (+ evaluation) every N steps (default steps/5; 0 = at the end only)"),
+    "save_every": Key(int, None, ge=0, nullable=True, volatile=True,
+                      help="checkpoint every N steps (default: sample_every; 0 = at the end only)"),
     "keep": Key(int, 3, ge=1, le=10**6, volatile=True, help="checkpoints to keep"),
     "log_every": Key(int, 25, ge=1, volatile=True, help="metrics.jsonl record every N steps"),
     "eval_samples": Key(int, None, ge=10, le=10**6, nullable=True, volatile=True,
@@ -226,6 +228,7 @@ class Schema:
 def schema_for(family) -> Schema:
     """The core keys, with the family's defaults and declared keys (types inferred from defaults)."""
     keys = dict(CORE_KEYS)
+    keys.update(_plugin_keys(family))
     declared = dict(getattr(family, "config_keys", None) or {})
     per_data = {k for d in (getattr(family, "data_defaults", None) or {}).values() for k in d}
     for k, spec in declared.items():
@@ -246,6 +249,27 @@ def schema_for(family) -> Schema:
 
 
 _MODELS: dict[int, Any] = {}
+
+
+def _plugin_keys(family) -> dict[str, Key]:
+    """Keys declared by the registered losses and regularisers and the family's own regularisers."""
+    from gankit.plugins import get_manager
+
+    mgr = get_manager()
+    owners = [obj for obj, _ in mgr.losses.values()] + [obj for obj, _ in mgr.regularizers.values()]
+    owners += list(getattr(family, "regularizers", None) or ())
+    owners += [r for obj, _ in mgr.losses.values() for r in (getattr(obj, "regularizers", None) or ())]
+    keys: dict[str, Key] = {}
+    for owner in owners:
+        for k, spec in (getattr(owner, "config_keys", None) or {}).items():
+            if not isinstance(spec, Key):
+                raise UsageError(f"{type(owner).__name__} {getattr(owner, 'name', '?')!r}: config_keys[{k!r}] must be a "
+                                 f"gankit.Key, got {type(spec).__name__}")
+            if k in CORE_KEYS or (k in keys and keys[k] != spec):
+                raise UsageError(f"config key {k!r} is declared twice (by {getattr(owner, 'name', '?')!r} and another "
+                                 "plugin or the core); rename one")
+            keys[k] = spec
+    return keys
 
 
 def _pydantic_model(schema: Schema):

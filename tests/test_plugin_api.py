@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from gankit import hookimpl, plugins
+from gankit import Key, hookimpl, plugins
 from gankit.errors import GankitError, UsageError
 from tests.conftest import GANKIT, assert_one_line_error, run_subprocess
 
@@ -129,8 +129,9 @@ def _trainer(tmp_path, name, plugin="gan", family=None, **over):
 
     fam = family or get_family(plugin)
     ds = synthetic_dataset((1, 16, 16), n_train=32)
+    small = {"ngf": 8, "ndf": 8, "clusters": 0} if fam.name in ("gan", "cgan") else {}
     cfg = build_config(fam, ds, data="synthetic", seed=0, device="cpu",
-                       overrides={"steps": 2, "batch_size": 8, "ngf": 8, "ndf": 8, "clusters": 0, **over})
+                       overrides={"steps": 2, "batch_size": 8, **small, **over})
     return Trainer(fam, ds, cfg, RunDir(tmp_path / name))
 
 
@@ -180,7 +181,8 @@ def test_wgan_lp_is_a_loss_with_its_own_one_sided_penalty(tmp_path):
         @hookimpl
         def register_losses(self, register):
             register(AdversarialLoss("wgan-lp-test", w_d, w_g, n_critic=2,
-                                     regularizers=(Regularizer("lp", lipschitz, weight=lambda c: c.get("lp_weight", 10.0)),)))
+                                     regularizers=(Regularizer("lp", lipschitz, weight=lambda c: c["lp_weight"],
+                                                               config_keys={"lp_weight": Key(float, 10.0, ge=0)}),)))
             register(AdversarialLoss("wgan-nolp-test", w_d, w_g, n_critic=2))
 
     mgr = plugins.get_manager()
@@ -245,7 +247,8 @@ def test_registered_regularizers_must_take_their_weight_from_the_config(tmp_path
         @hookimpl
         def register_regularizers(self, register):
             register(Regularizer("drift-test", lambda ctx: ctx.d_real.pow(2).mean(),
-                                 weight=lambda config: config.get("drift_test", 0.0)))
+                                 weight=lambda config: config["drift_test"],
+                                 config_keys={"drift_test": Key(float, 0.0, ge=0)}))
 
     mgr = plugins.get_manager()
     mgr.register(Const(), name="const-reg")
@@ -463,7 +466,7 @@ def test_a_family_without_batch_size_or_steps_gets_the_core_defaults(tmp_path):
 def test_train_help_suggests_a_set_key_that_works(cli, monkeypatch):
     import re
 
-    from gankit.train.api import RESERVED_KEYS
+    from gankit.config import DERIVED_KEYS
 
     monkeypatch.setenv("COLUMNS", "250")
     r = cli("train", "--help")
@@ -471,7 +474,7 @@ def test_train_help_suggests_a_set_key_that_works(cli, monkeypatch):
     keys = re.findall(r"--set[\s│]+(\w+)=", r.out)
     assert keys and "width" not in keys
     for key in keys:
-        assert key not in RESERVED_KEYS and key in plugins.get_family("gan").defaults
+        assert key not in DERIVED_KEYS and key in plugins.get_family("gan").defaults
 
 
 def test_plugins_table_shows_losses_datasets_and_regularizers(cli):

@@ -104,7 +104,9 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     are shorthands for the same keys, kept for callers that build a config directly.
     """
     schema = schema_for(family)
-    over = dict(overrides or {})
+    # None from a caller means "not given", except for keys where null is a value (lr_decay: off)
+    over = {k: v for k, v in (overrides or {}).items()
+            if v is not None or (k in schema.keys and schema.keys[k].nullable)}
     for k, v in (("data", data), ("seed", seed), ("device", device)):
         if v is not None:
             over[k] = v

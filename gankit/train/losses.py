@@ -8,7 +8,7 @@ penalty and several critic steps per generator step). ``--loss NAME`` picks one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from gankit.errors import UsageError
@@ -36,6 +36,7 @@ class AdversarialLoss:
     n_critic: int = 1
     saturated_below: float | None = None
     regularizers: tuple = ()
+    config_keys: dict = field(default_factory=dict)  # keys this loss (or its regularisers) reads
 
 
 def _bce_d(real, fake):

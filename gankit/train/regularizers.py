@@ -23,7 +23,7 @@ module level.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from gankit.errors import UsageError
@@ -84,6 +84,8 @@ class Regularizer:
     reads the family's or user's config (``--set KEY=VALUE``); 0 switches the term off.
     ``every``: run on every ``every``-th iteration only, with the weight multiplied by
     ``every`` (lazy regularisation); a number or a function of the config.
+    ``config_keys``: the config keys the weight and interval read, declared with
+    :class:`gankit.Key` so they are typed and settable (``--set KEY=VALUE``).
     ``real_grad``: the term differentiates D's output with respect to the real images
     (R1): the trainer makes ``ctx.real`` require grad before D's forward pass.
     """
@@ -95,6 +97,9 @@ class Regularizer:
     every: int | Callable[[dict[str, Any]], int] = 1
     real_grad: bool = False
     description: str = ""
+    # the config keys ``weight``/``every`` read ({"lp_weight": gankit.Key(float, 10.0, ge=0)}):
+    # they join every run's schema, so ``--set lp_weight=5`` is typed and checked like any key
+    config_keys: dict = field(default_factory=dict)
 
     def resolve(self, config: dict[str, Any]) -> "ActiveRegularizer | None":
         """This regulariser with its weight and interval for ``config``; None when its weight is 0."""
