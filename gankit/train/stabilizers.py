@@ -46,3 +46,29 @@ def ema_update(ema_model, model, decay: float) -> None:
             pe.lerp_(p, 1 - decay)
         for be, b in zip(ema_model.buffers(), model.buffers()):
             be.copy_(b)
+
+
+def standing_statistics(G, batches) -> None:
+    """Recompute ``G``'s BatchNorm running statistics from its own activations on ``batches``.
+
+    Averaged (EMA) weights with the live generator's running statistics do not match: the
+    statistics belong to other weights. As BigGAN's "standing statistics" do, run ``G`` in
+    training mode over a few fixed batches (input dicts) with a cumulative average, then
+    return it to eval mode. Nothing to do for a generator without BatchNorm.
+    """
+    import torch
+
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the batches below
+    G.train()
+    with torch.no_grad():
+        for inputs in batches:
+            G(**inputs)
+    for m, mom in zip(norms, momenta):
+        m.momentum = mom
+    G.eval()

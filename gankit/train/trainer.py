@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,12 +23,15 @@ import numpy as np
 from gankit.data import Dataset
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
+from gankit.train import rng as rng_state
+from gankit.train.interrupt import Interrupted, StopOnInterrupt
 from gankit.train.augment import diff_augment, parse_policy
 from gankit.train.losses import get_loss, mode_seeking
 from gankit.train.regularizers import RegularizerContext, active_regularizers
 from gankit.train.monitor import TrainingMonitor
 from gankit.train.run import RunDir, config_hash
-from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update
+from gankit.train.schedules import linear_fall, non_negative, step_range
+from gankit.train.stabilizers import apply_spectral_norm, ema_decay_at, ema_update, standing_statistics
 
 
 @dataclass
@@ -74,9 +76,7 @@ class Trainer:
         self.evaluator, self.sampler = evaluator, sampler
         self.device = torch.device(resolve_device(config.get("device", "auto")))
         seed = int(config["seed"])
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
+        rng_state.seed_all(seed)
         self.G = family.build_generator(config).to(self.device)
         self.D = family.build_discriminator(config).to(self.device)
         if config.get("spectral_norm"):
@@ -106,7 +106,7 @@ class Trainer:
         # auxiliary classifier (AC-GAN, Odena et al. 2017) for label-conditioned families: the
         # discriminator's class head learns the classes from real images, and the generator is
         # rewarded (weight ac_weight) when that head recognises the requested class in its output
-        self.ac_weight = _non_negative(config.get("ac_weight", 0.0), "ac_weight") if family.condition == "label" else 0.0
+        self.ac_weight = non_negative(config.get("ac_weight", 0.0), "ac_weight") if family.condition == "label" else 0.0
         # mode seeking (MSGAN) needs a latent code to compare: generate-task families only
         self.mode_seeking = float(config.get("mode_seeking", 0.0) or 0.0) if family.task == "generate" else 0.0
         # mode_seeking_until = N > 0: the weight falls linearly to 0 at step N (spread early, class
@@ -120,7 +120,7 @@ class Trainer:
         self.mode_seeking_until = int(until)
         # lr_decay = [start, end]: both learning rates fall linearly from their value at step
         # `start` to 0 at step `end` (absolute steps, so a resumed run repeats the same schedule)
-        self.lr_decay = _step_range(config.get("lr_decay"), "lr_decay")
+        self.lr_decay = step_range(config.get("lr_decay"), "lr_decay")
         self.base_lr = (self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
         self.lr_scale = 1.0  # halved by each roll-back after a non-finite loss
         self.noise = torch.Generator().manual_seed(seed + 1)
@@ -140,13 +140,13 @@ class Trainer:
 
     def mode_seeking_weight(self) -> float:
         if self.mode_seeking_until:
-            return self.mode_seeking * _linear_fall(self.step, 0, self.mode_seeking_until)
+            return self.mode_seeking * linear_fall(self.step, 0, self.mode_seeking_until)
         return self.mode_seeking
 
     def lr_factor(self) -> float:
         if not self.lr_decay:
             return self.lr_scale
-        return self.lr_scale * _linear_fall(self.step, *self.lr_decay)
+        return self.lr_scale * linear_fall(self.step, *self.lr_decay)
 
     def _set_learning_rates(self) -> None:
         f = self.lr_factor()
@@ -155,37 +155,24 @@ class Trainer:
                 group["lr"] = base * f
 
     def refresh_ema_statistics(self, batches: int = 8) -> None:
-        """Recompute the EMA generator's BatchNorm statistics from its own activations.
+        """Recompute the EMA generator's BatchNorm statistics (see ``stabilizers.standing_statistics``).
 
-        Averaged weights with the live generator's running statistics do not match (the
-        statistics belong to other weights); like BigGAN's "standing statistics", run the EMA
-        generator in training mode over ``batches`` fixed batches with a cumulative average.
-        Uses its own seeded noise, so training (and resuming) is unaffected. Called before
-        every checkpoint, sample grid and evaluation, so what is saved, exported and judged agrees.
+        Called before every checkpoint, sample grid and evaluation, so what is saved, exported
+        and judged agrees; its own seeded noise leaves training (and resuming) unaffected.
         """
         import torch
 
-        G = self.G_ema
-        if G is None or self._ema_stats_step == self.step:  # already fresh for this step's weights
+        if self.G_ema is None or self._ema_stats_step == self.step:  # already fresh for this step's weights
             return
         self._ema_stats_step = self.step
-        norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the batches below
-        rng = torch.Generator().manual_seed(int(self.config["seed"]) + 3)
-        G.train()
-        with torch.no_grad():
-            for i in range(batches):
-                real, labels = self.real_batch(i)
-                g_in = self.family.generator_inputs(real, labels, self.config, rng)
-                G(**{k: v.to(self.device) for k, v in g_in.items()})
-        for m, mom in zip(norms, momenta):
-            m.momentum = mom
-        G.eval()
+        noise = torch.Generator().manual_seed(int(self.config["seed"]) + 3)
+
+        def inputs(i):
+            real, labels = self.real_batch(i)
+            g_in = self.family.generator_inputs(real, labels, self.config, noise)
+            return {k: v.to(self.device) for k, v in g_in.items()}
+
+        standing_statistics(self.G_ema, (inputs(i) for i in range(batches)))
 
     def save(self) -> str:
         import torch
@@ -198,13 +185,7 @@ class Trainer:
             ckpt.path_for(self.run.checkpoints, self.step),
             modules=modules,
             optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d},
-            rng={
-                "torch": torch.get_rng_state(),
-                "noise": self.noise.get_state(),
-                "augment": self.aug_rng.get_state(),
-                "numpy": _np_state(),
-                "python": _py_state(),
-            },
+            rng=rng_state.capture({"noise": self.noise, "augment": self.aug_rng}),
             meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name, "lr_scale": self.lr_scale},
         )
         ckpt.prune(self.run.checkpoints, int(self.config.get("keep", 3)))
@@ -219,12 +200,7 @@ class Trainer:
             self.G_ema.load_state_dict(c.module_state("G_ema"))
         self.opt_g.load_state_dict(c.optimizer_state("opt_g"))
         self.opt_d.load_state_dict(c.optimizer_state("opt_d"))
-        torch.set_rng_state(c.rng("torch"))
-        self.noise.set_state(c.rng("noise"))
-        if "rng/augment" in c.tensors:
-            self.aug_rng.set_state(c.rng("augment"))
-        _set_np_state(c.rng("numpy"))
-        _set_py_state(c.rng("python"))
+        rng_state.restore(c, {"noise": self.noise, "augment": self.aug_rng})
         self.step = c.step
         self.lr_scale = float(c.meta.get("lr_scale", 1.0))
 
@@ -384,7 +360,7 @@ class Trainer:
     # -- loop --------------------------------------------------------------------------
     def fit(self, progress: Any = None) -> TrainResult:
         """Train to ``config['steps']``; Ctrl-C stops between steps with a checkpoint saved."""
-        with _StopOnInterrupt() as self._stop:
+        with StopOnInterrupt() as self._stop:
             return self._fit(progress)
 
     def _fit(self, progress: Any) -> TrainResult:
@@ -455,95 +431,3 @@ class Trainer:
         self.G.train()
         scale = 2 if grid.shape[0] < 400 else 1
         return str(save_png(grid, self.run.samples / f"step-{self.step}.png", scale=scale))
-
-
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C (SIGINT) between two steps, after saving a checkpoint."""
-
-    def __init__(self, step: int, checkpoint: str):
-        super().__init__(f"interrupted at step {step}")
-        self.step, self.checkpoint = step, checkpoint
-
-
-class _StopOnInterrupt:
-    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: stop at once."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.requested = False
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
-
-            def handler(signum, frame):
-                if self.requested:
-                    raise KeyboardInterrupt
-                self.requested = True
-
-            signal.signal(signal.SIGINT, handler)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
-
-
-def _linear_fall(step: int, start: int, end: int) -> float:
-    """1 until ``start``, falling linearly to 0 at ``end``, 0 after (the trainer's schedules)."""
-    return min(1.0, max(0.0, (end - step) / (end - start)))
-
-
-def _non_negative(value, key: str) -> float:
-    """A finite weight >= 0 from the config (None/False = 0), or a one-line UsageError."""
-    try:
-        w = float(value or 0.0)
-    except (TypeError, ValueError):
-        w = math.nan
-    if not (math.isfinite(w) and w >= 0):
-        from gankit.errors import UsageError
-
-        raise UsageError(f"{key} must be a number >= 0, got {value!r}")
-    return w
-
-
-def _step_range(value, key: str) -> tuple[int, int] | None:
-    """``[start, end]`` absolute steps with 0 <= start < end, or None when unset."""
-    if value in (None, 0, False, [], "") or (isinstance(value, str) and value.lower() in ("none", "off")):
-        return None
-    from gankit.errors import UsageError
-
-    if isinstance(value, str):
-        value = [v for v in value.replace(",", " ").split()]
-    try:
-        start, end = (float(v) for v in value)
-    except (TypeError, ValueError):
-        start = end = math.nan
-    if not all(math.isfinite(v) and v.is_integer() for v in (start, end)):  # also refuses 2.5
-        raise UsageError(f"{key} must be two step counts [start, end], got {value!r}")
-    start, end = int(start), int(end)
-    if not 0 <= start < end:
-        raise UsageError(f"{key} must satisfy 0 <= start < end, got [{start}, {end}]")
-    return start, end
-
-
-def _np_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _set_np_state(s: dict) -> None:
-    np.random.set_state((s["name"], np.array(s["keys"], dtype=np.uint32), s["pos"], s["has_gauss"], s["cached"]))
-
-
-def _py_state() -> list:
-    v, internal, gauss = random.getstate()
-    return [v, list(internal), gauss]
-
-
-def _set_py_state(s: list) -> None:
-    random.setstate((s[0], tuple(s[1]), s[2]))
