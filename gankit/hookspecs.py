@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from gankit.data import DatasetSpec
     from gankit.family import ModelFamily
-    from gankit.train.losses import AdversarialLoss
+    from gankit.losses import AdversarialLoss
 
 hookspec = pluggy.HookspecMarker("gankit")
 hookimpl = pluggy.HookimplMarker("gankit")

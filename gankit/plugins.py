@@ -4,6 +4,11 @@ Plugins are modules listed under the ``gankit`` entry-point group; the built-in 
 (``gan``, ``cgan``, ``inpaint``) are found exactly like a third-party one. The core's own
 datasets and losses are registered through the same hooks by :mod:`gankit.builtin`.
 
+Every lookup by name goes through here (:func:`get_family`, :func:`load_dataset`,
+:func:`get_loss`): the registered types (:mod:`gankit.family`, :mod:`gankit.data`,
+:mod:`gankit.losses`) sit below this module and never import it, and the packages that
+look things up (train, export, evaluate, bench, cli) sit above it.
+
 Loading order and precedence (documented in ``docs/plugins.md``):
 
 1. ``GANKIT_LOAD_PLUGINS`` (comma-separated names): if set, only these entry points load;
@@ -26,8 +31,11 @@ from typing import Any, Callable
 
 import pluggy
 
-from gankit import hookspecs
+from gankit import builtin, hookspecs
+from gankit.data import Dataset, DatasetSpec
 from gankit.errors import GankitError, UsageError
+from gankit.family import ModelFamily
+from gankit.losses import AdversarialLoss
 
 ENTRY_POINT_GROUP = "gankit"
 CORE_PLUGIN = "core"
@@ -85,8 +93,6 @@ class PluginManager:
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> "PluginManager":
-        from gankit import builtin
-
         self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"))
         only = _env_names("GANKIT_LOAD_PLUGINS")
         blocked = _env_names("GANKIT_DISABLE_PLUGINS") or set()
@@ -210,8 +216,6 @@ class PluginManager:
 
 
 def _validate_family(obj: Any) -> str:
-    from gankit.family import ModelFamily
-
     if not isinstance(obj, ModelFamily):
         raise GankitError(f"register_families got {type(obj).__name__}, expected a gankit.family.ModelFamily")
     if not isinstance(obj.name, str) or not obj.name.strip() or obj.name == "unnamed":
@@ -222,18 +226,14 @@ def _validate_family(obj: Any) -> str:
 
 
 def _validate_dataset(obj: Any) -> str:
-    from gankit.data import DatasetSpec
-
     if not isinstance(obj, DatasetSpec):
         raise GankitError(f"register_datasets got {type(obj).__name__}, expected a gankit.data.DatasetSpec")
     return obj.name
 
 
 def _validate_loss(obj: Any) -> str:
-    from gankit.train.losses import AdversarialLoss
-
     if not isinstance(obj, AdversarialLoss):
-        raise GankitError(f"register_losses got {type(obj).__name__}, expected a gankit.train.losses.AdversarialLoss")
+        raise GankitError(f"register_losses got {type(obj).__name__}, expected a gankit.losses.AdversarialLoss")
     if not obj.name or not callable(obj.d_loss) or not callable(obj.g_loss):
         raise GankitError("a registered loss needs a name, d_loss and g_loss")
     if int(obj.n_critic) < 1 or float(obj.gradient_penalty) < 0:
@@ -275,3 +275,29 @@ def reset() -> None:
 
 def get_family(name: str):
     return get_manager().family(name)
+
+
+def load_dataset(name: str, **options: Any) -> Dataset:
+    """Resolve a dataset name (``mnist5k``, ``photos``, ``folder:PATH``, a plugin's) through the
+    registry and load it."""
+    specs = get_manager().datasets
+    key, _, arg = name.partition(":")
+    entry = specs.get(key)
+    if entry is None or (entry[0].prefix and not arg) or (not entry[0].prefix and arg):
+        known = ", ".join(s.name + (":PATH" if s.prefix else "") for s, _ in specs.values())
+        raise UsageError(f"unknown dataset {name!r}; available: {known}")
+    spec = entry[0]
+    if spec.prefix:
+        options["arg"] = arg
+    return spec.load(**options)
+
+
+def available_losses() -> dict[str, AdversarialLoss]:
+    return {name: obj for name, (obj, _) in get_manager().losses.items()}
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    losses = available_losses()
+    if name not in losses:
+        raise UsageError(f"unknown loss {name!r}; available: {', '.join(losses)}")
+    return losses[name]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.data import load_dataset, to_float, to_uint8
+from gankit.data import to_float, to_uint8
+from gankit.plugins import load_dataset
 from gankit.errors import UsageError
 
 

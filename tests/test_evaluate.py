@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gankit.data import Dataset, load_dataset
+from gankit.data import Dataset
+from gankit.plugins import load_dataset
 from gankit.evaluate.metrics import coverage, frechet_distance, psnr
 from tests.conftest import assert_one_line_error
 

@@ -128,7 +128,7 @@ def test_mode_seeking_punishes_a_generator_that_ignores_z():
 
 
 def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
     from gankit.train.run import RunDir
@@ -154,7 +154,7 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_pa
 
 
 def test_mode_seeking_weight_falls_to_zero_at_a_fixed_step_and_bad_values_are_refused(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
     from gankit.train.api import build_config
@@ -189,7 +189,7 @@ def test_auxiliary_classifier_learns_the_classes_and_pulls_the_generator_toward_
     """ac_weight: D's class head is trained on real labels (its loss falls), G pays for fakes the
     head does not recognise as the requested class; bad weights and heads that are missing are
     refused in one line."""
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
     from gankit.train.run import RunDir
@@ -373,7 +373,7 @@ def test_bad_loss_and_stabiliser_options_are_one_line_errors(cli, args):
 
 
 def test_learning_rate_decays_linearly_in_absolute_steps_and_bad_values_are_refused(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
     from gankit.train.api import build_config

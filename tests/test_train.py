@@ -184,7 +184,7 @@ def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra
     import torch
     from torch import nn
 
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
 
@@ -210,7 +210,7 @@ def test_discriminator_hidden_layer_feeds_logit_projection_and_class_head(plugin
     linear head. D still gives one logit per image and passes gradients to its input."""
     import torch
 
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
 

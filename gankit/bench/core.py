@@ -52,8 +52,9 @@ def _newest_run(plugin: str, runs_dir: Path = Path("runs")) -> Path | None:
 def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
     """``spec``: an installed family name (newest trained run under runs/, else a fresh init)
     or a run directory."""
-    from gankit.data import load_dataset
-    from gankit.export import export_generator, load_run_generator, prepare_for_export
+    from gankit.plugins import load_dataset
+    from gankit.export import export_generator, prepare_for_export
+    from gankit.train.run import load_run_generator
     from gankit.plugins import get_family
 
     path = Path(spec)

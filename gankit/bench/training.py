@@ -86,7 +86,7 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     import torch
 
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
 
@@ -154,7 +154,7 @@ def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_
     (default: twice the family's default step count) each."""
     import torch
 
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.evaluate import evaluate_generator, reference, torch_sample_fn
     from gankit.plugins import get_family
     from gankit.train.api import build_config

@@ -146,13 +146,13 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
 
 def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``."""
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
 
     target = Path(target)
     if not target.exists():
         raise UsageError(f"not found: {target}")
     if target.is_dir():
-        from gankit.export import load_run_generator
+        from gankit.train.run import load_run_generator
 
         family, config, G, step = load_run_generator(target)
         dataset = load_dataset(data or config["data"])

@@ -20,6 +20,7 @@ from typing import Any
 
 from gankit import __version__
 from gankit.errors import GankitError, UsageError
+from gankit.train.run import load_run_generator
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -28,31 +29,6 @@ PARITY_BATCHES = (1, 5)
 
 class ExportError(GankitError):
     """The export failed (unsupported op, checker error, or parity mismatch)."""
-
-
-def load_run_generator(run_dir: str | os.PathLike, family=None):
-    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint.
-
-    ``family`` defaults to the installed family named in the run's config.
-    """
-    from gankit.plugins import get_family
-    from gankit.train import checkpoint as ckpt
-    from gankit.train.run import RunDir
-
-    run = RunDir(run_dir)
-    config = run.read_config()
-    if family is None:
-        family = get_family(config.get("plugin", "?"))
-    latest = ckpt.latest(run.checkpoints)
-    if latest is None:
-        raise UsageError(f"{run.path} has no readable checkpoint")
-    G = family.build_generator(config)
-    state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {str(exc).splitlines()[0]}") from None
-    return family, config, G.eval(), latest.step
 
 
 def prepare_for_export(module):

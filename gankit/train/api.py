@@ -110,7 +110,7 @@ def train(
 ) -> dict[str, Any]:
     from rich.console import Console
 
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.losses import get_loss
 

@@ -108,3 +108,27 @@ def default_run_dir(plugin: str, root: str = "runs") -> Path:
         if not p.exists():
             return p
     raise UsageError(f"too many runs in {base}; pass --out")
+
+
+def load_run_generator(run_dir: str | os.PathLike, family=None):
+    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint.
+
+    ``family`` defaults to the installed family named in the run's config.
+    """
+    from gankit.plugins import get_family
+    from gankit.train import checkpoint as ckpt
+
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if family is None:
+        family = get_family(config.get("plugin", "?"))
+    latest = ckpt.latest(run.checkpoints)
+    if latest is None:
+        raise UsageError(f"{run.path} has no readable checkpoint")
+    G = family.build_generator(config)
+    state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {str(exc).splitlines()[0]}") from None
+    return family, config, G.eval(), latest.step
