@@ -17,7 +17,9 @@ from typing import Optional
 import typer
 
 from gankit import __version__
+from gankit.devices import check_device
 from gankit.errors import GankitError, UsageError
+from gankit.fileio import atomic_write_text
 
 app = typer.Typer(
     name="gankit",
@@ -301,8 +303,7 @@ def bench_cmd(
         raise UsageError("--batch sizes must be positive integers")
     _positive("--threads", threads)
     _positive("--quality-samples", quality_samples)
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    check_device(device)
     if budget <= 0:
         raise UsageError("--budget must be positive")
     for path, suffix in ((json_out, ".json"), (md_out, ".md"), (png_out, ".png")):
@@ -313,7 +314,8 @@ def bench_cmd(
     for name in names:
         if name not in fams and not Path(name).is_dir():
             raise UsageError(f"unknown model {name!r}: not an installed family ({', '.join(sorted(fams))}) or a run directory")
-    from gankit.bench.core import chart, markdown, run_bench, write_json
+    from gankit.bench.core import run_bench
+    from gankit.bench.report import chart, markdown, write_json
 
     records = run_bench(names, batches, threads=threads, compile=compile_, check_quality=quality, train=train,
                         cold=cold, device=device, budget_s=budget, fresh=fresh, quality_samples=quality_samples,
@@ -322,7 +324,7 @@ def bench_cmd(
     if json_out:
         write_json(records, json_out)
     if md_out:
-        md_out.write_text(table)
+        atomic_write_text(md_out, table)
     if png_out:
         chart(records, png_out)
     typer.echo(table)

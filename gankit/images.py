@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gankit.fileio import atomic_path
+
 
 def grid(images: np.ndarray, nrow: int | None = None, pad: int = 2, pad_value: int = 0) -> np.ndarray:
     """Tile uint8 images ``[N, H, W, C]`` into one ``[H', W', C]`` image, ``nrow`` per row."""
@@ -38,17 +40,10 @@ def to_pil(array: np.ndarray, scale: int = 1):
 
 def save_png(array_or_image, path: str | os.PathLike, scale: int = 1) -> Path:
     """Write a PNG atomically (temporary name, then rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     im = array_or_image if hasattr(array_or_image, "save") else to_pil(array_or_image, scale)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def nchw_to_hwc_uint8(x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import pluggy
 
 from gankit import builtin, hookspecs
 from gankit.data import Dataset, DatasetSpec
-from gankit.errors import GankitError, UsageError
+from gankit.errors import GankitError, UsageError, first_line
 from gankit.family import ModelFamily
 from gankit.losses import AdversarialLoss
 
@@ -74,11 +74,6 @@ def _env_names(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {n.strip() for n in raw.split(",") if n.strip()}
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 class PluginManager:
@@ -134,7 +129,7 @@ class PluginManager:
 
     def _fail(self, record: PluginRecord, exc: BaseException) -> None:
         record.status = "error"
-        record.error = _one_line(exc)
+        record.error = first_line(exc)
         self.records[record.name] = record
         if self.strict:
             raise GankitError(f"plugin {record.name!r} failed to load: {record.error}") from exc

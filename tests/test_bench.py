@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gankit import runtime
-from gankit.bench.core import quality_failing, summarize
+from gankit.bench.quality import quality_failing
+from gankit.bench.report import summarize
 from tests.conftest import assert_one_line_error
 
 REQUIRED = ("model", "backend", "batch", "median_ms", "p90_ms", "images_per_s", "gflops_per_s",
@@ -99,7 +100,7 @@ def test_cli_generate_with_a_backend(tiny_runs, cli):
 
 
 def test_interleaved_timing_alternates_backends_and_pools_every_round():
-    from gankit.bench.core import time_interleaved
+    from gankit.bench.timing import time_interleaved
 
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
@@ -114,7 +115,7 @@ def test_interleaved_timing_alternates_backends_and_pools_every_round():
 
 
 def test_training_speed_and_time_to_quality_records():
-    from gankit.bench.core import markdown
+    from gankit.bench.report import markdown
     from gankit.bench.training import time_to_quality, training_speed
 
     (speed,) = training_speed(steps=2, warmup=1, log=lambda msg: None)

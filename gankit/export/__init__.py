@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gankit import __version__
-from gankit.errors import GankitError, UsageError
+from gankit.errors import GankitError, UsageError, first_line
+from gankit.fileio import atomic_write_bytes
 from gankit.train.run import load_run_generator
 
 OPSET = 18
@@ -103,7 +104,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic, external_data=False, optimize=True,
             )
     except Exception as exc:
-        raise ExportError(f"torch.onnx.export failed for {family.name}: {_first_line(exc)}") from None
+        raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
     model = program.model_proto
     meta = {**metadata(family, config), **(extra_metadata or {})}
     del model.metadata_props[:]
@@ -115,18 +116,10 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise ExportError(f"onnx.checker rejected the exported {family.name} model: {_first_line(exc)}") from None
+        raise ExportError(f"onnx.checker rejected the exported {family.name} model: {first_line(exc)}") from None
     data = model.SerializeToString()
     check_parity(family, config, module, data, tolerance=tolerance)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    return atomic_write_bytes(out, data)
 
 
 def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float = TOLERANCE,
@@ -204,7 +197,3 @@ class _quiet:
         return False
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return f"{type(exc).__name__}: {line}"[:300]

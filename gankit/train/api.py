@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gankit.devices import check_device
 from gankit.errors import GankitError, UsageError
 from gankit.train.run import VOLATILE_KEYS, RunDir, config_hash, default_run_dir
 
@@ -115,8 +116,7 @@ def train(
     from gankit.train.losses import get_loss
 
     console = Console(stderr=False, highlight=False, quiet=quiet)
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    check_device(device)
     family = get_family(plugin)
     if not family.implemented:
         raise UsageError(f"plugin family {plugin!r} is not implemented yet")

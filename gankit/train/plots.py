@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from gankit.fileio import atomic_path
 from gankit.train.run import RunDir
 
 
 def _save(fig, path) -> str:
     """Write atomically (temporary name, then rename), like every other file of a run."""
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     return str(path)
 
 

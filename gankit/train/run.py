@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gankit.errors import UsageError
+from gankit.errors import UsageError, first_line
 
 # Keys that may differ between a run and its resume without changing the result.
 VOLATILE_KEYS = {"config_hash", "steps", "device", "save_every", "sample_every", "keep", "export", "export_path", "eval_every", "eval_samples"}
@@ -130,5 +130,5 @@ def load_run_generator(run_dir: str | os.PathLike, family=None):
     try:
         G.load_state_dict(state)
     except RuntimeError as exc:
-        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {first_line(exc, with_type=False)}") from None
     return family, config, G.eval(), latest.step

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gankit.data import Dataset
+from gankit.devices import resolve_device  # noqa: F401 - also imported from here
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train.augment import diff_augment, parse_policy
@@ -39,20 +40,6 @@ class TrainResult:
     last: dict[str, float] = field(default_factory=dict)
     final_eval: dict[str, Any] | None = None
     checkpoint: str = ""
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    from gankit.errors import UsageError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return name
 
 
 class Trainer:
