@@ -46,7 +46,11 @@ def save_png(array_or_image, path: str | os.PathLike, scale: int = 1) -> Path:
     return Path(path)
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> uint8 [0, 255] (rounded, clipped), same layout."""
+    return np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def nchw_to_hwc_uint8(x: np.ndarray) -> np.ndarray:
     """float [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, H, W, C]``."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return to_uint8(x).transpose(0, 2, 3, 1)

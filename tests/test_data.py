@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.data import to_float, to_uint8
+from gankit.data import to_float
+from gankit.images import to_uint8
 from gankit.plugins import load_dataset
 from gankit.errors import UsageError
 

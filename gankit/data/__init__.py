@@ -53,11 +53,6 @@ def to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 127.5 - 1.0
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> uint8 [0, 255] (clipped, rounded)."""
-    return np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 @dataclass
 class DatasetSpec:
     """A registered dataset.

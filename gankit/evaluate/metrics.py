@@ -35,5 +35,11 @@ def coverage(predictions: np.ndarray, num_classes: int) -> float:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
+    """Peak signal-to-noise ratio in dB (scikit-image's, in float64); ``inf`` for identical or
+    empty inputs, where scikit-image would divide by zero."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0 or np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a, b, data_range=data_range))
