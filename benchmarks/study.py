@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from gankit.fileio import atomic_write_text
 
 # Every variant starts from BASE on top of the family's defaults: the plain DCGAN recipe
 # (BCE, EMA, no augmentation, no mode seeking), so a change of the shipped defaults does not
@@ -83,7 +84,7 @@ def write_table(results: list[dict], path: Path) -> None:
         lines.append(f"| {r['family']} | {r['variant']} | {f.get('fd_ratio', float('nan')):.1f}x | {acc} | "
                      f"{f.get('coverage', float('nan')):.3f} | {f.get('diversity', float('nan')):.2f} | "
                      f"{r['train_seconds']:.0f} | {', '.join(sorted(set(r['warnings']))) or '-'} |")
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_chart(results: list[dict], path: Path) -> None:
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[study] {fam} / {name} ...", file=sys.stderr, flush=True)
             rec = run_variant(fam, name, over, a.steps, a.seed, workdir)
             results.append(rec)
-            tmp = results_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            os.replace(tmp, results_path)
+            atomic_write_text(results_path, json.dumps(results, indent=1))
             f = rec["final"]
             print(f"[study]   FD {f.get('fd_ratio')}x acc {f.get('conditional_accuracy')} cov {f.get('coverage')} "
                   f"div {f.get('diversity')} in {rec['train_seconds']}s warnings {rec['warnings']}", file=sys.stderr, flush=True)
