@@ -221,7 +221,7 @@ def generate_cmd(
 def inpaint_cmd(
     model: Path = typer.Argument(..., help="An exported gankit inpainting .onnx file."),
     image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG; gray, RGB or RGBA)."),
-    mask: Path = typer.Option(..., "--mask", help="Mask PNG, same size: white (nonzero) = missing pixel."),
+    mask: Path = typer.Option(..., "--mask", help="Mask PNG, same size: pixels brighter than 127 (in grey) are missing."),
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -310,7 +310,7 @@ def bench_cmd(
         if path is not None:
             _check_output(path, overwrite, suffix)
     fams = get_manager().families
-    names = [m.strip() for m in models.split(",") if m.strip()] if models else sorted(k for k, (f, _) in fams.items() if f.implemented)
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else sorted(fams)
     for name in names:
         if name not in fams and not Path(name).is_dir():
             raise UsageError(f"unknown model {name!r}: not an installed family ({', '.join(sorted(fams))}) or a run directory")

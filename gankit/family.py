@@ -50,7 +50,6 @@ class ModelFamily:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     data_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    implemented: bool = True
 
     # -- building ----------------------------------------------------------------------
     def build_generator(self, config: dict[str, Any]) -> "nn.Module":
@@ -131,23 +130,3 @@ class ModelFamily:
     @property
     def output_name(self) -> str:
         return "restored" if self.task == "inpaint" else "image"
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "task": self.task,
-            "condition": self.condition,
-            "description": self.description,
-            "implemented": self.implemented,
-        }
-
-
-class NotImplementedFamily(ModelFamily):
-    """A registered placeholder: listed, but training it is a clear error."""
-
-    def build_generator(self, config):  # noqa: D401
-        from gankit.errors import UsageError
-
-        raise UsageError(f"plugin family {self.name!r} is not implemented yet")
-
-    build_discriminator = build_generator

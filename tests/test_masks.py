@@ -46,11 +46,15 @@ def test_fixed_rectangle():
     assert (m.sum(axis=(1, 2, 3)) == 100).all()
 
 
-def test_load_png(tmp_path):
+def test_read_mask_thresholds_grey_above_127(tmp_path):
     from PIL import Image
+
+    from gankit.runtime.io import read_mask
 
     a = np.zeros((12, 20), np.uint8)
     a[2:5, 3:9] = 255
+    a[0, 0], a[0, 1] = 127, 128  # the threshold: 127 stays known, 128 is missing
     Image.fromarray(a).save(tmp_path / "m.png")
-    m = masks.load_png(tmp_path / "m.png")
-    assert m.dtype == bool and m.shape == (12, 20) and m.sum() == 18
+    m = read_mask(tmp_path / "m.png")
+    assert m.dtype == bool and m.shape == (12, 20) and m.sum() == 19
+    assert not m[0, 0] and m[0, 1]

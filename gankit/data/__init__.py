@@ -34,19 +34,6 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def describe(self) -> dict[str, Any]:
-        c, h, w = self.shape
-        return {
-            "name": self.name,
-            "channels": c,
-            "height": h,
-            "width": w,
-            "train": int(len(self.x_train)),
-            "test": int(len(self.x_test)),
-            "class_names": self.class_names,
-            **self.info,
-        }
-
 
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1]."""

@@ -80,9 +80,6 @@ class Judge:
         f, logits = self._run(x)
         return f, logits.argmax(1)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._run(x)[1].argmax(1)
-
 
 def train_judge(dataset: Dataset, seed: int = 0):
     """Train the judge from scratch (deterministic on CPU for a given dataset and seed)."""

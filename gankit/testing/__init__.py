@@ -46,7 +46,6 @@ class ConformanceReport:
     shape: tuple[int, int, int]
     passed: list[str] = field(default_factory=list)
     losses: dict[str, float] = field(default_factory=dict)
-    parity_max_abs_diff: float | None = None
     onnx_path: str = ""
 
     def __str__(self) -> str:

@@ -118,8 +118,6 @@ def train(
     console = Console(stderr=False, highlight=False, quiet=quiet)
     check_device(device)
     family = get_family(plugin)
-    if not family.implemented:
-        raise UsageError(f"plugin family {plugin!r} is not implemented yet")
     run = RunDir(out) if out is not None else None
     old_config = None
     if resume:

@@ -22,7 +22,7 @@ from typing import Any
 from gankit.errors import UsageError, first_line
 
 # Keys that may differ between a run and its resume without changing the result.
-VOLATILE_KEYS = {"config_hash", "steps", "device", "save_every", "sample_every", "keep", "export", "export_path", "eval_every", "eval_samples"}
+VOLATILE_KEYS = {"config_hash", "steps", "device", "save_every", "sample_every", "keep"}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -56,9 +56,6 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
-
-    def exists(self) -> bool:
-        return self.config_path.is_file()
 
     def read_config(self) -> dict[str, Any]:
         if not self.path.is_dir():

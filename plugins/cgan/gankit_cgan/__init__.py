@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 # default) falls linearly to 0 over steps 350-700; 700 steps keep the run under 3 minutes with
 # the hidden layer, which is also why D keeps gan's plain two convolutions (the extra 3x3
 # convolution measured no better with the earlier recipe and costs ~25% per step).
-CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection", "steps": 700, "diffaug": "none",
+CGAN_DEFAULTS = {**DEFAULTS, "steps": 700, "diffaug": "none",
                  "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [350, 700],
                  "d_extra_convs": 0, "d_hidden": 512, "clusters": 0}
 

@@ -16,7 +16,6 @@ DEFAULTS = {
     "latent_dim": 64,
     "ngf": 32,
     "ndf": 32,
-    "upsample": "convtranspose",
     # one 3x3 convolution (64 -> 128 channels) after D's last downsampling: without labels, D
     # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches.
     # Measured (README): FD 11.6x/12.6x -> 6.9x/6.3x the floor at 1,000 steps, ~25% slower steps
@@ -111,34 +110,44 @@ class DCGANFamily(ModelFamily):
     def build_generator(self, config):
         from gankit_gan.model import Generator
 
+        _removed(config, "upsample", "convtranspose")
+
         return Generator(
             latent_dim=int(config["latent_dim"]),
             channels=int(config["channels"]),
             size=int(config["height"]),
             width=int(config["ngf"]),
             num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else 0,
-            upsample=config.get("upsample", "pixelshuffle"),
             cluster_sizes=self._sizes(config),
         )
 
     def build_discriminator(self, config):
         from gankit_gan.model import Discriminator
 
+        _removed(config, "d_condition", "projection")
+
         return Discriminator(
             channels=int(config["channels"]),
             size=int(config["height"]),
             width=int(config["ndf"]),
             num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else len(self._sizes(config)),
-            condition=config.get("d_condition", "projection"),
-            mbstd=bool(config.get("mbstd", True)),
             spectral_norm=bool(config.get("spectral_norm", False)),
             # BatchNorm couples the samples of a batch, which breaks the per-sample gradient
             # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
-            batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
+            batchnorm=config.get("loss") != "wgan-gp",
             class_head=bool(config.get("ac_weight")) and self.condition == "label",  # the trainer uses it only there
             extra_convs=_count(config, "d_extra_convs"),
             hidden=_count(config, "d_hidden"),
         )
+
+
+def _removed(config, key: str, only: str) -> None:
+    """Runs made before the experiment switch ``key`` was removed record its one remaining
+    value; any other value is refused in one line instead of silently ignored."""
+    if config.get(key, only) != only:
+        from gankit.errors import UsageError
+
+        raise UsageError(f"{key}={config[key]!r} is no longer available (only {only!r} is)")
 
 
 def _count(config, key: str) -> int:
