@@ -261,7 +261,7 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for noise and masks."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:
-    """Measure quality: judge accuracy, Frechet distance, coverage; PSNR/SSIM for inpainting."""
+    """Measure quality: judge accuracy, Frechet distance, class entropy; PSNR/SSIM for inpainting."""
     from gankit.evaluate import evaluate_target, format_report
 
     _positive("--samples", samples)

@@ -1,4 +1,4 @@
-"""Evaluation: judge determinism, Frechet distance, coverage, and the evaluate command."""
+"""Evaluation: judge determinism, Frechet distance, class entropy, and the evaluate command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from gankit.data import Dataset
 from gankit.plugins import load_dataset
-from gankit.evaluate.metrics import coverage, frechet_distance, psnr
+from gankit.evaluate.metrics import class_entropy, frechet_distance, psnr
 from tests.conftest import assert_one_line_error
 
 
@@ -22,10 +22,10 @@ def test_frechet_distance_identical_and_shifted():
     assert frechet_distance(a, b * 3) > same_dist + 10  # wider spread
 
 
-def test_coverage():
-    assert coverage(np.arange(1000) % 10, 10) == pytest.approx(1.0)
-    assert coverage(np.zeros(1000, int), 10) == pytest.approx(0.0)
-    half = coverage(np.arange(1000) % 5, 10)
+def test_class_entropy():
+    assert class_entropy(np.arange(1000) % 10, 10) == pytest.approx(1.0)
+    assert class_entropy(np.zeros(1000, int), 10) == pytest.approx(0.0)
+    half = class_entropy(np.arange(1000) % 5, 10)
     assert 0.6 < half < 0.75  # log 5 / log 10
 
 
@@ -75,7 +75,7 @@ def test_real_test_digits_score_like_real_data():
 
     rec = evaluate_generator(sample, ds, latent_dim=4, conditional=True, samples=1000)
     assert rec["conditional_accuracy"] == pytest.approx(rec["judge_test_accuracy"], abs=1e-6)
-    assert rec["fd"] < 1e-3 and rec["coverage"] > 0.99
+    assert rec["fd"] < 1e-3 and rec["class_entropy"] > 0.99
 
 
 def test_evaluate_run_and_model(tiny_runs, cli):
@@ -84,10 +84,10 @@ def test_evaluate_run_and_model(tiny_runs, cli):
     r = cli("evaluate", tiny_runs["cgan"]["onnx"], "--json", "--samples", "200")
     assert r.code == 0, r.err
     rec = json.loads(r.out)
-    for key in ("conditional_accuracy", "judge_test_accuracy", "fd", "fd_floor", "fd_ratio", "coverage",
+    for key in ("conditional_accuracy", "judge_test_accuracy", "fd", "fd_floor", "fd_ratio", "class_entropy",
                 "samples", "split", "judge_sha256", "seed"):
         assert key in rec
     assert rec["samples"] == 200 and rec["split"] == "test"
     r2 = cli("evaluate", tiny_runs["gan"]["run"], "--samples", "200")
-    assert r2.code == 0 and "coverage" in r2.out
+    assert r2.code == 0 and "class entropy" in r2.out
     assert_one_line_error(cli("evaluate", tiny_runs["gan"]["run"], "--samples", "0"), 2)

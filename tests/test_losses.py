@@ -317,17 +317,17 @@ def test_monitor_warns_once_when_d_saturates_and_again_after_recovery():
     assert not mon.warnings
 
 
-def test_monitor_warns_on_coverage_drop_and_low_diversity():
+def test_monitor_warns_on_class_entropy_drop_and_low_diversity():
     out = io.StringIO()
     mon = TrainingMonitor(get_loss("bce"), _Run(), None, stream=out)
-    mon.check_eval(100, {"kind": "generate", "coverage": 0.97, "diversity": 0.9})
+    mon.check_eval(100, {"kind": "generate", "class_entropy": 0.97, "diversity": 0.9})
     assert not mon.warnings
-    mon.check_eval(200, {"kind": "generate", "coverage": 0.70, "diversity": 0.3})
+    mon.check_eval(200, {"kind": "generate", "class_entropy": 0.70, "diversity": 0.3})
     kinds = {w["kind"] for w in mon.warnings}
-    assert kinds == {"coverage-drop", "coverage-low", "diversity-low"}
+    assert kinds == {"class_entropy-drop", "class_entropy-low", "diversity-low"}
     mon = TrainingMonitor(get_loss("bce"), _Run(), None, stream=io.StringIO())
-    mon.check_eval(100, {"kind": "generate", "coverage": 0.99, "conditional_accuracy": 0.95, "diversity": 0.8})
-    mon.check_eval(200, {"kind": "generate", "coverage": 0.99, "conditional_accuracy": 0.60, "diversity": 0.8})
+    mon.check_eval(100, {"kind": "generate", "class_entropy": 0.99, "conditional_accuracy": 0.95, "diversity": 0.8})
+    mon.check_eval(200, {"kind": "generate", "class_entropy": 0.99, "conditional_accuracy": 0.60, "diversity": 0.8})
     assert [w["kind"] for w in mon.warnings] == ["conditional_accuracy-drop"]
 
 

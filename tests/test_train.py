@@ -70,7 +70,7 @@ def test_evaluated_run_records_quality(tmp_path, plugin):
     recs = [json.loads(line) for line in (tmp_path / plugin / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in recs if "eval" in r]
     assert len(evals) == 2  # at step 1 (sample interval) and at the end
-    key = "conditional_accuracy" if plugin == "cgan" else "hole_psnr_db"
+    key = "conditional_accuracy" if plugin == "cgan" else "hole_psnr_rect_db"
     assert key in summary["eval"]
     assert (tmp_path / plugin / "quality.png").is_file()
 

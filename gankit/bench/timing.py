@@ -38,8 +38,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int = 4, budg
     """Time several functions in ``rounds`` alternating rounds (``budget_s`` per function in
     all) and pool each one's samples.
 
-    On a shared 2-core VM the machine's speed drifts by up to ~30% over tens of seconds;
-    timing backend A fully and then backend B puts that drift into the A/B ratio.
+    On a shared VM the machine's speed drifts over tens of seconds; timing backend A fully
+    and then backend B puts that drift into the A/B ratio.
     Alternating spreads it over every backend alike."""
     pooled: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(rounds):

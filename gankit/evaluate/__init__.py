@@ -1,7 +1,7 @@
 """``gankit evaluate``: measured quality, recorded with what was measured.
 
 For generators: the judge's conditional accuracy (next to its own accuracy on the real test
-split), class coverage, and the Frechet distance in judge-feature space between generated
+split), the normalised entropy of the predicted classes (``class_entropy``), and the Frechet distance in judge-feature space between generated
 samples and the test split (next to the floor: the same distance between as many real
 *train* images and the test split). For inpainting models: hole PSNR/L1 and SSIM next to
 classical baselines (see :mod:`gankit.evaluate.inpainting`).
@@ -59,7 +59,7 @@ def reference(dataset: Dataset) -> _Reference:
 def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, conditional: bool,
                        samples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Judge ``samples`` generated images against the dataset's test split."""
-    from gankit.evaluate.metrics import coverage, frechet_distance
+    from gankit.evaluate.metrics import class_entropy, frechet_distance
 
     t0 = time.perf_counter()
     ref = reference(dataset)
@@ -81,7 +81,7 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
         "seed": seed,
         "judge_sha256": ref.judge.sha256,
         "judge_test_accuracy": round(ref.test_accuracy, 4),
-        "coverage": round(coverage(pred, k), 4),
+        "class_entropy": round(class_entropy(pred, k), 4),
         "fd": round(fd, 4),
         "fd_floor": round(floor, 4),
         "fd_ratio": round(fd / max(floor, 1e-12), 3),
@@ -203,7 +203,7 @@ def format_report(rec: dict[str, Any]):
     t.add_column("real data", justify="right")
     if "conditional_accuracy" in rec:
         t.add_row("conditional accuracy", f"{rec['conditional_accuracy']:.4f}", f"{rec['judge_test_accuracy']:.4f} (judge on test)")
-    t.add_row("class coverage", f"{rec['coverage']:.4f}", "1.0000 (uniform)")
+    t.add_row("class entropy (normalised)", f"{rec['class_entropy']:.4f}", "1.0000 (uniform)")
     t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} (train vs test)")
     t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
     if "diversity" in rec:

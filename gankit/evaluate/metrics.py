@@ -1,4 +1,4 @@
-"""Metric functions: Frechet distance, class coverage, PSNR, SSIM. numpy/scipy/scikit-image."""
+"""Metric functions: Frechet distance, class entropy, PSNR, SSIM. numpy/scipy/scikit-image."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(fd, 0.0)
 
 
-def coverage(predictions: np.ndarray, num_classes: int) -> float:
-    """Normalised entropy of the predicted-class histogram: 1.0 = every class equally often."""
+def class_entropy(predictions: np.ndarray, num_classes: int) -> float:
+    """Normalised entropy of the predicted-class histogram: 1.0 = every class equally often,
+    0.0 = one class only. (Not the "coverage" of Naeem et al. 2020, which measures how much of
+    the real distribution the samples reach; records before this name used the key ``coverage``.)"""
     if num_classes <= 1:
         return 1.0
     counts = np.bincount(np.asarray(predictions, dtype=np.int64), minlength=num_classes).astype(np.float64)

@@ -8,7 +8,7 @@ writes gankit's metadata, runs ``onnx.checker``, and compares onnxruntime agains
 on fresh random inputs at two batch sizes. A file is only written (atomically) when every
 output matches within 1e-4; otherwise the export fails and says which output and by how much.
 
-The file contract is documented in DESIGN.md and README ("The ONNX file").
+The file contract is documented in the README ("The ONNX file").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def prepare_for_export(module):
 
 
 def metadata(family, config: dict[str, Any]) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file (DESIGN.md's contract, plus provenance)."""
+    """The ``metadata_props`` of an exported file (the README's file contract, plus provenance)."""
     return {
         "gankit.format": "1",
         "gankit.plugin": family.name,

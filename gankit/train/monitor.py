@@ -5,12 +5,12 @@ Two signals, both cheap and both already measured:
 - the discriminator's adversarial loss, averaged over each log interval: near zero (below
   the loss's ``saturated_below``) means D separates real from fake perfectly and G gets no
   useful gradient;
-- the judge metrics at each sample interval: class coverage falling (unconditional models
+- the judge metrics at each sample interval: class entropy falling (unconditional models
   producing a few classes only), conditional accuracy falling, or intra-class diversity
   (``diversity``: generated spread / real spread in judge features) far below 1.
 
 Each warning prints one line on stderr and is recorded in ``metrics.jsonl`` as an event;
-a warning is repeated only after its condition has cleared. The "low" checks (coverage,
+a warning is repeated only after its condition has cleared. The "low" checks (class entropy,
 diversity) start after the first 30% of the run: early samples are all alike anyway.
 """
 
@@ -24,7 +24,7 @@ REMEDY_MODES = "try --mode-seeking 0.01, --loss hinge or wgan-gp, --diffaug, or 
 
 
 class TrainingMonitor:
-    COVERAGE_MIN = 0.85
+    CLASS_ENTROPY_MIN = 0.85
     DROP = 0.10
     DIVERSITY_MIN = 0.5
     PATIENCE = 2  # consecutive log intervals with a saturated D before warning
@@ -67,7 +67,7 @@ class TrainingMonitor:
         if not rec or rec.get("kind") != "generate":
             return
         conditional = "conditional_accuracy" in rec
-        watched = ["conditional_accuracy"] if conditional else ["coverage"]
+        watched = ["conditional_accuracy"] if conditional else ["class_entropy"]
         for key in watched:
             value = float(rec[key])
             best = self.best.get(key, value)
@@ -80,12 +80,12 @@ class TrainingMonitor:
         if step < self.SETTLE * self.total_steps:
             return
         if not conditional:
-            cov = float(rec["coverage"])
-            if cov < self.COVERAGE_MIN:
-                self._warn("coverage-low", step, f"class coverage {cov:.3f} < {self.COVERAGE_MIN}: the generator "
+            cov = float(rec["class_entropy"])
+            if cov < self.CLASS_ENTROPY_MIN:
+                self._warn("class_entropy-low", step, f"class entropy {cov:.3f} < {self.CLASS_ENTROPY_MIN}: the generator "
                                                  f"makes only some classes (mode collapse); {REMEDY_MODES}")
             else:
-                self._clear("coverage-low")
+                self._clear("class_entropy-low")
         div = rec.get("diversity")
         if div is not None:
             if float(div) < self.DIVERSITY_MIN:

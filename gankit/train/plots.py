@@ -48,7 +48,13 @@ def plot_quality(run: RunDir) -> str | None:
     if not recs:
         return None
     plt = _plt()
-    keys = [k for k in ("conditional_accuracy", "coverage", "fd_ratio", "hole_psnr_db") if k in recs[-1]["eval"]]
+    # runs recorded before the renames used "coverage" and "hole_psnr_db": still plotted
+    for r in recs:
+        ev = r["eval"]
+        for old, new in (("coverage", "class_entropy"), ("hole_psnr_db", "hole_psnr_rect_db")):
+            if old in ev and new not in ev:
+                ev[new] = ev[old]
+    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db") if k in recs[-1]["eval"]]
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), dpi=100, squeeze=False)

@@ -307,8 +307,9 @@ class Trainer:
         out = {"d_loss": float(adv_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
         out.update(stats)
         out.update({k: float(v.detach()) for k, v in extra.items()})
-        out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
-        out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
+        # raw logits: a sigmoid "probability" means something only for the BCE losses
+        out["d_real_logit"] = float(d_real.detach().mean())
+        out["d_fake_logit"] = float(d_fake.detach().mean())
         return out
 
     def _class_logits(self):

@@ -17,18 +17,17 @@ DEFAULTS = {
     "ngf": 32,
     "ndf": 32,
     # one 3x3 convolution (64 -> 128 channels) after D's last downsampling: without labels, D
-    # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches.
-    # Measured (README): FD 11.6x/12.6x -> 6.9x/6.3x the floor at 1,000 steps, ~25% slower steps
+    # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches
+    # (its effect on FD and step time: benchmarks/RESULTS.md)
     "d_extra_convs": 1,
     # one hidden fully-connected layer (LeakyReLU) between D's features and its logit: a linear
     # logit can only weigh features one by one, so it cannot tell a set of digits that wander a
     # pixel or two about the centre from a centred set with the same average (a spread, not a
-    # mean). Measured (README): FD 6.9x -> 4.8x the floor at 1,000 steps (1 thread, seed 0)
+    # mean)
     "d_hidden": 256,
     # k-means clusters of the training images as pseudo-labels (gankit_gan.clusters): G and D
     # are conditioned on them like the cgan on its classes, and G reads its cluster from z.
-    # No labels are used. Measured (README): FD 4.9x -> 2.0x / 2.3x the floor (seeds 0 / 1), in
-    # 600 steps instead of 1,000; 1-thread runs: 20 clusters 5.2x, 40 3.5x, 80 2.6x, 160 3.2x
+    # No labels are used. The count was chosen by measurement (benchmarks/RESULTS.md)
     "clusters": 120,
     # mode seeking (MSGAN) against sameness within a cluster, as in the cgan
     "mode_seeking": 0.3,
@@ -36,7 +35,6 @@ DEFAULTS = {
     "batch_size": 64,
     # 5x DCGAN's 2e-4, falling linearly to 0 over the second half: in a short budget the
     # higher rate gets the shapes right sooner and the decay anneals the noise it brings
-    # (measured, README: coverage 0.93 -> 0.985, FD 24.2x -> 8.8x the floor at 1,000 steps)
     "lr_g": 1e-3,
     "lr_d": 1e-3,
     "lr_decay": [300, 600],
@@ -44,7 +42,7 @@ DEFAULTS = {
     "beta2": 0.999,
     "loss": "bce",
     "ema": 0.999,
-    "channels_last": True,  # NHWC: oneDNN's faster convolution kernels, 1.14x per training step here
+    "channels_last": True,  # NHWC: oneDNN's faster convolution kernels (speed-up: benchmarks/RESULTS.md)
 }
 
 

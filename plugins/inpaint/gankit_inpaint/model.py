@@ -30,8 +30,8 @@ def _act() -> nn.Module:
 
 def _block(conv: nn.Module, cout: int) -> nn.Sequential:
     """conv -> BatchNorm -> LeakyReLU. BatchNorm keeps activations at a fixed scale (without it
-    they grew ~100x per layer and training blew up near step 750); the exporter folds it into
-    the conv, so it costs nothing at inference."""
+    they grew layer by layer until training blew up); the exporter folds it into the conv, so it
+    costs nothing at inference."""
     return nn.Sequential(conv, nn.BatchNorm2d(cout), _act())
 
 
@@ -44,7 +44,7 @@ def _biharmonic_steps(filled, mask, steps, tau=1.0):
     ``L u = box3x3(u) - u`` is a 9-point Laplacian (borders average only the pixels that
     exist), so ``L(L u)`` is a biharmonic operator; its eigenvalues lie in [0, 16/9], so a
     step of 1 is stable. Built from AveragePool, which every ONNX backend runs fast (a 5x5
-    depthwise stencil ran 4-6x slower in onnxruntime). Pixels outside the hole never
+    depthwise stencil ran several times slower in onnxruntime, RESULTS.md). Pixels outside the hole never
     change. A harmonic fill is flat at the hole's border; this one carries the
     surroundings' gradients and curvature into the hole, like
     ``skimage.restoration.inpaint_biharmonic``.
