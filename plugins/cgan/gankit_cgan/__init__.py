@@ -1,9 +1,12 @@
-"""gankit plugin ``cgan``: class-conditional GAN (Mirza & Osindero, 2014) on DCGAN blocks.
+"""gankit plugin ``cgan``: a preset of the ``gan`` plugin, not a model of its own.
 
-The generator receives the label as an embedding joined with z; the discriminator is a
-projection discriminator (Miyato & Koyama, 2018) by default (``d_condition="concat"`` feeds
-the label as one-hot input channels instead), with AC-GAN's auxiliary class head on top (Odena
-et al., 2017; ``ac_weight``). Ask it for a "7" and you get a 7.
+It registers :class:`gankit_gan.DCGANFamily` (the same generator, discriminator and training
+code as ``gan``; this distribution depends on ``gankit-gan``) with ``condition="label"`` and
+the defaults below: a class-conditional GAN (Mirza & Osindero, 2014) whose generator receives
+the label as an embedding joined with z, judged by a projection discriminator (Miyato &
+Koyama, 2018) with AC-GAN's auxiliary class head (Odena et al., 2017; ``ac_weight``). Ask it
+for a "7" and you get a 7. A change to the model belongs in ``gankit_gan``; only the recipe
+lives here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from gankit_gan import DEFAULTS, DCGANFamily
 
 __version__ = "0.1.0"
 
-# Why these differ from gan's (the measurements behind each are in benchmarks/RESULTS.md):
+# gan's defaults, changed where a labelled recipe wants otherwise. Why they differ (the measurements behind each are in benchmarks/RESULTS.md):
 # mode seeking cures the intra-class collapse behind the Frechet distance; AC-GAN's auxiliary
 # classifier keeps each class legible while mode seeking spreads it, so both stay on for the
 # whole run. D judges unaugmented images through a 512-unit hidden layer: DiffAugment's
