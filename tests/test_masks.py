@@ -17,8 +17,10 @@ def test_rectangles(n, h, w, seed):
     m = masks.rectangles(n, h, w, seed=seed)
     assert m.shape == (n, 1, h, w) and m.dtype == np.float32
     assert set(np.unique(m)) <= {0.0, 1.0}
-    frac = m.mean(axis=(1, 2, 3))
-    assert (frac > 0).all() and (frac <= 0.5 * 2 + 1e-6).all()
+    # one or two rectangles, each side a quarter to a half of the image's (rounded to pixels)
+    holes = m.sum(axis=(1, 2, 3))
+    assert (holes >= max(1, round(h / 4)) * max(1, round(w / 4))).all()
+    assert (holes <= 2 * round(h / 2 + 0.5) * round(w / 2 + 0.5)).all()
     assert np.array_equal(m, masks.rectangles(n, h, w, seed=seed))
 
 
