@@ -91,3 +91,22 @@ def test_evaluate_run_and_model(tiny_runs, cli):
     r2 = cli("evaluate", tiny_runs["gan"]["run"], "--samples", "200")
     assert r2.code == 0 and "class entropy" in r2.out
     assert_one_line_error(cli("evaluate", tiny_runs["gan"]["run"], "--samples", "0"), 2)
+
+
+@pytest.mark.parametrize("plugin", ["cgan", "inpaint"])
+def test_evaluating_a_run_and_its_exported_file_agree(tiny_runs, plugin):
+    """The same weights through PyTorch (run directory) and onnxruntime (exported file), same
+    seed and samples: the same metrics up to the exporter's 1e-4 parity."""
+    from gankit.evaluate import evaluate_target
+
+    run = evaluate_target(tiny_runs[plugin]["run"], samples=200, seed=3)
+    onnx = evaluate_target(tiny_runs[plugin]["onnx"], samples=200, seed=3)
+    assert run["source"]["run"] and onnx["source"]["model"]
+    if plugin == "inpaint":
+        for kind in ("rect", "strokes"):
+            a, b = run["results"][kind]["model"], onnx["results"][kind]["model"]
+            assert a["hole_psnr_db"] == pytest.approx(b["hole_psnr_db"], abs=0.01) and a["ssim"] == pytest.approx(b["ssim"], abs=1e-3)
+    else:
+        assert run["conditional_accuracy"] == pytest.approx(onnx["conditional_accuracy"], abs=1 / 200)
+        assert run["class_entropy"] == pytest.approx(onnx["class_entropy"], abs=0.01)
+        assert run["fd"] == pytest.approx(onnx["fd"], rel=1e-3)
