@@ -106,7 +106,8 @@ def test_config_files_toml_and_a_runs_own_config_reproduce_the_run(cli, tmp_path
 
 
 def test_family_keys_are_typed_by_their_defaults_and_bounded_by_config_keys():
-    from gankit.config import Key, schema_for
+    from gankit.config import Key
+    from gankit.train.config import schema_for
     from gankit.errors import UsageError
     from gankit.family import ModelFamily
 

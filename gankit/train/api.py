@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gankit.devices import check_device
 from gankit.errors import GankitError, UsageError
 from gankit.train.run import RunDir, config_hash, default_run_dir
 
@@ -139,7 +140,7 @@ def train(
 
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
                   export_path, overwrite, created, ckpt) -> dict[str, Any]:
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, schema_for
     from gankit.train.run import remove_stale_temporaries
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gankit.data import Dataset
+from gankit.devices import resolve_device  # noqa: F401 - also imported from here
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train import rng as rng_state
@@ -42,20 +43,6 @@ class TrainResult:
     last: dict[str, float] = field(default_factory=dict)
     final_eval: dict[str, Any] | None = None
     checkpoint: str = ""
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    from gankit.errors import UsageError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return name
 
 
 class Trainer:
@@ -307,8 +294,9 @@ class Trainer:
         out = {"d_loss": float(adv_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
         out.update(stats)
         out.update({k: float(v.detach()) for k, v in extra.items()})
-        out["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
-        out["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
+        # raw logits: a sigmoid "probability" means something only for the BCE losses
+        out["d_real_logit"] = float(d_real.detach().mean())
+        out["d_fake_logit"] = float(d_fake.detach().mean())
         return out
 
     def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake) -> RegularizerContext:

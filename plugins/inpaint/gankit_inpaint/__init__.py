@@ -86,7 +86,7 @@ def register_families(register):
             name="inpaint",
             task="inpaint",
             condition="masked-image",
-            description="GAN inpainting: U-Net generator, PatchGAN discriminator, adversarial + L1",
+            description="GAN inpainting: U-Net generator, PatchGAN discriminator, adversarial + L1 + L2 on the hole",
             defaults=dict(DEFAULTS),
             data_defaults={k: dict(v) for k, v in DATA_DEFAULTS.items()},
         )
