@@ -126,7 +126,9 @@ def test_data_defaults_apply_per_dataset_and_options_still_win():
     photos = SimpleNamespace(shape=(3, 64, 64), num_classes=0, class_names=[])
     digits = SimpleNamespace(shape=(1, 28, 28), num_classes=10, class_names=[str(i) for i in range(10)])
     kw = dict(seed=0, device="cpu")
-    assert build_config(family, photos, data="photos", overrides={}, **kw)["coarse_fill"] == "biharmonic"
-    assert build_config(family, digits, data="mnist5k", overrides={}, **kw)["coarse_fill"] == "none"
-    over = build_config(family, photos, data="photos", overrides={"coarse_fill": "none", "steps": 7}, **kw)
-    assert (over["coarse_fill"], over["steps"]) == ("none", 7)
+    per_photos, default = family.data_defaults["photos"]["coarse_fill"], family.defaults["coarse_fill"]
+    assert per_photos != default  # otherwise this test could not tell the two apart
+    assert build_config(family, photos, data="photos", overrides={}, **kw)["coarse_fill"] == per_photos
+    assert build_config(family, digits, data="mnist5k", overrides={}, **kw)["coarse_fill"] == default
+    over = build_config(family, photos, data="photos", overrides={"coarse_fill": default, "steps": 7}, **kw)
+    assert (over["coarse_fill"], over["steps"]) == (default, 7)

@@ -189,7 +189,7 @@ def test_each_roll_back_halves_the_learning_rate_again(tmp_path, monkeypatch):
 def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra):
     """d_extra_convs adds 3x3 stride-1 convolutions after the last downsampling, doubling the
     channels each time; D still gives one logit per image and passes gradients to its input.
-    The gan default uses one, the cgan default none."""
+    """
     import torch
     from torch import nn
 
@@ -209,7 +209,6 @@ def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra
     assert out.shape == (4,)
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    assert fam.defaults["d_extra_convs"] == 1 and get_family("cgan").defaults["d_extra_convs"] == 0
 
 
 @pytest.mark.parametrize("plugin,hidden", [("gan", 0), ("gan", 64), ("cgan", 0), ("cgan", 64)])
@@ -227,7 +226,6 @@ def test_discriminator_hidden_layer_feeds_logit_projection_and_class_head(plugin
     cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"d_hidden": hidden})
     D = fam.build_discriminator(cfg)
     width = hidden or D.fc.in_features
-    assert get_family("gan").defaults["d_hidden"] == 256 and get_family("cgan").defaults["d_hidden"] == 512
     assert (D.head is not None) == bool(hidden)
     if hidden:
         assert D.head[0].out_features == hidden and D.fc.in_features == hidden
