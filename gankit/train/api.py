@@ -141,7 +141,7 @@ def train(
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
                   export_path, overwrite, created, ckpt) -> dict[str, Any]:
     from gankit.plugins import load_dataset
-    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, schema_for
+    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for
     from gankit.train.run import remove_stale_temporaries
 
     plugin = family.name
@@ -170,6 +170,10 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
             raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
         config = build_config(family, dataset, overrides=merged, sources=sources)
         if resume:
+            gone = obsolete_keys(old_config, config)
+            if gone:
+                print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
+                      "resuming without them", file=sys.stderr)
             changed = changed_keys(family, old_config, config)
             if changed and not force:
                 raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "

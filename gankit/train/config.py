@@ -149,12 +149,17 @@ def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     defaults = schema.defaults()
     out = []
     for k in sorted(set(old) | set(new)):
-        if k in volatile:
+        if k in volatile or k not in new:  # a key this gankit no longer has: see obsolete_keys
             continue
         a, b = old.get(k, defaults.get(k)), new.get(k, defaults.get(k))
         if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
             out.append(k)
     return out
+
+
+def obsolete_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys an older run's config has that this gankit no longer uses (they are dropped on resume)."""
+    return sorted(k for k in old if k not in new and k not in DERIVED_KEYS)
 
 
 def describe_keys(family) -> list[dict[str, Any]]:

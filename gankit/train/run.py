@@ -24,6 +24,7 @@ import json
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,9 +226,12 @@ def load_run_generator(run_dir: str | os.PathLike, family=None):
     config = run.read_config()
     if family is None:
         family = get_family(config.get("plugin", "?"))
-    latest = ckpt.latest(run.checkpoints)
+    latest, skipped = ckpt.newest_usable(run.checkpoints)
     if latest is None:
-        raise UsageError(f"{run.path} has no readable checkpoint")
+        why = "; ".join(skipped) if skipped else "no checkpoint was saved"
+        raise UsageError(f"{run.path} has no usable checkpoint: {why}")
+    for reason in skipped:  # an older step is used: say so, once per damaged file
+        print(f"warning: {reason}; using the older step {latest.step}", file=sys.stderr)
     G = family.build_generator(config)
     state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
     try:

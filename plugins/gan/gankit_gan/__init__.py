@@ -51,10 +51,8 @@ class DCGANFamily(ModelFamily):
         "latent_dim": Key(int, ge=1, le=4096, help="length of the noise vector z"),
         "ngf": Key(int, ge=1, le=4096, help="generator width (channels of its last hidden layer)"),
         "ndf": Key(int, ge=1, le=4096, help="discriminator width (channels of its first layer)"),
-        "upsample": Key(str, choices=("convtranspose", "pixelshuffle"), help="generator upsampling layer"),
         "d_extra_convs": Key(int, ge=0, le=8, help="extra 3x3 convolutions after D's last downsampling"),
         "d_hidden": Key(int, ge=0, le=65536, help="units of D's hidden layer before its outputs (0 = none)"),
-        "d_condition": Key(str, "projection", choices=("projection", "concat"), help="how D sees the label"),
         "clusters": Key(int, ge=0, le=10000, help="k-means clusters of the data as pseudo-labels (0 = off)"),
     }
 
