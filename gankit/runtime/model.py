@@ -151,11 +151,12 @@ class GankitModel:
         return np.concatenate(outs)
 
     def generate(self, n: int, labels: Any = None, seed: int | None = None, *, as_pil: bool = False,
-                 batch_size: int = MAX_BATCH):
+                 batch_size: int = MAX_BATCH, truncation: float | None = None):
         """``n`` images as uint8 ``[n, H, W, C]`` (or a list of PIL images with ``as_pil=True``).
 
         ``labels``: one class (index or name) for all, a sequence of ``n``, or None (cycles
         through the classes for a conditional model). ``seed`` fixes the noise.
+        ``truncation``: psi for files with a truncation input (stylegan); None = the file's 1.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
             raise RuntimeInputError(f"n must be a positive integer, got {n!r}")
@@ -163,8 +164,26 @@ class GankitModel:
             raise RuntimeInputError(f"batch_size must be positive, got {batch_size}")
         lab = self._labels(int(n), labels)
         z = np.random.default_rng(seed).standard_normal((int(n), self.latent_dim)).astype(np.float32)
-        images = _to_uint8_hwc(self.run_raw(z, lab, batch_size))
+        if truncation is None:
+            raw = self.run_raw(z, lab, batch_size)
+        else:
+            from gankit.runtime.latent import run_latent
+
+            raw = run_latent(self, z, lab, truncation=truncation, batch_size=batch_size)
+        images = _to_uint8_hwc(raw)
         return _as_pil(images) if as_pil else images
+
+    def mix(self, rows: int = 4, cols: int = 6, **options: Any) -> np.ndarray:
+        """Style-mixing grid (coarse styles from the rows, fine from the columns): see :func:`gankit.runtime.latent.mix`."""
+        from gankit.runtime.latent import mix
+
+        return mix(self, rows, cols, **options)
+
+    def interpolate(self, frames: int = 48, **options: Any) -> np.ndarray:
+        """A smooth latent walk, uint8 ``[frames, H, W, C]``: see :func:`gankit.runtime.latent.interpolate`."""
+        from gankit.runtime.latent import interpolate
+
+        return interpolate(self, frames, **options)
 
     # -- inpaint -------------------------------------------------------------------------
     def run_raw_inpaint(self, images: np.ndarray, masks: np.ndarray, batch_size: int = MAX_BATCH) -> np.ndarray:
