@@ -241,7 +241,9 @@ class SynthesisNetwork(nn.Module):
         self.num_layers = len(self.layers)
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+        # a copy, not an expand view: a view of a parameter made under no_grad still "requires
+        # grad" without a grad_fn, which autograd hooks (e.g. torch's FLOP counter) refuse
+        x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
         img = None
         r = 0
         for i, layer in enumerate(self.layers):
