@@ -304,3 +304,16 @@ def test_conformance_kit(gankit_check, name, shape):
                           overrides={**SMALL, "r1_every": 1, "pl_weight": 2.0, "pl_every": 1})
     assert report.passed == ["contract", "forward", "train", "export", "runtime"]
     assert "r1_lazy" in report.losses and "path_length" in report.losses
+
+
+def test_generator_runs_under_torchs_flop_counter():
+    # gankit bench counts FLOPs with torch's FlopCounterMode under no_grad; a view of a parameter
+    # made there (the learned constant, expanded) once broke its autograd hooks
+    from torch.utils.flop_counter import FlopCounterMode
+
+    family, config = _config()
+    G = family.build_generator(config).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        G(torch.randn(2, config["latent_dim"]))
+    assert counter.get_total_flops() > 0
