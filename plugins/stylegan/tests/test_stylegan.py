@@ -317,3 +317,23 @@ def test_generator_runs_under_torchs_flop_counter():
     with counter, torch.no_grad():
         G(torch.randn(2, config["latent_dim"]))
     assert counter.get_total_flops() > 0
+
+
+def test_bench_quantises_a_copy_with_the_defaults_as_constants(exported, tmp_path):
+    import shutil
+
+    import onnx
+
+    from gankit.bench.core import _defaults_as_constants
+
+    family, config, G, path = exported
+    copy = tmp_path / "m.onnx"
+    shutil.copy(path, copy)
+    const = _defaults_as_constants(copy)
+    required = ["z", "label"] if family.condition == "label" else ["z"]
+    assert const != copy and [i.name for i in onnx.load(str(const)).graph.input] == required
+    feed = {"z": np.random.default_rng(0).standard_normal((3, config["latent_dim"])).astype(np.float32)}
+    if family.condition == "label":
+        feed["label"] = np.arange(3, dtype=np.int64)
+    assert np.abs(_session(const).run(None, feed)[0] - _session(copy).run(None, feed)[0]).max() <= 1e-6
+    assert _defaults_as_constants(const) == const  # nothing left to fold: the file itself
