@@ -23,7 +23,7 @@ def main() -> None:
 
     from gankit.data import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir, config_hash
     from gankit.train.trainer import Trainer
 

@@ -147,7 +147,7 @@ def train_cmd(
     if list_keys:
         _list_keys(plugin)
         return
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     overrides = parse_sets(set_)
     for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1),

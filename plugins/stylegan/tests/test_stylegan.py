@@ -279,7 +279,7 @@ def test_cli_mix_interpolate_and_bad_input(exported, tmp_path, capsys):
 def test_resume_is_bit_identical(tmp_path):
     from safetensors.numpy import load_file
 
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     # lazy R1 every 2 D iterations and path length every 2 steps: the stop at step 3 falls between
     common = dict(plugin="stylegan", batch_size=8, evaluate=False, export=False, quiet=True, device="cpu",
