@@ -4,6 +4,9 @@ Every command imports torch (or onnxruntime) inside its body, so ``gankit --help
 ``gankit plugins`` start instantly. Errors the user can fix print one line on stderr and
 exit with code 2; internal failures we can describe exit with 1; tracebacks only with
 ``GANKIT_DEBUG=1``.
+
+Over 400 lines on purpose: every command's options and help text live here, so ``--help``
+reads as one document; the bodies delegate to the modules that do the work.
 """
 
 from __future__ import annotations
