@@ -73,6 +73,25 @@ class StyleGANFamily(ModelFamily):
 
         return Discriminator(self._config(config))
 
+    def export_module(self, generator, config):
+        """A copy whose graph OpenCV's classic ONNX importer loads (each module's ``portable``
+        says what it swaps): no Shape of the dynamic batch (the learned constant broadcasts
+        instead of repeating), no ReduceMean on a 2-D batch (a matmul with 1/C), no GatherND (the
+        label embedding as a Gather), no two-axis Unsqueeze (a Reshape), no Where or stacked
+        [N, layers, w] styles (per-layer 0/1 mixing), no Reshape of the scalar defaults.
+
+        The same numbers up to float summation order (the z^2 mean; under 1e-5 on the images,
+        plugins/stylegan/tests), and the training module keeps its ops, so training and seeded
+        results do not change.
+        """
+        import copy
+
+        generator = copy.deepcopy(generator)
+        for m in generator.modules():
+            if hasattr(type(m), "portable"):
+                m.portable = True
+        return generator
+
     # -- the exported file's optional inputs (gankit.family's export hooks) ----------------
     def export_optional_inputs(self, config, batch, seed=0):
         """Example values of ``z2``, ``crossover`` and ``truncation`` for tracing and parity checks."""

@@ -23,8 +23,21 @@ from torch import nn
 SQRT2 = math.sqrt(2.0)
 
 
-def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale each row to unit mean square (StyleGAN's "pixel norm" of z and of embeddings)."""
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8, *, portable: bool = False) -> torch.Tensor:
+    """Scale each row to unit mean square (StyleGAN's "pixel norm" of z and of embeddings).
+
+    ``portable`` (the export copy's, see ``portable`` below) takes the mean as a product with a
+    column of 1/C: OpenCV's classic ONNX importer has no shape for a 2-D tensor with a dynamic
+    batch and refuses a ReduceMean on it, and it folds a constant input (the file's default
+    z2) through Reshape without resolving the -1, so neither a plain nor a reshaped mean loads.
+    The product is the same mean up to float rounding (summation order). It also floors the
+    mean at ``eps`` instead of adding it: torch's ONNX optimiser drops an Add of 1e-8 as if it
+    were 0, which made an all-zero row (the file's default z2) NaN; the two agree exactly
+    whenever the mean is at least 0.25 (1e-8 is then under half a float32 ulp).
+    """
+    if portable:
+        ms = x.square() @ torch.full((x.shape[1], 1), 1.0 / x.shape[1], dtype=x.dtype, device=x.device)
+        return x * ms.clamp_min(eps).rsqrt()
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
@@ -88,7 +101,8 @@ class Upsample2x(nn.Module):
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
-                     padding: int = 0, upsample: Upsample2x | None = None, eps: float = 1e-8) -> torch.Tensor:
+                     padding: int = 0, upsample: Upsample2x | None = None, eps: float = 1e-8,
+                     portable: bool = False) -> torch.Tensor:
     """StyleGAN2's modulated convolution in its non-fused form.
 
     ``x`` [N, Cin, H, W], ``weight`` [Cout, Cin, k, k] (already scaled), ``styles`` [N, Cin].
@@ -98,19 +112,27 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     output channel by its demodulation coefficient is the same computation, and every step
     is batch-agnostic. Demodulation divides output channel o of sample n by
     ``sqrt(sum_{i,k} (w[o,i,k] * s[n,i])^2)``, computed as ``s^2 @ sum_k w^2``.
+
+    ``portable`` (export) makes [N, C] -> [N, C, 1, 1] a Reshape to a constant shape instead of
+    an Unsqueeze of two axes, which OpenCV's classic ONNX importer does not implement (same numbers).
     """
-    x = x * styles[:, :, None, None]
+    def per_channel(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, t.shape[1], 1, 1) if portable else t[:, :, None, None]
+
+    x = x * per_channel(styles)
     if upsample is not None:  # per-channel scaling commutes with the depthwise FIR
         x = upsample(x)
     x = F.conv2d(x, weight, padding=padding)
     if demodulate:
         coef = (styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps).rsqrt()  # [N, Cout]
-        x = x * coef[:, :, None, None]
+        x = x * per_channel(coef)
     return x
 
 
 class ModulatedConv(nn.Module):
     """A modulated convolution with its own style affine (w -> per-input-channel scales, bias 1)."""
+
+    portable = False  # True on the export copy (StyleGANFamily.export_module): see modulated_conv2d
 
     def __init__(self, cin: int, cout: int, kernel: int, w_dim: int, *, demodulate: bool = True, up: bool = False):
         super().__init__()
@@ -122,7 +144,8 @@ class ModulatedConv(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w)
         weight = self.weight * self.gain
-        return modulated_conv2d(x, weight, styles, demodulate=self.demodulate, padding=self.padding, upsample=self.up)
+        return modulated_conv2d(x, weight, styles, demodulate=self.demodulate, padding=self.padding, upsample=self.up,
+                                portable=self.portable)
 
 
 class SynthesisLayer(nn.Module):
@@ -188,6 +211,8 @@ class MappingNetwork(nn.Module):
     broadcast against a batch of labels in the exported graph.
     """
 
+    portable = False  # True on the export copy (StyleGANFamily.export_module): see normalize_2nd_moment
+
     def __init__(self, z_dim: int, w_dim: int, layers: int, num_classes: int, lr_mul: float = 0.01):
         super().__init__()
         self.num_classes = num_classes
@@ -198,9 +223,12 @@ class MappingNetwork(nn.Module):
         self.rest = nn.ModuleList(EqualLinear(w_dim, w_dim, lr_mul=lr_mul, activate=True) for _ in range(layers - 1))
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.fc_z(normalize_2nd_moment(z))
+        x = self.fc_z(normalize_2nd_moment(z, portable=self.portable))
         if self.num_classes:
-            x = x + self.fc_y(normalize_2nd_moment(self.embed[label]))
+            # portable: F.embedding exports as Gather, indexing a parameter as GatherND, which
+            # OpenCV's classic importer refuses (same rows either way)
+            e = F.embedding(label, self.embed) if self.portable else self.embed[label]
+            x = x + self.fc_y(normalize_2nd_moment(e, portable=self.portable))
         x = lrelu(x)
         for layer in self.rest:
             x = layer(x)
@@ -213,6 +241,8 @@ class SynthesisNetwork(nn.Module):
     ``ws`` [N, num_layers, w_dim]: one w per conv layer; each resolution's toRGB uses the w
     of that resolution's last conv.
     """
+
+    portable = False  # True on the export copy (StyleGANFamily.export_module): see forward
 
     def __init__(self, config: dict):
         super().__init__()
@@ -241,15 +271,22 @@ class SynthesisNetwork(nn.Module):
         self.num_layers = len(self.layers)
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        # a copy, not an expand view: a view of a parameter made under no_grad still "requires
-        # grad" without a grad_fn, which autograd hooks (e.g. torch's FLOP counter) refuse
-        x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+        if self.portable:
+            # export: the first modulated conv multiplies x by the [N, C] styles, which broadcasts
+            # a batch-1 constant to N with the same numbers; repeat(ws.shape[0]) would put a
+            # Shape op on the dynamic batch in the graph, which OpenCV's classic importer refuses
+            x = self.const.unsqueeze(0)
+        else:
+            # a copy, not an expand view: a view of a parameter made under no_grad still "requires
+            # grad" without a grad_fn, which autograd hooks (e.g. torch's FLOP counter) refuse
+            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
         img = None
         r = 0
         for i, layer in enumerate(self.layers):
-            x = layer(x, ws[:, i])
+            w = ws[i] if isinstance(ws, list) else ws[:, i]  # a list: Generator.layer_styles
+            x = layer(x, w)
             if r < len(self.rgb_layer) and self.rgb_layer[r] == i:
-                y = self.to_rgb[r](x, ws[:, i])
+                y = self.to_rgb[r](x, w)
                 img = y if img is None else self.ups[r - 1](img) + y
                 r += 1
         return torch.tanh(img)
@@ -265,6 +302,8 @@ class Generator(nn.Module):
       probability ``mixing_prob``, mixes each sample with a random second z at a random layer
       (style-mixing regularisation), drawing from torch's global generator (checkpointed).
     """
+
+    portable = False  # True on the export copy (StyleGANFamily.export_module): see layer_styles
 
     def __init__(self, config: dict):
         super().__init__()
@@ -304,7 +343,37 @@ class Generator(nn.Module):
             ws = self.w_avg + psi * (ws - self.w_avg)
         return ws
 
+    def layer_styles(self, z, label=None, z2=None, crossover=None, truncation=None) -> list[torch.Tensor]:
+        """The export copy's :meth:`styles` (eval mode): one [N, w_dim] w per layer, same numbers.
+
+        OpenCV's classic ONNX importer cannot broadcast [N, 1, w_dim] against [1, layers, 1]
+        (a Where or a product), so the layers' w's are never stacked: each one mixes w and w2
+        with a 0/1 factor, ``w * m + w2 * (1 - m)``, which is w or w2 exactly (for finite w's),
+        then truncates as :meth:`styles` does. A scalar crossover or psi (the file's) is used as
+        it is: the importer folds a Reshape of a constant to [-1, 1] without resolving the -1.
+        """
+        def column(t):  # scalar stays scalar, [N] -> [N, 1]
+            return t if not isinstance(t, torch.Tensor) or t.dim() == 0 else t.reshape(-1, 1)
+
+        w = self.mapping(z, label)
+        w2 = self.mapping(z2, label) if z2 is not None else None
+        cut = column(crossover if crossover is not None else self.num_layers)
+        psi = column(truncation)
+        psi = psi.to(w.dtype) if isinstance(psi, torch.Tensor) else psi
+        out = []
+        for i in range(self.num_layers):
+            wi = w
+            if w2 is not None:
+                m = torch.as_tensor(cut > i).to(w.dtype)
+                wi = w * m + w2 * (1 - m)
+            if psi is not None:
+                wi = self.w_avg + psi * (wi - self.w_avg)
+            out.append(wi)
+        return out
+
     def forward(self, z, label=None, z2=None, crossover=None, truncation=None) -> torch.Tensor:
+        if self.portable and not self.training:
+            return self.synthesis(self.layer_styles(z, label, z2, crossover, truncation))
         return self.synthesis(self.styles(z, label, z2, crossover, truncation))
 
 

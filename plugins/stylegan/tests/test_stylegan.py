@@ -182,6 +182,33 @@ def test_crossover_after_the_last_layer_equals_plain_generation(exported):
     assert np.abs(mid - ref).max() <= 1e-4
 
 
+def test_export_copy_computes_what_training_computes_in_ops_opencv_classic_loads(exported):
+    """export_module swaps ops (see the ``portable`` attributes) only on a copy; the file has none
+    of the ops OpenCV's classic importer refuses on a dynamic batch (tests/test_onnx_consumers.py
+    runs it)."""
+    import onnx
+
+    family, config, G, path = exported
+    E = family.export_module(G, config).eval()
+    assert E is not G and not any(getattr(m, "portable", False) for m in G.modules())
+    g = torch.Generator().manual_seed(5)
+    worst = 0.0
+    for batch in (1, 3, 8):
+        feed = {"z": torch.randn(batch, config["latent_dim"], generator=g)}
+        if family.condition == "label":
+            feed["label"] = torch.randint(0, 4, (batch,), generator=g)
+        z2 = torch.randn(batch, config["latent_dim"], generator=g)
+        for extra in ({}, {"truncation": torch.tensor(0.5)}, {"z2": z2, "crossover": torch.tensor(2)},
+                      {"z2": z2, "crossover": torch.tensor(0), "truncation": torch.tensor(0.7)},
+                      {"z2": torch.zeros(1, config["latent_dim"]), "crossover": torch.tensor(G.num_layers)}):
+            with torch.no_grad():
+                worst = max(worst, float((G(**feed, **extra) - E(**feed, **extra)).abs().max()))
+    # the mean of z^2 is a matmul in the copy (another summation order): not bit-identical
+    assert worst <= 1e-5
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert not ops & {"Shape", "Tile", "Expand", "Where", "ReduceMean", "GatherND"}, ops
+
+
 # -- the runtime's latent tools --------------------------------------------------------------
 def test_runtime_truncation_mix_and_interpolate(exported):
     import gankit.runtime as rt
@@ -324,7 +351,7 @@ def test_bench_quantises_a_copy_with_the_defaults_as_constants(exported, tmp_pat
 
     import onnx
 
-    from gankit.bench.core import _defaults_as_constants
+    from gankit.bench.quantize import _defaults_as_constants
 
     family, config, G, path = exported
     copy = tmp_path / "m.onnx"
