@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except BaseException as exc:
         if not INTERRUPTED.is_set() and not isinstance(exc, (KeyboardInterrupt, typer.Abort)):
-            return _report(exc, cx)
+            return _report(exc, cx, args)
         if os.environ.get("GANKIT_DEBUG") and not isinstance(exc, KeyboardInterrupt):
             raise
         # however the interrupt surfaced (KeyboardInterrupt, click's Abort, a library's own error)
@@ -493,7 +493,7 @@ def _catch_interrupts() -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
-def _report(exc: BaseException, cx) -> int:
+def _report(exc: BaseException, cx, args: list[str]) -> int:
     """One line on stderr for an exception, and the exit code it means."""
     try:
         raise exc

@@ -57,6 +57,7 @@ class Key:
     choices: tuple | None = None
     nullable: bool = False
     check: Callable[[Any], str | None] | None = None
+    coerce: Callable[[Any], Any] | None = None  # applied to a given value before type checking
     volatile: bool = False
     help: str = ""
 
@@ -76,6 +77,13 @@ def type_of(value: Any) -> Any:
         if isinstance(value, t):
             return t
     return Any
+
+
+def _off_is_none(value: Any) -> Any:
+    """``none``, ``off``, ``0`` and ``false`` switch a schedule off, as ``null`` does."""
+    if value is False or (isinstance(value, int) and value == 0) or (isinstance(value, str) and value.lower() in ("none", "off", "false")):
+        return None
+    return value
 
 
 def _step_pair(value: Any) -> str | None:
@@ -99,7 +107,7 @@ CORE_KEYS: dict[str, Key] = {
     "lr_d": Key(float, 2e-4, gt=0, le=10, help="discriminator learning rate"),
     "beta1": Key(float, 0.5, ge=0, lt=1, help="Adam beta1"),
     "beta2": Key(float, 0.999, ge=0, lt=1, help="Adam beta2"),
-    "lr_decay": Key(list[int], None, nullable=True, check=_step_pair,
+    "lr_decay": Key(list[int], None, nullable=True, check=_step_pair, coerce=_off_is_none,
                     help="[START, END]: both learning rates fall linearly to 0 between these absolute steps"),
     "n_critic": Key(int, None, ge=1, le=100, nullable=True, help="D updates per G update (default: the loss's)"),
     "gp_weight": Key(float, None, ge=0, nullable=True, help="gradient-penalty weight (default: the loss's)"),
@@ -187,6 +195,7 @@ class Schema:
         for k in values:
             if k not in self.keys:
                 raise self.unknown(k, sources.get(k, ""))
+        values = {k: (self.keys[k].coerce(v) if self.keys[k].coerce else v) for k, v in values.items()}
         model = _pydantic_model(self)
         try:
             checked = model.model_validate(dict(values)).model_dump()

@@ -150,7 +150,15 @@ class RunLock:
         self.fd = fd
 
     def release(self) -> None:
+        """Remove the lock file, then drop the flock: a refused or finished command leaves the
+        directory as it found it. A process that opened the old file meanwhile notices that it
+        is no longer at the path (the inode check above) and locks a fresh one."""
         if self.fd is not None:
+            try:
+                if os.fstat(self.fd).st_ino == os.stat(self.path).st_ino:
+                    self.path.unlink()
+            except OSError:
+                pass
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 
