@@ -30,7 +30,7 @@ from typing import Any
 from gankit.errors import UsageError
 
 # Keys that may differ between a run and its resume without changing the result.
-VOLATILE_KEYS = {"config_hash", "steps", "device", "save_every", "sample_every", "keep", "export", "export_path", "eval_every", "eval_samples"}
+VOLATILE_KEYS = {"config_hash", "world_size", "steps", "device", "save_every", "sample_every", "keep", "export", "export_path", "eval_every", "eval_samples"}
 
 
 def config_hash(config: dict[str, Any]) -> str:
