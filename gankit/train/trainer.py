@@ -374,11 +374,14 @@ class Trainer:
         if n == 1:
             self._slice_state = None
             return
-        bufs = self._buffers()
-        self._slice_state = {"bufs": [[b.clone() for b in bufs] for _ in range(n)], "aug": None, "phase": None}
+        slots = self._buffer_slots()
+        # each slice gets its own buffer tensors (bound into the modules while it runs): copying
+        # values in and out would bump the version of tensors BatchNorm saved for backward
+        self._slice_state = {"slots": slots, "own": [m._buffers[k] for m, k in slots],
+                             "bufs": [[m._buffers[k].clone() for m, k in slots] for _ in range(n)], "aug": None}
 
-    def _buffers(self) -> list:
-        return [b for m in (self.G, self.D) for b in m.buffers()]
+    def _buffer_slots(self) -> list:
+        return [(m, k) for net in (self.G, self.D) for m in net.modules() for k, b in m._buffers.items() if b is not None]
 
     def _enter_slice(self, s: int, lo: int, total: int) -> None:
         self._rows = None if (lo, self._slice_count * self.world.size) == (0, 1) else (total, lo)
@@ -389,14 +392,13 @@ class Trainer:
             st["aug"] = self.aug_rng.get_state()  # every slice draws from this point, as every rank does
         else:
             self.aug_rng.set_state(st["aug"])
-        for b, saved in zip(self._buffers(), st["bufs"][s]):
-            b.copy_(saved)
+        for (m, k), t in zip(st["slots"], st["bufs"][s]):
+            m._buffers[k] = t
 
     def _leave_slice(self, s: int) -> None:
         st = self._slice_state
         if st is not None:
-            for b, saved in zip(self._buffers(), st["bufs"][s]):
-                saved.copy_(b)
+            st["bufs"][s] = [m._buffers[k] for m, k in st["slots"]]
         self._rows = None
 
     def _end_slices(self) -> None:
@@ -406,16 +408,17 @@ class Trainer:
         st = self._slice_state
         if st is None and not self.world.distributed:
             return
-        bufs = self._buffers()
         if st is not None:  # this process's slices: their sum (exactly what an all-reduce of ranks adds)
-            for j, b in enumerate(bufs):
-                if b.is_floating_point():
+            for j, ((m, k), own) in enumerate(zip(st["slots"], st["own"])):
+                m._buffers[k] = own
+                if own.is_floating_point():
                     acc = st["bufs"][0][j].clone()
-                    for k in range(1, len(st["bufs"])):
-                        acc += st["bufs"][k][j]
-                    b.copy_(acc)
+                    for i in range(1, len(st["bufs"])):
+                        acc += st["bufs"][i][j]
+                    own.copy_(acc)
                 else:
-                    b.copy_(st["bufs"][0][j])  # counters: the same in every slice
+                    own.copy_(st["bufs"][0][j])  # counters: the same in every slice
+        bufs = [b for net in (self.G, self.D) for b in net.buffers()]
         floats = [b for b in bufs if b.is_floating_point()]
         if floats:
             flat = torch.cat([b.reshape(-1) for b in floats])
