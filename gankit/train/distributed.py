@@ -339,10 +339,12 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
             bad = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
             if bad:
                 failed = bad[0]
+                if failed[1] == 2:  # bad input: rank 0 prints why and the others follow; let it finish
+                    _wait(procs, 30)
                 break
             if all(c == 0 for c in codes):
                 return 0
-            time.sleep(0.2)
+            time.sleep(0.1)
     except KeyboardInterrupt:  # Ctrl-C reached every child too (same process group): let them save
         for p in procs:
             try:
@@ -355,6 +357,8 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
             _stop(procs)
         del store
     rank, code = failed
+    if code == 2:  # a usage error: rank 0's one line already said what to fix
+        return 2
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -366,6 +370,14 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
     print(f"error: rank {rank} (pid {procs[rank].pid}) {how}; stopped the other rank(s). "
           f"Resume with the same command and --resume", file=sys.stderr)
     return code
+
+
+def _wait(procs, seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and any(p.poll() is None for p in procs):
+        time.sleep(0.05)
 
 
 def _stop(procs) -> None:
