@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -58,7 +58,8 @@ class World:
     size: int = 1
     local_rank: int = 0
     virtual: int = 1
-    group: Any = field(default=None, repr=False)
+    # collectives even in a world of 1 (GANKIT_DIST_FORCE=1 under torchrun): measures their cost
+    forced: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -66,7 +67,7 @@ class World:
 
     @property
     def distributed(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.forced
 
     @property
     def total_slices(self) -> int:
@@ -105,7 +106,7 @@ class World:
         """
         import torch
 
-        if self.total_slices == 1:
+        if self.total_slices == 1 and not self.distributed:
             return
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if not grads:
@@ -121,7 +122,7 @@ class World:
 
     def average_floats(self, values: dict[str, float], local_slices: int = 1) -> dict[str, float]:
         """The mean over all slices of logged numbers (``values`` holds this process's sums)."""
-        if self.total_slices == 1:
+        if self.total_slices == 1 and not self.distributed:
             return values
         import torch
 
@@ -244,7 +245,8 @@ def from_env(device: str | None) -> World:
     answers fails the job instead of hanging it.
     """
     size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if size <= 1:
+    forced = size == 1 and "RANK" in os.environ and os.environ.get("GANKIT_DIST_FORCE") == "1"
+    if size <= 1 and not forced:
         return SINGLE
     import torch
     import torch.distributed as dist
@@ -259,7 +261,7 @@ def from_env(device: str | None) -> World:
     timeout = timedelta(seconds=float(os.environ.get("GANKIT_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
-    world = World(rank=rank, size=size, local_rank=local)
+    world = World(rank=rank, size=size, local_rank=local, forced=forced)
     kinds = world.gather("cuda" if use_cuda else "cpu")
     if len(set(kinds)) > 1:
         ranks = ", ".join(f"rank {r}: {k}" for r, k in enumerate(kinds))
