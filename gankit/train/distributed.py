@@ -127,10 +127,10 @@ class World:
         import torch
 
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device())  # NCCL: on the GPU
         self.all_reduce_sum_(t)
         t /= self.total_slices
-        return dict(zip(keys, t.tolist()))
+        return dict(zip(keys, t.cpu().tolist()))
 
     def average_buffers_(self, modules) -> None:
         """All-reduce-average the floating-point buffers (BatchNorm running statistics) of ``modules``."""
