@@ -152,7 +152,10 @@ def train_cmd(
             raise UsageError("--nproc inside torchrun: torchrun already starts the ranks; drop --nproc")
         from gankit.train.distributed import launch, strip_nproc
 
-        raise typer.Exit(launch(nproc, strip_nproc(_ARGV), device))
+        rc = launch(nproc, strip_nproc(_ARGV), device)
+        if rc:
+            raise SystemExit(rc)  # the ranks (or the launcher) already printed the one line
+        return
     from gankit.train.api import train
 
     overrides = parse_sets(set_)

@@ -212,3 +212,22 @@ def test_bad_input_with_two_ranks_is_one_line_and_exit_2(procs, tmp_path):
     assert (tmp_path / "busy" / "file.txt").read_text() == "mine"
     if len(os.sched_getaffinity(0)) < 2:
         assert "warning: --nproc 2 is more than the" in err
+
+
+def test_ctrl_c_stops_every_rank_after_the_same_step_with_one_line(procs, tmp_path):
+    run = tmp_path / "r"
+    p = procs.popen(_gankit("train", *COMMON, "--steps", "100000", "--save-every", "5", "--nproc", "2", "--out", run))
+    deadline = time.monotonic() + TIMEOUT
+    while not (run / "checkpoints" / "step-0000005.safetensors").exists():
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no checkpoint at step 5"
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group
+    _, err = p.communicate(timeout=TIMEOUT)
+    assert p.returncode == 130
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "interrupted at step" in lines[0] and "--nproc 2" in lines[0], err
+    step = int(lines[0].split("interrupted at step ")[1].split(";")[0])
+    from gankit.train import checkpoint as ckpt
+
+    assert ckpt.load(run / "checkpoints" / f"step-{step:07d}.safetensors").step == step  # saved, whole

@@ -170,7 +170,12 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
     if latest_path is not None:
         trainer.restore(ckpt.load(latest_path))  # every rank reads the checkpoint itself
     world.barrier()
-    result = trainer.fit(None)
+    from gankit.train.interrupt import Interrupted
+
+    try:
+        result = trainer.fit(None)
+    except Interrupted:
+        raise SystemExit(130) from None  # rank 0 saved the checkpoint and prints how to resume
     return {"run": str(run.path), "steps": result.step, "rank": world.rank}
 
 
@@ -258,6 +263,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
         raise TrainingInterrupted(
             f"interrupted at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
             f"resume with: gankit train --plugin {plugin} --out {run.path} --resume"
+            + (f" (with {world.size} ranks, e.g. --nproc {world.size}, for a bit-exact continuation)" if world.distributed else "")
         ) from None
 
     from gankit.train.plots import plot_losses, plot_quality

@@ -335,32 +335,29 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
         env = {**base, "RANK": str(r), "LOCAL_RANK": str(r)}
         procs.append(subprocess.Popen([sys.executable, "-m", "gankit", *argv], env=env))
     failed: tuple[int, int] | None = None
+    # Ctrl-C in the terminal reaches every rank (one process group): each finishes the same step,
+    # rank 0 saves and says how to resume; this process only waits for them
+    old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         while True:
             codes = [p.poll() for p in procs]
             bad = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
             if bad:
                 failed = bad[0]
-                if failed[1] == 2:  # bad input: rank 0 prints why and the others follow; let it finish
-                    _wait(procs, 30)
+                if failed[1] in (2, 130):  # bad input / Ctrl-C: rank 0 prints why and the others follow
+                    _wait(procs, 120)
                 break
             if all(c == 0 for c in codes):
                 return 0
             time.sleep(0.1)
-    except KeyboardInterrupt:  # Ctrl-C reached every child too (same process group): let them save
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        return 130
     finally:
+        signal.signal(signal.SIGINT, old_sigint)
         if failed is not None:
             _stop(procs)
         del store
     rank, code = failed
-    if code == 2:  # a usage error: rank 0's one line already said what to fix
-        return 2
+    if code in (2, 130):  # a usage error or Ctrl-C: rank 0's one line already said it
+        return code
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
