@@ -173,7 +173,8 @@ def test_kill_one_rank_then_resume_is_bit_identical_to_an_uninterrupted_run(proc
     os.kill(victim, signal.SIGKILL)
     _, err = p.communicate(timeout=TIMEOUT)
     assert p.returncode == 128 + signal.SIGKILL, err[-2000:]
-    assert f"error: rank 1 (pid {victim}) was killed by SIGKILL" in err  # one line names the rank
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: rank 1 (pid {victim}) was killed by SIGKILL"), err
     assert not (run / "checkpoints" / f"step-{steps:07d}.safetensors").exists()  # it really stopped early
 
     code, _, err = procs.run(_gankit("train", *args, "--out", run, "--resume"))
@@ -200,18 +201,34 @@ def test_torchrun_smoke_through_the_cli(procs, tmp_path):
 
     model = rt.load(tmp_path / "exported" / "r.onnx")
     assert model.generate(n=2, seed=0).shape[0] == 2
+    # later commands take the run like any other: its config.json feeds a one-process run whose
+    # config hash (world_size and steps are volatile) is the same
+    code, _, err = procs.run(_gankit("train", "--config", tmp_path / "r" / "config.json", "--steps", "1", "--no-evaluate",
+                                     "--no-export", "--out", tmp_path / "again"))
+    assert code == 0, err[-2000:]
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["world_size"] == 1 and again["config_hash"] == cfg["config_hash"]
 
 
 def test_bad_input_with_two_ranks_is_one_line_and_exit_2(procs, tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("mine")
-    code, _, err = procs.run(_gankit("train", *COMMON, "--steps", "2", "--nproc", "2", "--out", tmp_path / "busy"))
+    nproc = len(os.sched_getaffinity(0)) + 1  # more ranks than cores: a warning
+    code, _, err = procs.run(_gankit("train", *COMMON, "--steps", "2", "--nproc", nproc, "--out", tmp_path / "busy"))
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "already exists and is not empty" in errors[0], err  # rank 0's, once
     assert (tmp_path / "busy" / "file.txt").read_text() == "mine"
-    if len(os.sched_getaffinity(0)) < 2:
-        assert "warning: --nproc 2 is more than the" in err
+    assert f"warning: --nproc {nproc} is more than the {nproc - 1} CPU core(s) here" in err
+
+
+def test_mixed_devices_are_refused():
+    from gankit.errors import UsageError
+    from gankit.train.distributed import refuse_mixed_devices
+
+    refuse_mixed_devices(["cpu", "cpu"])
+    with pytest.raises(UsageError, match=r"mixed devices across ranks \(rank 0: cuda, rank 1: cpu\)"):
+        refuse_mixed_devices(["cuda", "cpu"])
 
 
 def test_ctrl_c_stops_every_rank_after_the_same_step_with_one_line(procs, tmp_path):

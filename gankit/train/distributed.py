@@ -41,6 +41,8 @@ from typing import Any
 
 from gankit.errors import GankitError, UsageError
 
+# exit code of a rank that lost its peers under `gankit train --nproc` (EX_TEMPFAIL)
+LOST_CONTACT = 75
 # seconds a collective waits for a missing rank before the job fails (eval on rank 0 included)
 DEFAULT_TIMEOUT_S = 900
 
@@ -89,6 +91,9 @@ class World:
         except RuntimeError as exc:  # gloo/NCCL: a peer died or timed out
             from gankit.errors import first_line
 
+            if os.environ.get("GANKIT_LAUNCHER") == "1":
+                # under `gankit train --nproc` the launcher names the rank that died, in one line
+                raise SystemExit(LOST_CONTACT) from None
             raise GankitError(f"rank {self.rank}: lost contact with another rank ({first_line(exc, 120)}); "
                               "the job is stopped") from None
 
@@ -262,11 +267,15 @@ def from_env(device: str | None) -> World:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     world = World(rank=rank, size=size, local_rank=local, forced=forced)
-    kinds = world.gather("cuda" if use_cuda else "cpu")
+    refuse_mixed_devices(world.gather("cuda" if use_cuda else "cpu"))
+    return world
+
+
+def refuse_mixed_devices(kinds: list[str]) -> None:
+    """One kind of device for every rank (gloo on CPU and NCCL on CUDA do not mix in one group)."""
     if len(set(kinds)) > 1:
         ranks = ", ".join(f"rank {r}: {k}" for r, k in enumerate(kinds))
         raise UsageError(f"mixed devices across ranks ({ranks}); every rank must train on the same kind of device")
-    return world
 
 
 def close(world: World) -> None:
@@ -327,7 +336,8 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
     store = TCPStore("127.0.0.1", 0, nproc, is_master=True, wait_for_workers=False,
                      timeout=timedelta(seconds=float(os.environ.get("GANKIT_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))))
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port), "WORLD_SIZE": str(nproc),
-            "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "TORCHELASTIC_USE_AGENT_STORE": "True"}
+            "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "TORCHELASTIC_USE_AGENT_STORE": "True",
+            "GANKIT_LAUNCHER": "1"}
     if "OMP_NUM_THREADS" not in base:  # like torchrun: N ranks must not each take every core
         base["OMP_NUM_THREADS"] = str(max(1, slots // nproc))
     procs = []
@@ -335,6 +345,7 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
         env = {**base, "RANK": str(r), "LOCAL_RANK": str(r)}
         procs.append(subprocess.Popen([sys.executable, "-m", "gankit", *argv], env=env))
     failed: tuple[int, int] | None = None
+    lost_since = 0.0
     # Ctrl-C in the terminal reaches every rank (one process group): each finishes the same step,
     # rank 0 saves and says how to resume; this process only waits for them
     old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -342,7 +353,10 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
         while True:
             codes = [p.poll() for p in procs]
             bad = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
-            if bad:
+            if bad and all(c == LOST_CONTACT for _, c in bad) and not lost_since:
+                lost_since = time.monotonic()  # a survivor noticed first: wait for the rank that died
+            if bad and (any(c != LOST_CONTACT for _, c in bad) or time.monotonic() - lost_since > 5):
+                bad.sort(key=lambda rc: rc[1] == LOST_CONTACT)  # name the cause, not a survivor
                 failed = bad[0]
                 if failed[1] in (2, 130):  # bad input / Ctrl-C: rank 0 prints why and the others follow
                     _wait(procs, 120)
@@ -364,6 +378,8 @@ def launch(nproc: int, argv: list[str], device: str | None = None) -> int:
         except ValueError:
             how = f"was killed by signal {-code}"
         code = 128 - code
+    elif code == LOST_CONTACT:
+        how = f"lost contact with the other rank(s) (no answer within GANKIT_DIST_TIMEOUT={os.environ.get('GANKIT_DIST_TIMEOUT', DEFAULT_TIMEOUT_S)} s)"
     else:
         how = f"exited with code {code}"
     print(f"error: rank {rank} (pid {procs[rank].pid}) {how}; stopped the other rank(s). "
