@@ -6,13 +6,12 @@ is the global batch: rank r trains on rows ``[r*B/N, (r+1)*B/N)`` of every batch
 
 Why gradients are averaged by hand after each backward, not by ``DistributedDataParallel``:
 
-* the discriminator step runs D two or three times (real, fake, the gradient penalty's
-  interpolates) before one backward, and R1 / WGAN-GP differentiate D's output with respect
-  to its *inputs* (``torch.autograd.grad(create_graph=True)``); DDP's reducer is documented
-  not to support ``torch.autograd.grad`` and, with ``broadcast_buffers``, rewrites BatchNorm
-  statistics on every forward;
-* D is frozen (``requires_grad_(False)``) for the generator step, which DDP only tolerates
-  with ``find_unused_parameters`` and a graph walk per step;
+* D is frozen (``requires_grad_(False)``) for the generator step yet runs in it, which DDP's
+  reducer only tolerates with ``find_unused_parameters`` (or by calling the unwrapped module);
+* lazy R1 / gradient penalty change the autograd graph from step to step, which rules out
+  ``static_graph`` (and ``benchmarks/ddp_create_graph_check.py`` shows ``static_graph=True``
+  giving wrong gradients for an R1 step with ``create_graph``; plain DDP got them right);
+* DDP's buffer broadcast rewrites BatchNorm statistics on every forward;
 * exactness: one flat all-reduce of the summed gradients, then a division by the number of
   slices, is the same arithmetic as a single process that accumulates the slices' gradients
   (:class:`World` with ``virtual`` slices): the test reference the weights are compared with.
