@@ -16,7 +16,7 @@ import hashlib
 import json
 import tempfile
 
-from gankit.data import load_dataset
+from gankit.plugins import load_dataset
 from gankit.plugins import get_family
 from gankit.train.api import build_config
 from gankit.train.run import RunDir

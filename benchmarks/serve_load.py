@@ -213,7 +213,7 @@ def pick_models(spec: str, workdir: Path, fresh: bool):
     if "auto" in names:
         sizes = {}
         for name, (fam, _) in get_manager().families.items():
-            if fam.implemented and fam.task == "generate":
+            if fam.task == "generate":
                 bm = prepare_model(name, workdir, fresh=fresh)
                 sizes[name] = (sum(p.numel() for p in bm.module.parameters()), bm)
         largest = max(sizes, key=lambda k: sizes[k][0])

@@ -5,7 +5,7 @@ Usage: python benchmarks/study.py [--families cgan,gan] [--steps 400] [--seed 0]
                                   [--out benchmarks/study] [--only 'VARIANT;...'] [--skip 'VARIANT;...']
 
 Writes OUT/results.json (every evaluation of every run, wall time, warnings), OUT/table.md
-(final metrics, best FD ratio first) and OUT/study.png (FD ratio and accuracy/coverage over
+(final metrics, best FD ratio first) and OUT/study.png (FD ratio and accuracy/class entropy over
 steps). Finished variants are skipped on a rerun, so an interrupted study continues.
 """
 
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from gankit.fileio import atomic_write_text
 
 # Every variant starts from BASE on top of the family's defaults: the plain DCGAN recipe
 # (BCE, EMA, no augmentation, no mode seeking), so a change of the shipped defaults does not
@@ -60,7 +61,7 @@ def run_variant(family: str, name: str, overrides: dict, steps: int, seed: int, 
                     sample_every=max(1, steps // 5), overrides=over)
     seconds = time.perf_counter() - t0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    evals = [{"step": m["step"], **{k: m["eval"].get(k) for k in ("fd_ratio", "coverage", "conditional_accuracy",
+    evals = [{"step": m["step"], **{k: m["eval"].get(k) for k in ("fd_ratio", "class_entropy", "conditional_accuracy",
                                                                    "diversity")}}
              for m in metrics if "eval" in m]
     warnings = [m["kind"] for m in metrics if m.get("event") == "warning"]
@@ -75,15 +76,15 @@ def _slug(name: str) -> str:
 
 
 def write_table(results: list[dict], path: Path) -> None:
-    lines = ["| family | variant | FD / floor | cond. accuracy | coverage | diversity | train s | warnings |",
+    lines = ["| family | variant | FD / floor | cond. accuracy | class entropy | diversity | train s | warnings |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in sorted(results, key=lambda r: (r["family"], r["final"].get("fd_ratio") or 1e9)):
         f = r["final"]
         acc = f"{f['conditional_accuracy']:.3f}" if f.get("conditional_accuracy") is not None else "-"
         lines.append(f"| {r['family']} | {r['variant']} | {f.get('fd_ratio', float('nan')):.1f}x | {acc} | "
-                     f"{f.get('coverage', float('nan')):.3f} | {f.get('diversity', float('nan')):.2f} | "
+                     f"{f.get('class_entropy', f.get('coverage', float('nan'))):.3f} | {f.get('diversity', float('nan')):.2f} | "
                      f"{r['train_seconds']:.0f} | {', '.join(sorted(set(r['warnings']))) or '-'} |")
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_chart(results: list[dict], path: Path) -> None:
@@ -98,11 +99,11 @@ def write_chart(results: list[dict], path: Path) -> None:
         for r in (r for r in results if r["family"] == fam):
             steps = [e["step"] for e in r["evals"]]
             axes[0][j].plot(steps, [e["fd_ratio"] for e in r["evals"]], marker="o", ms=3, label=r["variant"])
-            key = "conditional_accuracy" if fam == "cgan" else "coverage"
-            axes[1][j].plot(steps, [e[key] for e in r["evals"]], marker="o", ms=3, label=r["variant"])
+            key = "conditional_accuracy" if fam == "cgan" else "class_entropy"
+            axes[1][j].plot(steps, [e.get(key, e.get("coverage")) for e in r["evals"]], marker="o", ms=3, label=r["variant"])
         axes[0][j].set_yscale("log")
         axes[0][j].set_title(f"{fam}: FD / real-vs-real floor (lower is better)")
-        axes[1][j].set_title(f"{fam}: {'conditional accuracy' if fam == 'cgan' else 'class coverage'}")
+        axes[1][j].set_title(f"{fam}: {'conditional accuracy' if fam == 'cgan' else 'class entropy'}")
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
             ax.set_xlabel("step")
@@ -135,11 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[study] {fam} / {name} ...", file=sys.stderr, flush=True)
             rec = run_variant(fam, name, over, a.steps, a.seed, workdir)
             results.append(rec)
-            tmp = results_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            os.replace(tmp, results_path)
+            atomic_write_text(results_path, json.dumps(results, indent=1))
             f = rec["final"]
-            print(f"[study]   FD {f.get('fd_ratio')}x acc {f.get('conditional_accuracy')} cov {f.get('coverage')} "
+            print(f"[study]   FD {f.get('fd_ratio')}x acc {f.get('conditional_accuracy')} entropy {f.get('class_entropy')} "
                   f"div {f.get('diversity')} in {rec['train_seconds']}s warnings {rec['warnings']}", file=sys.stderr, flush=True)
     write_table(results, a.out / "table.md")
     write_chart(results, a.out / "study.png")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gankit.bench.training import time_to_quality
+from gankit.fileio import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     recs = time_to_quality(max_steps=a.max_steps, eval_every=a.eval_every)
     text = json.dumps(recs, indent=1)
     if a.json:
-        a.json.write_text(text)
+        atomic_write_text(a.json, text)
     print(text)
     return 0
 

@@ -22,9 +22,9 @@ from gankit.hookspecs import hookimpl  # noqa: E402
 _LAZY = {
     "ModelFamily": "gankit.family",
     "CORE_DEFAULTS": "gankit.family",
-    "AdversarialLoss": "gankit.train.losses",
-    "Regularizer": "gankit.train.regularizers",
-    "RegularizerContext": "gankit.train.regularizers",
+    "AdversarialLoss": "gankit.losses",
+    "Regularizer": "gankit.regularizers",
+    "RegularizerContext": "gankit.regularizers",
     "Dataset": "gankit.data",
     "DatasetSpec": "gankit.data",
     "ConformanceError": "gankit.testing",

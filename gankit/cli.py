@@ -17,8 +17,10 @@ from typing import Optional
 import typer
 
 from gankit import __version__
+from gankit.devices import check_device
 from gankit.errors import INTERRUPTED, GankitError, UsageError
 from gankit.extras import as_missing_extra, require_train
+from gankit.fileio import atomic_write_text
 
 app = typer.Typer(
     name="gankit",
@@ -321,7 +323,7 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed for noise and masks."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:
-    """Measure quality: judge accuracy, Frechet distance, coverage; PSNR/SSIM for inpainting."""
+    """Measure quality: judge accuracy, Frechet distance, class entropy; PSNR/SSIM for inpainting."""
     require_train("evaluate")
     from gankit.evaluate import evaluate_target, format_report
 
@@ -365,19 +367,19 @@ def bench_cmd(
         raise UsageError("--batch sizes must be positive integers")
     _positive("--threads", threads)
     _positive("--quality-samples", quality_samples)
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    check_device(device)
     if budget <= 0:
         raise UsageError("--budget must be positive")
     for path, suffix in ((json_out, ".json"), (md_out, ".md"), (png_out, ".png")):
         if path is not None:
             _check_output(path, overwrite, suffix)
     fams = get_manager().families
-    names = [m.strip() for m in models.split(",") if m.strip()] if models else sorted(k for k, (f, _) in fams.items() if f.implemented)
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else sorted(fams)
     for name in names:
         if name not in fams and not Path(name).is_dir():
             raise UsageError(f"unknown model {name!r}: not an installed family ({', '.join(sorted(fams))}) or a run directory")
-    from gankit.bench.core import chart, markdown, run_bench, write_json
+    from gankit.bench.core import run_bench
+    from gankit.bench.report import chart, markdown, write_json
 
     records = run_bench(names, batches, threads=threads, compile=compile_, check_quality=quality, train=train,
                         cold=cold, device=device, budget_s=budget, fresh=fresh, quality_samples=quality_samples,
@@ -386,7 +388,7 @@ def bench_cmd(
     if json_out:
         write_json(records, json_out)
     if md_out:
-        md_out.write_text(table)
+        atomic_write_text(md_out, table)
     if png_out:
         chart(records, png_out)
     typer.echo(table)

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 from gankit.errors import UsageError
 
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Key:
     """
 
     type: Any = None
-    default: Any = _MISSING
+    default: Any = MISSING
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
@@ -66,11 +66,11 @@ class Key:
     def resolved_type(self) -> Any:
         if self.type is not None:
             return self.type
-        return _type_of(self.default)
+        return type_of(self.default)
 
 
-def _type_of(value: Any) -> Any:
-    if value is None or value is _MISSING:
+def type_of(value: Any) -> Any:
+    if value is None or value is MISSING:
         return Any
     for t in (bool, int, float, str, list, dict):  # bool before int: True is an int in Python
         if isinstance(value, t):
@@ -86,22 +86,6 @@ def _step_pair(value: Any) -> str | None:
     return None
 
 
-def _diffaug(value: Any) -> str | None:
-    from gankit.train.augment import POLICIES
-
-    if value in (None, "none", "all"):
-        return None
-    bad = [p for p in str(value).split(",") if p.strip() not in POLICIES]
-    return f"unknown policy {', '.join(bad)}; use none, all or any of {', '.join(POLICIES)} (comma-separated)" if bad else None
-
-
-def _loss(value: Any) -> str | None:
-    from gankit.plugins import get_manager
-
-    names = list(get_manager().losses)
-    return None if value in names else f"unknown loss {value!r}; available: {', '.join(names)}"
-
-
 # The keys every run has. Families override their defaults and add their own keys.
 CORE_KEYS: dict[str, Key] = {
     "data": Key(str, "mnist5k", help="training data: mnist5k, photos or folder:PATH"),
@@ -110,7 +94,7 @@ CORE_KEYS: dict[str, Key] = {
     "device": Key(str, "auto", choices=("auto", "cpu", "cuda"), volatile=True, help="auto, cpu or cuda"),
     "steps": Key(int, 1000, ge=1, le=10**9, volatile=True, help="generator updates"),
     "batch_size": Key(int, 64, ge=2, le=65536, help="images per step (BatchNorm needs at least 2)"),
-    "loss": Key(str, "bce", check=_loss, help="adversarial loss: bce, minimax, hinge, lsgan, wgan-gp or a plugin's"),
+    "loss": Key(str, "bce", help="adversarial loss: bce, minimax, hinge, lsgan, wgan-gp or a plugin's"),
     "lr_g": Key(float, 2e-4, gt=0, le=10, help="generator learning rate"),
     "lr_d": Key(float, 2e-4, gt=0, le=10, help="discriminator learning rate"),
     "beta1": Key(float, 0.5, ge=0, lt=1, help="Adam beta1"),
@@ -121,7 +105,7 @@ CORE_KEYS: dict[str, Key] = {
     "gp_weight": Key(float, None, ge=0, nullable=True, help="gradient-penalty weight (default: the loss's)"),
     "r1": Key(float, 0.0, ge=0, help="R1 penalty weight gamma on real images (0 = off)"),
     "ema": Key(float, 0.0, ge=0, lt=1, help="EMA decay of the generator weights (0 = off)"),
-    "diffaug": Key(str, None, nullable=True, check=_diffaug, help="DiffAugment policy for D: color,translation,cutout, all or none"),
+    "diffaug": Key(str, None, nullable=True, help="DiffAugment policy for D: color,translation,cutout, all or none"),
     "spectral_norm": Key(bool, False, help="spectral normalisation on every D layer"),
     "channels_last": Key(bool, False, help="NHWC memory format (faster convolutions on oneDNN/cuDNN)"),
     "adv_weight": Key(float, 1.0, ge=0, help="weight of G's adversarial loss"),
@@ -184,7 +168,7 @@ class Schema:
     keys: dict[str, Key] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:
-        return {k: spec.default for k, spec in self.keys.items() if spec.default is not _MISSING}
+        return {k: spec.default for k, spec in self.keys.items() if spec.default is not MISSING}
 
     def volatile(self) -> set[str]:
         return {k for k, spec in self.keys.items() if spec.volatile}
@@ -227,51 +211,7 @@ class Schema:
         return checked
 
 
-def schema_for(family) -> Schema:
-    """The core keys, with the family's defaults and declared keys (types inferred from defaults)."""
-    keys = dict(CORE_KEYS)
-    keys.update(_plugin_keys(family))
-    declared = dict(getattr(family, "config_keys", None) or {})
-    per_data = {k for d in (getattr(family, "data_defaults", None) or {}).values() for k in d}
-    for k, spec in declared.items():
-        if not isinstance(spec, Key):
-            raise UsageError(f"family {family.name!r}: config_keys[{k!r}] must be a gankit.Key, got {type(spec).__name__}")
-        keys[k] = spec
-    for k, v in (getattr(family, "defaults", None) or {}).items():
-        if k in DERIVED_KEYS:
-            raise UsageError(f"family {family.name!r} uses reserved config key {k!r} in its defaults "
-                             "(the core derives it from the data); rename it, e.g. ngf/features")
-        keys[k] = keys[k].with_default(v) if k in keys else Key(_type_of(v), v, nullable=v is None)
-    for k in per_data - set(keys):
-        raise UsageError(f"family {family.name!r}: data_defaults sets {k!r}, which is not in its defaults or config_keys")
-    missing = [k for k, spec in keys.items() if spec.default is _MISSING]
-    if missing:
-        raise UsageError(f"family {family.name!r}: config key(s) {', '.join(missing)} have no default")
-    return Schema(family.name, keys)
-
-
 _MODELS: dict[int, Any] = {}
-
-
-def _plugin_keys(family) -> dict[str, Key]:
-    """Keys declared by the registered losses and regularisers and the family's own regularisers."""
-    from gankit.plugins import get_manager
-
-    mgr = get_manager()
-    owners = [obj for obj, _ in mgr.losses.values()] + [obj for obj, _ in mgr.regularizers.values()]
-    owners += list(getattr(family, "regularizers", None) or ())
-    owners += [r for obj, _ in mgr.losses.values() for r in (getattr(obj, "regularizers", None) or ())]
-    keys: dict[str, Key] = {}
-    for owner in owners:
-        for k, spec in (getattr(owner, "config_keys", None) or {}).items():
-            if not isinstance(spec, Key):
-                raise UsageError(f"{type(owner).__name__} {getattr(owner, 'name', '?')!r}: config_keys[{k!r}] must be a "
-                                 f"gankit.Key, got {type(spec).__name__}")
-            if k in CORE_KEYS or (k in keys and keys[k] != spec):
-                raise UsageError(f"config key {k!r} is declared twice (by {getattr(owner, 'name', '?')!r} and another "
-                                 "plugin or the core); rename one")
-            keys[k] = spec
-    return keys
 
 
 def _pydantic_model(schema: Schema):

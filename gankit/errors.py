@@ -25,6 +25,12 @@ class UsageError(GankitError, ValueError):
     exit_code = 2
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first non-empty line of ``exc``'s message (or its type name), at most ``limit`` characters."""
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:limit]
+def first_line(exc: BaseException, *, with_type: bool = True, limit: int = 300) -> str:
+    """An exception as one line for a user-facing message: its first non-blank line, led by
+    the exception's type (``ValueError: bad``; just ``ValueError`` when it says nothing), cut
+    at ``limit`` characters. Messages from onnx, torch or Pillow can run to pages, and the
+    CLI's contract is one line on stderr."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    if with_type:
+        line = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return (line or type(exc).__name__)[:limit]

@@ -77,14 +77,13 @@ class ModelFamily:
     defaults: dict[str, Any] = {}
     data_defaults: dict[str, dict[str, Any]] = {}
     regularizers: tuple = ()
-    implemented: bool = True
     # bounds, choices and help for config keys (gankit.config.Key); every key of ``defaults`` is a
     # config key already, typed by its default value: declare it here only to constrain it further
     config_keys: ClassVar[dict[str, Any]] = {}
 
     #: what the constructor accepts as keywords (and ``describe`` reports)
     FIELDS: ClassVar[tuple[str, ...]] = ("name", "task", "condition", "description", "defaults", "data_defaults",
-                                         "regularizers", "implemented")
+                                         "regularizers")
 
     def __init__(self, **attributes: Any) -> None:
         unknown = sorted(set(attributes) - set(self.FIELDS))
@@ -184,23 +183,3 @@ class ModelFamily:
     @property
     def output_name(self) -> str:
         return "restored" if self.task == "inpaint" else "image"
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "task": self.task,
-            "condition": self.condition,
-            "description": self.description,
-            "implemented": self.implemented,
-        }
-
-
-class NotImplementedFamily(ModelFamily):
-    """A registered placeholder: listed, but training it is a clear error."""
-
-    def build_generator(self, config):  # noqa: D401
-        from gankit.errors import UsageError
-
-        raise UsageError(f"plugin family {self.name!r} is not implemented yet")
-
-    build_discriminator = build_generator

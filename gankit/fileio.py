@@ -1,15 +1,20 @@
 """Writing files safely: refuse bad output paths before work starts, write atomically.
 
-Every file gankit produces is written to ``.NAME.tmp-PID`` beside its target and renamed
-over it, so a reader (or a later command) never sees half a file, and a process killed
-mid-write leaves only a temporary that the next ``gankit train`` removes
-(:func:`gankit.train.run.remove_stale_temporaries`). Torch-free.
+Every file gankit produces is written to a temporary ``.NAME.tmp-PID`` in the target's own
+folder (same file system, so the final :func:`os.replace` is atomic) and renamed over the
+target: a reader never sees half a file, a failed write leaves the old file in place, and a
+process killed mid-write leaves only a temporary that the next ``gankit train`` or ``export``
+removes (:func:`gankit.train.run.remove_stale_temporaries`). numpy-free and torch-free:
+usable from every layer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 from gankit.errors import UsageError
 
@@ -30,8 +35,6 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, suffix: str | None
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to {parent}")
-    if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot replace {path}")
     return path
 
 
@@ -40,28 +43,38 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
 
 
-def temporary_for(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
-    """Write ``data`` to ``path`` through a temporary and a rename; the temporary never survives an error."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = "", fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block ends without an exception it is
+    renamed to ``path``, otherwise removed. ``suffix`` keeps writers that infer the format
+    from the name (matplotlib's ``savefig``) working; ``fsync`` flushes the file to disk before
+    the rename (checkpoints). Creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_for(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2, default: Any = str) -> Path:
+    """``obj`` as JSON plus a final newline."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")

@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
     from gankit.data import DatasetSpec
     from gankit.family import ModelFamily
-    from gankit.train.losses import AdversarialLoss
-    from gankit.train.regularizers import Regularizer
+    from gankit.losses import AdversarialLoss
+    from gankit.regularizers import Regularizer
 
 hookspec = pluggy.HookspecMarker("gankit")
 hookimpl = pluggy.HookimplMarker("gankit")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit.errors import UsageError, first_line
+from gankit.fileio import atomic_path
 
 
 class ImageError(UsageError):
@@ -52,7 +53,7 @@ def open_image(path: str | os.PathLike):
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{p} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-        raise ImageError(f"cannot read image {p}: {first_line(exc)}") from None
+        raise ImageError(f"cannot read image {p}: {first_line(exc, with_type=False)}") from None
 
 
 def wide_to_array(im) -> np.ndarray:
@@ -105,7 +106,7 @@ def pil_to_array(im) -> tuple[np.ndarray, np.ndarray | None]:
     except ImageError:
         raise
     except (ValueError, OSError, TypeError, AttributeError) as exc:  # a mode Pillow cannot convert
-        raise ImageError(f"cannot convert a {mode} image: {first_line(exc)}") from None
+        raise ImageError(f"cannot convert a {mode} image: {first_line(exc, with_type=False)}") from None
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
@@ -207,23 +208,20 @@ def to_pil(array: np.ndarray, scale: int = 1):
 
 def save_png(array_or_image, path: str | os.PathLike, scale: int = 1) -> Path:
     """Write a PNG atomically (temporary name, then rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     im = array_or_image if hasattr(array_or_image, "save") else to_pil(array_or_image, scale)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
+
+
+def signed_to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1] (the models' range) -> uint8 [0, 255] (rounded, clipped), same layout."""
+    return np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def nchw_to_hwc_uint8(x: np.ndarray) -> np.ndarray:
     """float [-1, 1] ``[N, C, H, W]`` -> uint8 ``[N, H, W, C]``."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return signed_to_uint8(x).transpose(0, 2, 3, 1)
 
 
 def before_after(image: np.ndarray, mask: np.ndarray, restored: np.ndarray, pad: int = 4) -> np.ndarray:

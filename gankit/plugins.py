@@ -6,6 +6,11 @@ datasets, losses and regularisers are registered through the same hooks by
 :mod:`gankit.builtin`. The names gankit's own plugins provide stay theirs: they are
 collected first, and a third-party plugin registering one is marked as failed.
 
+Every lookup by name goes through here (:func:`get_family`, :func:`load_dataset`,
+:func:`get_loss`): the registered types (:mod:`gankit.family`, :mod:`gankit.data`,
+:mod:`gankit.losses`) sit below this module and never import it, and the packages that
+look things up (train, export, evaluate, bench, cli) sit above it.
+
 Loading order and precedence (documented in ``docs/plugins.md``):
 
 1. ``GANKIT_LOAD_PLUGINS`` (comma-separated names): if set, only these entry points load;
@@ -28,8 +33,11 @@ from typing import Any, Callable
 
 import pluggy
 
-from gankit import hookspecs
-from gankit.errors import GankitError, UsageError
+from gankit import builtin, hookspecs
+from gankit.data import Dataset, DatasetSpec
+from gankit.errors import GankitError, UsageError, first_line
+from gankit.family import ModelFamily
+from gankit.losses import AdversarialLoss
 
 ENTRY_POINT_GROUP = "gankit"
 CORE_PLUGIN = "core"
@@ -76,11 +84,6 @@ def _env_names(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {n.strip() for n in raw.split(",") if n.strip()}
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 class PluginManager:
@@ -142,7 +145,7 @@ class PluginManager:
 
     def _fail(self, record: PluginRecord, exc: BaseException) -> None:
         record.status = "error"
-        record.error = _one_line(exc)
+        record.error = first_line(exc)
         self.records[record.name] = record
         if self.strict:
             raise GankitError(f"plugin {record.name!r} failed to load: {record.error}") from exc
@@ -248,8 +251,6 @@ class PluginManager:
 
 
 def _validate_family(obj: Any) -> str:
-    from gankit.family import ModelFamily
-
     if not isinstance(obj, ModelFamily):
         raise GankitError(f"register_families got {type(obj).__name__}, expected a gankit.family.ModelFamily")
     if not isinstance(obj.name, str) or not obj.name.strip():
@@ -266,23 +267,19 @@ def _validate_family(obj: Any) -> str:
 
 
 def _validate_dataset(obj: Any) -> str:
-    from gankit.data import DatasetSpec
-
     if not isinstance(obj, DatasetSpec):
         raise GankitError(f"register_datasets got {type(obj).__name__}, expected a gankit.data.DatasetSpec")
     return obj.name
 
 
 def _validate_loss(obj: Any) -> str:
-    from gankit.train.losses import AdversarialLoss
-
     if not isinstance(obj, AdversarialLoss):
-        raise GankitError(f"register_losses got {type(obj).__name__}, expected a gankit.train.losses.AdversarialLoss")
+        raise GankitError(f"register_losses got {type(obj).__name__}, expected a gankit.losses.AdversarialLoss")
     if not obj.name or not callable(obj.d_loss) or not callable(obj.g_loss):
         raise GankitError("a registered loss needs a name, d_loss and g_loss")
     if int(obj.n_critic) < 1 or float(obj.gradient_penalty) < 0:
         raise GankitError(f"loss {obj.name!r}: n_critic must be >= 1 and gradient_penalty >= 0")
-    from gankit.train.regularizers import validate
+    from gankit.regularizers import validate
 
     for reg in obj.regularizers:
         try:
@@ -293,7 +290,7 @@ def _validate_loss(obj: Any) -> str:
 
 
 def _validate_regularizer(obj: Any) -> str:
-    from gankit.train.regularizers import Regularizer, validate
+    from gankit.regularizers import Regularizer, validate
 
     if not isinstance(obj, Regularizer):
         raise GankitError(f"register_regularizers got {type(obj).__name__}, expected a gankit.Regularizer")
@@ -345,3 +342,29 @@ def reset() -> None:
 
 def get_family(name: str):
     return get_manager().family(name)
+
+
+def load_dataset(name: str, **options: Any) -> Dataset:
+    """Resolve a dataset name (``mnist5k``, ``photos``, ``folder:PATH``, a plugin's) through the
+    registry and load it."""
+    specs = get_manager().datasets
+    key, _, arg = name.partition(":")
+    entry = specs.get(key)
+    if entry is None or (entry[0].prefix and not arg) or (not entry[0].prefix and arg):
+        known = ", ".join(s.name + (":PATH" if s.prefix else "") for s, _ in specs.values())
+        raise UsageError(f"unknown dataset {name!r}; available: {known}{get_manager().failures()}")
+    spec = entry[0]
+    if spec.prefix:
+        options["arg"] = arg
+    return spec.load(**options)
+
+
+def available_losses() -> dict[str, AdversarialLoss]:
+    return {name: obj for name, (obj, _) in get_manager().losses.items()}
+
+
+def get_loss(name: str) -> AdversarialLoss:
+    losses = available_losses()
+    if name not in losses:
+        raise UsageError(f"unknown loss {name!r}; available: {', '.join(losses)}{get_manager().failures()}")
+    return losses[name]

@@ -27,7 +27,7 @@ CASES = [
 
 
 def build(plugin, over, world, run_root):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
     from gankit.train.run import RunDir

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gankit import runtime
-from gankit.bench.core import quality_failing, summarize
+from gankit.bench.quality import quality_failing
+from gankit.bench.report import summarize
 from tests.conftest import assert_one_line_error
 
 REQUIRED = ("model", "backend", "batch", "median_ms", "p90_ms", "images_per_s", "gflops_per_s",
@@ -35,15 +37,20 @@ def test_bench_writes_complete_records_table_and_chart(cli):
             "onnxruntime fp32", "onnxruntime int8 QDQ"} <= backends
     for rec in timed:
         assert all(k in rec for k in REQUIRED), rec
-        assert rec["p90_ms"] >= rec["median_ms"] > 0
-        assert rec["images_per_s"] == pytest.approx(rec["batch"] / (rec["median_ms"] / 1e3), rel=0.01)
         if rec["precision"] == "fp32":  # same maths, different engines
             assert rec["max_abs_diff_vs_fp32"] < 1e-3 and rec["psnr_vs_fp32_db"] > 60
+    # FLOPs scale with the batch: the same work per image at batch 1 and 3, per backend
+    for bname in backends:
+        per_image = [r["gflops_per_s"] * r["median_ms"] / r["batch"] for r in timed if r["backend"] == bname]
+        assert len(per_image) == 2 and per_image[0] == pytest.approx(per_image[1], rel=0.05), (bname, per_image)
     # reduced precision differs measurably and carries judge metrics computed through it
     int8 = [rec for rec in timed if rec["backend"] == "onnxruntime int8 QDQ"]
     assert all(rec["max_abs_diff_vs_fp32"] > 0 for rec in int8)
     assert all("conditional_accuracy" in rec["quality"] and "fd_ratio" in rec["quality"] for rec in int8)
-    assert all(rec["status"] == "ok" or rec["status"].startswith("failing: ") for rec in int8)
+    ref_q = next(r["quality"] for r in timed if r["backend"] == "pytorch eager fp32")
+    for rec in int8:  # the status is exactly the verdict of quality_failing against the fp32 quality
+        bad = quality_failing(ref_q, rec["quality"])
+        assert rec["status"] == ("failing: " + "; ".join(bad) if bad else "ok"), (rec["status"], bad)
     assert "openvino fp32" in {rec["backend"] for rec in records if rec["kind"] == "inference"}  # timed, or skipped with the reason
     s = summarize(records)
     assert [(x["model"], x["batch"]) for x in s["speedup"]] == [("cgan", 1), ("cgan", 3)]
@@ -55,10 +62,20 @@ def test_bench_writes_complete_records_table_and_chart(cli):
 
 
 def test_quality_failing_uses_one_point_margins():
-    ref = {"conditional_accuracy": 0.95, "fd_ratio": 20.0, "hole_psnr_rect_db": 14.0}
-    assert quality_failing(ref, {"conditional_accuracy": 0.945, "fd_ratio": 30.0, "hole_psnr_rect_db": 13.2}) == []
-    bad = quality_failing(ref, {"conditional_accuracy": 0.93, "hole_psnr_rect_db": 12.9})
-    assert bad == ["conditional_accuracy 0.950 -> 0.930", "hole_psnr_rect_db 14.00 -> 12.90"]
+    ref = {"conditional_accuracy": 0.95, "class_entropy": 0.99, "fd_ratio": 20.0, "hole_psnr_rect_db": 14.0}
+    # within one point: 0.01 of accuracy / class entropy, 1 dB
+    assert quality_failing(ref, {"conditional_accuracy": 0.945, "class_entropy": 0.981, "hole_psnr_rect_db": 13.2}) == []
+    bad = quality_failing(ref, {"conditional_accuracy": 0.93, "class_entropy": 0.97, "hole_psnr_rect_db": 12.9})
+    assert bad == ["conditional_accuracy 0.950 -> 0.930", "class_entropy 0.990 -> 0.970", "hole_psnr_rect_db 14.00 -> 12.90"]
+
+
+def test_fd_is_reported_but_never_marks_a_row_failing():
+    """As gankit.bench's docstring says: no margin has been calibrated for FD, so it is shown
+    beside the judged metrics and does not decide the status."""
+    import gankit.bench
+
+    assert quality_failing({"fd_ratio": 2.0}, {"fd_ratio": 200.0}) == []
+    assert "FD is reported" in gankit.bench.__doc__
 
 
 @pytest.mark.parametrize("args", [["--batch", "0"], ["--batch", "a,b"], ["--models", "nope"], ["--device", "tpu"],
@@ -84,8 +101,8 @@ def test_openvino_backend_matches_onnxruntime(tiny_runs):
         assert np.abs(a - b).max() < 1e-4
 
 
-@pytest.mark.skipif(HAS_OPENVINO, reason="OpenVINO is installed")
-def test_openvino_backend_without_openvino_says_how_to_install(tiny_runs):
+def test_openvino_backend_without_openvino_says_how_to_install(tiny_runs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed (CI installs it)
     with pytest.raises(runtime.RuntimeInputError, match=r"pip install 'gankit\[openvino\]'"):
         runtime.load(tiny_runs["gan"]["onnx"], backend="openvino")
 
@@ -99,7 +116,7 @@ def test_cli_generate_with_a_backend(tiny_runs, cli):
 
 
 def test_interleaved_timing_alternates_backends_and_pools_every_round():
-    from gankit.bench.core import time_interleaved
+    from gankit.bench.timing import time_interleaved
 
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
@@ -114,18 +131,20 @@ def test_interleaved_timing_alternates_backends_and_pools_every_round():
 
 
 def test_training_speed_and_time_to_quality_records():
-    from gankit.bench.core import markdown
+    from gankit.bench.report import markdown
     from gankit.bench.training import time_to_quality, training_speed
 
     (speed,) = training_speed(steps=2, warmup=1, log=lambda msg: None)
     assert speed["kind"] == "training_ratio" and speed["gankit_images_per_s"] > 0 and speed["plain_images_per_s"] > 0
-    assert speed["ratio"] == pytest.approx(speed["gankit_images_per_s"] / speed["plain_images_per_s"], rel=0.01)
+    # the record names what was timed: cgan's recipe at its own batch size, for the steps asked
+    assert (speed["model"], speed["batch"], speed["steps"]) == ("cgan", 64, 2)
     (ttq,) = time_to_quality(max_steps=4, eval_every=2, samples=50, log=lambda msg: None)
     assert 0.5 < ttq["target_accuracy"] <= 1  # the judge's own accuracy on real test digits
     for side in ("gankit", "plain"):
         curve = ttq[side]["curve"]
-        assert [c["step"] for c in curve] == [2, 4] or (ttq[side]["reached"] and curve[-1]["step"] == ttq[side]["step"])
-        assert all(0 <= c["conditional_accuracy"] <= 1 for c in curve)
-        # 4 steps of training cannot draw digits a judge recognises as the asked class
+        # 4 steps of training cannot draw digits a judge recognises as the asked class: never
+        # reached, so both sides evaluate at every interval up to the limit
         assert ttq[side]["reached"] is False and ttq["speedup"] is None
+        assert [c["step"] for c in curve] == [2, 4]
+        assert all(0 <= c["conditional_accuracy"] <= 1 for c in curve)
     assert "Time to quality (cgan" in markdown([ttq])

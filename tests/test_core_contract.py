@@ -106,7 +106,8 @@ def test_config_files_toml_and_a_runs_own_config_reproduce_the_run(cli, tmp_path
 
 
 def test_family_keys_are_typed_by_their_defaults_and_bounded_by_config_keys():
-    from gankit.config import Key, schema_for
+    from gankit.config import Key
+    from gankit.train.config import schema_for
     from gankit.errors import UsageError
     from gankit.family import ModelFamily
 
@@ -321,7 +322,7 @@ def _two_class(n0, n1, n_test=60, seed=0):
     return Dataset("two", xt, yt, xs, ys, class_names=["dark", "light"])
 
 
-def test_coverage_is_judged_against_the_real_class_frequencies(monkeypatch):
+def test_class_entropy_is_judged_against_the_real_class_frequencies(monkeypatch):
     import gankit.evaluate as ev
     from gankit.evaluate import judge
     from gankit.train.losses import get_loss
@@ -335,14 +336,14 @@ def test_coverage_is_judged_against_the_real_class_frequencies(monkeypatch):
         return real[np.arange(len(z)) % len(real)]
 
     rec = ev.evaluate_generator(sample, ds, latent_dim=4, conditional=False, samples=500)
-    assert rec["coverage_real"] < 0.6 and abs(rec["coverage"] - rec["coverage_real"]) < 1e-3
+    assert rec["class_entropy_real"] < 0.6 and abs(rec["class_entropy"] - rec["class_entropy_real"]) < 1e-3
     warnings = []
     mon = TrainingMonitor(get_loss("bce"), None, None, total_steps=10)
     mon._warn = lambda key, step, msg: warnings.append(msg)
     mon.check_eval(10, rec)
     assert not warnings  # faithful to imbalanced data: no collapse warning
-    mon.check_eval(10, {**rec, "coverage": 0.3})
-    assert any("coverage" in w for w in warnings)
+    mon.check_eval(10, {**rec, "class_entropy": 0.3})
+    assert any("class entropy" in w for w in warnings)
 
 
 def test_fd_floor_uses_as_many_real_as_generated_images(monkeypatch):

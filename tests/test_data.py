@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.data import load_dataset, to_float, to_uint8
+from gankit.data import to_float
+from gankit.images import signed_to_uint8
+from gankit.plugins import load_dataset
 from gankit.errors import UsageError
 
 
@@ -57,7 +59,7 @@ def test_value_range_roundtrip():
     x = np.arange(256, dtype=np.uint8)
     f = to_float(x)
     assert f.min() == -1.0 and f.max() == 1.0
-    assert np.array_equal(to_uint8(f), x)
+    assert np.array_equal(signed_to_uint8(f), x)
 
 
 def _make_folder(root, classes=("cats", "dogs"), per_class=6, size=(20, 12), mode="RGB"):
@@ -96,3 +98,28 @@ def test_folder_errors(tmp_path):
         load_dataset("nope")
     with pytest.raises(UsageError, match="unknown dataset"):
         load_dataset("folder")
+
+
+def test_folder_loader_flattens_rgba_and_palette_onto_white_and_splits_imbalanced_classes(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "many").mkdir(parents=True)
+    (root / "few").mkdir()
+    # 10 opaque-red RGBA images in one class, a transparent RGBA and a palette image in the other
+    for i in range(10):
+        Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(root / "many" / f"{i}.png")
+    Image.new("RGBA", (8, 8), (0, 0, 255, 0)).save(root / "few" / "clear.png")  # fully transparent blue
+    pal = Image.new("P", (8, 8), 0)
+    pal.putpalette([0, 128, 0] * 256)
+    pal.save(root / "few" / "palette.png")
+    ds = load_dataset(f"folder:{root}", size=8)
+    assert ds.class_names == ["few", "many"] and ds.shape == (3, 8, 8)
+    # a fifth of a class of 10 is held out; a class of 2 keeps one image for each split
+    assert np.bincount(ds.y_train, minlength=2).tolist() == [1, 8]
+    assert np.bincount(ds.y_test, minlength=2).tolist() == [1, 2]
+    every = np.concatenate([ds.x_train, ds.x_test])
+    labels = np.concatenate([ds.y_train, ds.y_test])
+    colours = {tuple(int(c) for c in im[:, 0, 0]) for im in every[labels == 0]}
+    assert colours == {(255, 255, 255), (0, 128, 0)}  # transparency composited on white, palette resolved
+    assert {tuple(int(c) for c in im[:, 0, 0]) for im in every[labels == 1]} == {(255, 0, 0)}

@@ -128,7 +128,7 @@ def test_mode_seeking_punishes_a_generator_that_ignores_z():
 
 
 def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
     from gankit.train.run import RunDir
@@ -154,7 +154,7 @@ def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_pa
 
 
 def test_mode_seeking_weight_falls_to_zero_at_a_fixed_step_and_bad_values_are_refused(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
     from gankit.train.api import build_config
@@ -189,7 +189,7 @@ def test_auxiliary_classifier_learns_the_classes_and_pulls_the_generator_toward_
     """ac_weight: D's class head is trained on real labels (its loss falls), G pays for fakes the
     head does not recognise as the requested class; bad weights and heads that are missing are
     refused in one line."""
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
     from gankit.train.run import RunDir
@@ -317,17 +317,17 @@ def test_monitor_warns_once_when_d_saturates_and_again_after_recovery():
     assert not mon.warnings
 
 
-def test_monitor_warns_on_coverage_drop_and_low_diversity():
+def test_monitor_warns_on_class_entropy_drop_and_low_diversity():
     out = io.StringIO()
     mon = TrainingMonitor(get_loss("bce"), _Run(), None, stream=out)
-    mon.check_eval(100, {"kind": "generate", "coverage": 0.97, "diversity": 0.9})
+    mon.check_eval(100, {"kind": "generate", "class_entropy": 0.97, "diversity": 0.9})
     assert not mon.warnings
-    mon.check_eval(200, {"kind": "generate", "coverage": 0.70, "diversity": 0.3})
+    mon.check_eval(200, {"kind": "generate", "class_entropy": 0.70, "diversity": 0.3})
     kinds = {w["kind"] for w in mon.warnings}
-    assert kinds == {"coverage-drop", "coverage-low", "diversity-low"}
+    assert kinds == {"class_entropy-drop", "class_entropy-low", "diversity-low"}
     mon = TrainingMonitor(get_loss("bce"), _Run(), None, stream=io.StringIO())
-    mon.check_eval(100, {"kind": "generate", "coverage": 0.99, "conditional_accuracy": 0.95, "diversity": 0.8})
-    mon.check_eval(200, {"kind": "generate", "coverage": 0.99, "conditional_accuracy": 0.60, "diversity": 0.8})
+    mon.check_eval(100, {"kind": "generate", "class_entropy": 0.99, "conditional_accuracy": 0.95, "diversity": 0.8})
+    mon.check_eval(200, {"kind": "generate", "class_entropy": 0.99, "conditional_accuracy": 0.60, "diversity": 0.8})
     assert [w["kind"] for w in mon.warnings] == ["conditional_accuracy-drop"]
 
 
@@ -344,18 +344,44 @@ def test_cgan_trains_and_exports_with_every_loss(cli, loss):
     assert m.generate(4, labels=[0, 1, 2, 3], seed=0).shape == (4, 28, 28, 1)
 
 
-@pytest.mark.parametrize("flags", [["--spectral-norm"], ["--ema", "0.99"], ["--diffaug", "color,translation,cutout"],
+def _final_state(out: str) -> dict:
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    ckpts = sorted((Path(out) / "checkpoints").glob("step-*.safetensors"))
+    return load_file(str(ckpts[-1]))
+
+
+def _same(a: dict, b: dict, prefix: str) -> bool:
+    keys = sorted(k for k in a if k.startswith(prefix))
+    return keys == sorted(k for k in b if k.startswith(prefix)) and all(np.array_equal(a[k], b[k]) for k in keys)
+
+
+@pytest.mark.parametrize("flags", [["--spectral-norm"], ["--ema", "0.05"], ["--diffaug", "color,translation,cutout"],
                                    ["--r1", "10"], ["--mode-seeking", "0.5"], ["--spectral-norm", "--diffaug", "all", "--r1", "1", "--loss", "hinge"]])
 def test_cgan_trains_and_exports_with_each_stabiliser(cli, flags):
+    """Each flag must change what training does, not only the config it echoes: compared with
+    the same seeded run without it (cgan's defaults: no augmentation, EMA 0.999, no R1)."""
     out = "runs/" + "-".join(f.strip("-").replace(",", "") for f in flags)
     r = cli("train", "--plugin", "cgan", *flags, "--out", out, *TINY)
     assert r.code == 0, r.err
+    assert cli("train", "--plugin", "cgan", "--out", "runs/plain", "--no-export", *TINY).code == 0
     import json
     from pathlib import Path
 
     cfg = json.loads((Path(out) / "config.json").read_text())
-    if "--spectral-norm" in flags:
+    state, plain = _final_state(out), _final_state("runs/plain")
+    if "--spectral-norm" in flags:  # D's layers carry the spectral-norm parametrisation
         assert cfg["spectral_norm"] is True
+        assert any(k.startswith("D/") and "parametrizations" in k for k in state)
+        assert not any("parametrizations" in k for k in plain)
+    # the generator trains exactly as before; only its average moves differently (0.05 stays under
+    # the warm-up ramp of the first steps, so it differs from the default even in 3 steps)
+    if flags[:1] == ["--ema"]:
+        assert _same(state, plain, "G/") and not _same(state, plain, "G_ema/")
+    if flags[:1] == ["--diffaug"]:  # D sees augmented images, so both networks train differently
+        assert not _same(state, plain, "G/") and not _same(state, plain, "D/")
     if "--r1" in flags:
         assert cfg["r1"] == float(flags[flags.index("--r1") + 1])
     metrics = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
@@ -363,6 +389,7 @@ def test_cgan_trains_and_exports_with_each_stabiliser(cli, flags):
         assert any("r1" in m for m in metrics)
     if "--mode-seeking" in flags:
         assert cfg["mode_seeking"] == 0.5 and any("mode_seeking" in m for m in metrics)
+        assert not _same(state, plain, "G/")
     assert (Path("exported") / f"{Path(out).name}.onnx").is_file()
 
 
@@ -373,7 +400,7 @@ def test_bad_loss_and_stabiliser_options_are_one_line_errors(cli, args):
 
 
 def test_learning_rate_decays_linearly_in_absolute_steps_and_bad_values_are_refused(tmp_path):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
     from gankit.train.api import build_config

@@ -17,8 +17,10 @@ def test_rectangles(n, h, w, seed):
     m = masks.rectangles(n, h, w, seed=seed)
     assert m.shape == (n, 1, h, w) and m.dtype == np.float32
     assert set(np.unique(m)) <= {0.0, 1.0}
-    frac = m.mean(axis=(1, 2, 3))
-    assert (frac > 0).all() and (frac <= 0.5 * 2 + 1e-6).all()
+    # one or two rectangles, each side a quarter to a half of the image's (rounded to pixels)
+    holes = m.sum(axis=(1, 2, 3))
+    assert (holes >= max(1, round(h / 4)) * max(1, round(w / 4))).all()
+    assert (holes <= 2 * round(h / 2 + 0.5) * round(w / 2 + 0.5)).all()
     assert np.array_equal(m, masks.rectangles(n, h, w, seed=seed))
 
 
@@ -46,11 +48,15 @@ def test_fixed_rectangle():
     assert (m.sum(axis=(1, 2, 3)) == 100).all()
 
 
-def test_load_png(tmp_path):
+def test_read_mask_thresholds_grey_above_127(tmp_path):
     from PIL import Image
+
+    from gankit.runtime.io import read_mask
 
     a = np.zeros((12, 20), np.uint8)
     a[2:5, 3:9] = 255
+    a[0, 0], a[0, 1] = 127, 128  # the threshold: 127 stays known, 128 is missing
     Image.fromarray(a).save(tmp_path / "m.png")
-    m = masks.load_png(tmp_path / "m.png")
-    assert m.dtype == bool and m.shape == (12, 20) and m.sum() == 18
+    m = read_mask(tmp_path / "m.png")
+    assert m.dtype == bool and m.shape == (12, 20) and m.sum() == 19
+    assert not m[0, 0] and m[0, 1]

@@ -321,7 +321,7 @@ def test_unknown_names_list_the_plugins_that_failed_to_load():
     mgr = plugins.get_manager()
     mgr.register(Broken(), name="hrfam-plugin")
     try:
-        from gankit.data import load_dataset
+        from gankit.plugins import load_dataset
         from gankit.train.losses import get_loss
 
         for lookup in (lambda: plugins.get_family("hrfam"), lambda: get_loss("hrloss"), lambda: load_dataset("hrdata")):

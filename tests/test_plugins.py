@@ -141,9 +141,58 @@ def test_disabled_family_gives_a_clear_error(cli, monkeypatch):
     assert "disabled" in r.err
 
 
-def test_every_hook_has_a_docstring():
-    from gankit import hookspecs
+def test_register_commands_adds_a_working_command_and_a_failing_hook_stays_with_its_plugin(cli):
+    import typer
 
-    for name in hookspecs._hook_names():
-        doc = getattr(hookspecs, name).__doc__ or ""
-        assert len(doc.strip()) > 40, f"hook {name} lacks a docstring"
+    from gankit.cli import app
+
+    class Commands:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command("hello-from-plugin")
+            def hello(name: str = typer.Option("world", "--name")) -> None:
+                typer.echo(f"hello {name}")
+
+    class BrokenCommands:
+        @hookimpl
+        def register_commands(self, app):
+            raise RuntimeError("commands broken on purpose")
+
+    mgr = plugins.get_manager()
+    before = list(app.registered_commands)
+    try:
+        mgr.register(Commands(), name="commands")
+        mgr.register(BrokenCommands(), name="broken-commands")
+        r = cli("hello-from-plugin", "--name", "gankit")
+        assert r.code == 0 and r.out.strip() == "hello gankit", r.err
+        assert mgr.records["broken-commands"].status == "error"
+        assert "commands broken on purpose" in mgr.records["broken-commands"].error
+        assert mgr.records["commands"].status == "loaded"
+        assert cli("plugins").code == 0  # everything else keeps working
+    finally:
+        app.registered_commands[:] = before
+        mgr.unregister("commands")
+        mgr.unregister("broken-commands")
+
+
+def test_a_dataset_name_clash_names_both_plugins_and_the_first_keeps_it():
+    from gankit.data import Dataset, DatasetSpec
+
+    def fake(**_):
+        raise AssertionError("the impostor's loader must never run")
+
+    class Clash:
+        @hookimpl
+        def register_datasets(self, register):
+            register(DatasetSpec("mnist5k", fake, "an impostor"))
+
+    mgr = plugins.get_manager()
+    try:
+        mgr.register(Clash(), name="dataset-impostor")
+        specs = mgr.datasets
+        assert specs["mnist5k"][1] == "core"
+        rec = mgr.records["dataset-impostor"]
+        assert rec.status == "error" and "'mnist5k'" in rec.error and "'core'" in rec.error and "'dataset-impostor'" in rec.error
+        assert isinstance(plugins.load_dataset("mnist5k"), Dataset)
+    finally:
+        mgr.unregister("dataset-impostor")

@@ -493,13 +493,13 @@ def test_cli_inpaint_float_tiff_and_la_png(tiny_runs, cli, tmp_path):
 
 
 def test_16_bit_masks_are_read_by_their_range(tmp_path):
-    from gankit.data import masks
+    from gankit import images
     from gankit.runtime.io import read_mask
 
     below, above = _mask_file(tmp_path / "below.png", 30000), _mask_file(tmp_path / "above.png", 40000)
     assert not read_mask(below).any()  # 30000 of 65535 is dark; an 8-bit clip made it white
     assert np.array_equal(read_mask(above), HOLE)
-    assert np.array_equal(masks.load_png(above), HOLE)
+    assert np.array_equal(images.read_mask(above), HOLE)  # the shared reader under the runtime's
 
 
 def test_folder_dataset_reads_every_mode(tmp_path):

@@ -15,8 +15,9 @@ times, after warm-up, with the median of many runs:
 
 Reduced precision is reported only with proof: each bf16/fp16/int8 row carries its PSNR
 against the fp32 output and the judge metrics (conditional accuracy, FD) or inpainting
-hole PSNR computed through that backend; a drop of more than one point (0.01 accuracy or
-1 dB) marks the row ``failing``. FLOPs come from ``torch.utils.flop_counter``; the same run
+hole PSNR computed through that backend; a drop of more than one point (0.01 of conditional
+accuracy or class entropy, 1 dB of hole PSNR) marks the row ``failing``. FD is reported beside
+them but does not mark a row: no margin for it has been calibrated. FLOPs come from ``torch.utils.flop_counter``; the same run
 measures the machine's fp32/bf16 matmul roof and int8 (onnxruntime MatMulInteger) roof and
 reports each row's share of the roof of the precision it computes in.
 """

@@ -2,8 +2,9 @@
 
 A :class:`Dataset` holds images as uint8 arrays ``[N, C, H, W]`` (compact, torch-free) with
 integer labels, split into train and test. Training only ever sees the train split.
-Datasets are registered through the ``register_datasets`` hook; :func:`load_dataset`
-resolves names such as ``mnist5k``, ``photos`` or ``folder:PATH``.
+Datasets are registered through the ``register_datasets`` hook;
+:func:`gankit.plugins.load_dataset` resolves names such as ``mnist5k``, ``photos`` or
+``folder:PATH``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-
-from gankit.errors import UsageError
 
 
 @dataclass
@@ -45,28 +44,10 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def describe(self) -> dict[str, Any]:
-        c, h, w = self.shape
-        return {
-            "name": self.name,
-            "channels": c,
-            "height": h,
-            "width": w,
-            "train": int(len(self.x_train)),
-            "test": int(len(self.x_test)),
-            "class_names": self.class_names,
-            **self.info,
-        }
-
 
 def to_float(x: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return x.astype(np.float32) / 127.5 - 1.0
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> uint8 [0, 255] (clipped, rounded)."""
-    return np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -89,20 +70,3 @@ class DatasetSpec:
     load: Callable[..., Dataset]
     description: str = ""
     prefix: bool = False
-
-
-def load_dataset(name: str, **options: Any) -> Dataset:
-    """Resolve a dataset name through the plugin registry and load it."""
-    from gankit.plugins import get_manager
-
-    mgr = get_manager()
-    specs = mgr.datasets
-    key, _, arg = name.partition(":")
-    entry = specs.get(key)
-    if entry is None or (entry[0].prefix and not arg) or (not entry[0].prefix and arg):
-        known = ", ".join(s.name + (":PATH" if s.prefix else "") for s, _ in specs.values())
-        raise UsageError(f"unknown dataset {name!r}; available: {known}{mgr.failures()}")
-    spec = entry[0]
-    if spec.prefix:
-        options["arg"] = arg
-    return spec.load(**options)

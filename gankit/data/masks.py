@@ -1,6 +1,7 @@
 """Masks for inpainting: 1 (True) = missing pixel, 0 = known.
 
-Two seedable generators, mixed during training, plus PNG loading for inference:
+Two seedable generators, mixed during training (a user's mask PNG is read by
+:func:`gankit.runtime.io.read_mask`: grey above 127 = missing):
 
 * :func:`rectangles`: axis-aligned holes (``count`` of them, each side a random fraction of
   the image side within ``size``);
@@ -11,8 +12,6 @@ All return float32 ``[N, 1, H, W]`` arrays and depend only on their arguments an
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
@@ -78,10 +77,3 @@ def mixed_masks(n: int, h: int, w: int, seed=0) -> np.ndarray:
     n_rect = n // 2
     m = np.concatenate([rectangles(n_rect, h, w, rng), strokes(n - n_rect, h, w, rng)])
     return m[rng.permutation(n)]
-
-
-def load_png(path: str | os.PathLike) -> np.ndarray:
-    """bool ``[H, W]`` from a mask image: brighter than half its range (8-bit: > 127) = missing."""
-    from gankit.images import read_mask  # the shared reader; data never imports the runtime
-
-    return read_mask(path)

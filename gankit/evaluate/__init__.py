@@ -1,7 +1,7 @@
 """``gankit evaluate``: measured quality, recorded with what was measured.
 
 For generators: the judge's conditional accuracy (next to its own accuracy on the real test
-split), class coverage, and the Frechet distance in judge-feature space between generated
+split), the normalised entropy of the predicted classes (``class_entropy``), and the Frechet distance in judge-feature space between generated
 samples and the test split (next to the floor: the same distance between as many real
 *train* images and the test split). For inpainting models: hole PSNR/L1 and SSIM next to
 classical baselines (see :mod:`gankit.evaluate.inpainting`).
@@ -26,7 +26,7 @@ class _Reference:
 
     def __init__(self, dataset: Dataset):
         from gankit.evaluate.judge import load_judge
-        from gankit.evaluate.metrics import coverage
+        from gankit.evaluate.metrics import class_entropy
 
         self.dataset = dataset
         self.judge = load_judge(dataset)
@@ -35,8 +35,8 @@ class _Reference:
         self.test_spread = _spread(self.test_feats, dataset.y_test, dataset.num_classes)
         self._floors: dict[int, float] = {}
 
-        # the class frequencies of the real data: what a faithful generator's coverage should match
-        self.real_coverage = coverage(dataset.y_train, dataset.num_classes) if dataset.num_classes > 1 else 1.0
+        # the class frequencies of the real data: what a faithful generator's class entropy should match
+        self.real_class_entropy = class_entropy(dataset.y_train, dataset.num_classes) if dataset.num_classes > 1 else 1.0
 
     def floor(self, n: int) -> float:
         """FD between ``n`` real train images (fixed subset) and the test split.
@@ -70,7 +70,7 @@ def reference(dataset: Dataset) -> _Reference:
 def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, conditional: bool,
                        samples: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Judge ``samples`` generated images against the dataset's test split."""
-    from gankit.evaluate.metrics import coverage, frechet_distance
+    from gankit.evaluate.metrics import class_entropy, frechet_distance
 
     t0 = time.perf_counter()
     ref = reference(dataset)
@@ -94,8 +94,8 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
         "seed": seed,
         "judge_sha256": ref.judge.sha256,
         "judge_test_accuracy": round(ref.test_accuracy, 4),
-        "coverage": round(coverage(pred, k), 4),
-        "coverage_real": round(ref.real_coverage, 4),
+        "class_entropy": round(class_entropy(pred, k), 4),
+        "class_entropy_real": round(ref.real_class_entropy, 4),
         "fd_samples": m,
         "fd": round(fd, 4),
         "fd_floor": round(floor, 4),
@@ -161,13 +161,13 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
 
 def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``."""
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
 
     target = Path(target)
     if not target.exists():
         raise UsageError(f"not found: {target}")
     if target.is_dir():
-        from gankit.export import load_run_generator
+        from gankit.train.run import load_run_generator
 
         family, config, G, step = load_run_generator(target)
         dataset = load_dataset(data or config["data"])
@@ -218,8 +218,8 @@ def format_report(rec: dict[str, Any]):
     t.add_column("real data", justify="right")
     if "conditional_accuracy" in rec:
         t.add_row("conditional accuracy", f"{rec['conditional_accuracy']:.4f}", f"{rec['judge_test_accuracy']:.4f} (judge on test)")
-    real = rec.get("coverage_real")
-    t.add_row("class coverage", f"{rec['coverage']:.4f}",
+    real = rec.get("class_entropy_real")
+    t.add_row("class entropy (normalised)", f"{rec['class_entropy']:.4f}",
               f"{real:.4f} (real class frequencies)" if real is not None else "1.0000 (uniform classes)")
     n = rec.get("fd_samples", rec.get("samples"))
     t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} ({n} train vs test)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit.data import Dataset, to_float
+from gankit.fileio import atomic_path
 
 JUDGE_VERSION = "1"
 EPOCHS = 6
@@ -79,9 +80,6 @@ class Judge:
         f, logits = self._run(x)
         return f, logits.argmax(1)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self._run(x)[1].argmax(1)
-
 
 def train_judge(dataset: Dataset, seed: int = 0):
     """Train the judge from scratch (deterministic on CPU for a given dataset and seed)."""
@@ -125,8 +123,6 @@ def load_judge(dataset: Dataset, retrain: bool = False) -> Judge:
         except Exception:
             pass  # a damaged cache entry: train again
     net = train_judge(dataset)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"dataset": dataset.name})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"dataset": dataset.name})
     return Judge(net, path)

@@ -1,4 +1,4 @@
-"""Metric functions: Frechet distance, class coverage, PSNR, SSIM. numpy/scipy/scikit-image."""
+"""Metric functions: Frechet distance, class entropy, PSNR, SSIM. numpy/scipy/scikit-image."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return max(fd, 0.0)
 
 
-def coverage(predictions: np.ndarray, num_classes: int) -> float:
-    """Normalised entropy of the predicted-class histogram: 1.0 = every class equally often."""
+def class_entropy(predictions: np.ndarray, num_classes: int) -> float:
+    """Normalised entropy of the predicted-class histogram: 1.0 = every class equally often,
+    0.0 = one class only. (Not the "coverage" of Naeem et al. 2020, which measures how much of
+    the real distribution the samples reach; records before this name used the key ``coverage``.)"""
     if num_classes <= 1:
         return 1.0
     counts = np.bincount(np.asarray(predictions, dtype=np.int64), minlength=num_classes).astype(np.float64)
@@ -35,5 +37,11 @@ def coverage(predictions: np.ndarray, num_classes: int) -> float:
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
+    """Peak signal-to-noise ratio in dB (scikit-image's, in float64); ``inf`` for identical or
+    empty inputs, where scikit-image would divide by zero."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == 0 or np.array_equal(a, b):
+        return float("inf")
+    return float(peak_signal_noise_ratio(a, b, data_range=data_range))

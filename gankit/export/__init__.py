@@ -8,7 +8,7 @@ writes gankit's metadata, runs ``onnx.checker``, and compares onnxruntime agains
 on fresh random inputs at two batch sizes. A file is only written (atomically) when every
 output matches within 1e-4; otherwise the export fails and says which output and by how much.
 
-The file contract is documented in DESIGN.md and README ("The ONNX file").
+The file contract is documented in the README ("The ONNX file").
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from gankit import __version__
-from gankit.errors import GankitError, UsageError
+from gankit.errors import GankitError, UsageError, first_line
+from gankit.fileio import atomic_write_bytes
+from gankit.train.run import load_run_generator
 
 OPSET = 18
 TOLERANCE = 1e-4
@@ -28,36 +30,6 @@ PARITY_BATCHES = (1, 5)
 
 class ExportError(GankitError):
     """The export failed (unsupported op, checker error, or parity mismatch)."""
-
-
-def load_run_generator(run_dir: str | os.PathLike, family=None):
-    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint.
-
-    ``family`` defaults to the installed family named in the run's config.
-    """
-    from gankit.plugins import get_family
-    from gankit.train import checkpoint as ckpt
-    from gankit.train.run import RunDir
-
-    run = RunDir(run_dir)
-    config = run.read_config()
-    if family is None:
-        family = get_family(config.get("plugin", "?"))
-    latest, skipped = ckpt.newest_usable(run.checkpoints)
-    if latest is None:
-        why = "; ".join(skipped) if skipped else "no checkpoint was saved"
-        raise UsageError(f"{run.path} has no usable checkpoint: {why}")
-    for reason in skipped:
-        import sys
-
-        print(f"warning: {reason}; using the older step {latest.step}", file=sys.stderr)
-    G = family.build_generator(config)
-    state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
-    try:
-        G.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {str(exc).splitlines()[0]}") from None
-    return family, config, G.eval(), latest.step
 
 
 def prepare_for_export(module):
@@ -90,7 +62,7 @@ def prepare_for_export(module):
 
 
 def metadata(family, config: dict[str, Any]) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file (DESIGN.md's contract, plus provenance)."""
+    """The ``metadata_props`` of an exported file (the README's file contract, plus provenance)."""
     return {
         "gankit.format": "1",
         "gankit.plugin": family.name,
@@ -139,7 +111,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic, external_data=False, optimize=True,
             )
     except Exception as exc:
-        raise ExportError(f"torch.onnx.export failed for {family.name}: {_first_line(exc)}") from None
+        raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
     model = program.model_proto
     portable_reshapes(model)
     meta = {**metadata(family, config), **(extra_metadata or {})}
@@ -152,7 +124,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise ExportError(f"onnx.checker rejected the exported {family.name} model: {_first_line(exc)}") from None
+        raise ExportError(f"onnx.checker rejected the exported {family.name} model: {first_line(exc)}") from None
     data = model.SerializeToString()
     check_parity(family, config, reference, data, tolerance=tolerance)
     from gankit.errors import INTERRUPTED
@@ -266,7 +238,3 @@ class _quiet:
         return False
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return f"{type(exc).__name__}: {line}"[:300]

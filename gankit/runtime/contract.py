@@ -206,7 +206,7 @@ def probe(info: ModelInfo, run: Callable[[dict[str, np.ndarray]], np.ndarray], p
     try:
         out = run(probe_feed(info))
     except Exception as exc:  # the backend's own error: shape mismatch inside the graph, bad op...
-        raise _bad(path, f"a probe run at batch 1 failed ({first_line(exc)})") from None
+        raise _bad(path, f"a probe run at batch 1 failed ({first_line(exc, with_type=False)})") from None
     want = (1, info.channels, info.height, info.width)
     shape = tuple(getattr(out, "shape", ()))
     if shape != want:

@@ -107,7 +107,7 @@ class OnnxRuntimeEngine:
         try:
             self.session = ort.InferenceSession(str(path), so, providers=chosen)
         except Exception as exc:
-            raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None
+            raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc, with_type=False)})") from None
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = _ORT_SILENT
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -137,7 +137,7 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc)})") from None
+        raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc, with_type=False)})") from None
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -181,7 +181,7 @@ class OpenVINOEngine:
             self.outputs = [self._spec(p) for p in model.outputs]
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:
-            raise ModelFormatError(f"OpenVINO cannot compile {path} ({first_line(exc)})") from None
+            raise ModelFormatError(f"OpenVINO cannot compile {path} ({first_line(exc, with_type=False)})") from None
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self.precision = precision

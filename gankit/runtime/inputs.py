@@ -140,7 +140,7 @@ def as_mask(mask: Any) -> np.ndarray:
                 return mask_from_pil(mask)
             mask = np.asarray(mask.convert("L"))
         except (ImageError, ValueError, OSError) as exc:
-            raise RuntimeInputError(f"cannot read the mask image: {first_line(exc)}") from None
+            raise RuntimeInputError(f"cannot read the mask image: {first_line(exc, with_type=False)}") from None
     m = asarray("mask", mask)
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[..., 0]

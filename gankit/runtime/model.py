@@ -96,7 +96,7 @@ class GankitModel:
         except MemoryError:
             raise RuntimeInputError("out of memory running the model; use a smaller batch_size") from None
         except Exception as exc:
-            raise ModelFormatError(f"{self.path} failed to run ({first_line(exc)})") from None
+            raise ModelFormatError(f"{self.path} failed to run ({first_line(exc, with_type=False)})") from None
         if not np.isfinite(out).all():
             raise ModelFormatError(f"{self.path} produced NaN or infinite values for finite inputs")
         return out

@@ -421,6 +421,23 @@ async def _read_form(request: Request, fields: Sequence[str], optional: Sequence
     return out
 
 
+async def _image_job(state, sm, request, job):
+    """Run ``job()`` (one image in, one image out) on the pool after admission; answer a PNG.
+
+    A client that left while queued costs nothing more (499); a runtime refusal is a 422."""
+    _admit(state, sm)
+    try:
+        cfut = state.pool.submit(lambda: _png(_hwc(job())))
+        png = await _answer(request, cfut)
+    except _ClientGone:
+        return Response(status_code=499)
+    except RuntimeInputError as exc:
+        raise ServeError(422, str(exc)) from None
+    finally:
+        sm.admission.leave()
+    return Response(png, media_type="image/png")
+
+
 def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5, queue: int = 256, *,
                max_body_bytes: int = 32 * 1024 * 1024, max_pixels: int = 4096 * 4096) -> FastAPI:
     """The serving app for exported ``.onnx`` files (or already loaded runtime models).
@@ -588,17 +605,7 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
         mask = _decode_image(files["mask"], "mask", state.max_pixels)
         if image.size != mask.size:
             raise ServeError(422, f"mask is {mask.size[0]}x{mask.size[1]} but image is {image.size[0]}x{image.size[1]}; they must match")
-        _admit(state, sm)
-        try:
-            cfut = state.pool.submit(lambda: _png(_hwc(sm.shadow.inpaint(image, mask, batch_size=sm.max_batch))))
-            png = await _answer(request, cfut)
-        except _ClientGone:
-            return Response(status_code=499)
-        except RuntimeInputError as exc:
-            raise ServeError(422, str(exc)) from None
-        finally:
-            sm.admission.leave()
-        return Response(png, media_type="image/png")
+        return await _image_job(state, sm, request, lambda: sm.shadow.inpaint(image, mask, batch_size=sm.max_batch))
 
     @app.post("/v1/models/{name}/restore", tags=["models"], summary="Restore (e.g. upscale) an image",
               openapi_extra=_multipart_doc({"image": "PNG/JPEG, gray, RGB or RGBA"}))
@@ -608,18 +615,8 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
         _negotiate(request.headers.get("accept"), ["image/png"])
         files = await _read_form(request, ["image"])
         image = _decode_image(files["image"], "image", state.max_pixels)
-        _admit(state, sm)
-        try:
-            # restore models tile large images themselves; each request runs on a pool thread
-            cfut = state.pool.submit(lambda: _png(_hwc(sm.model.restore(image))))
-            png = await _answer(request, cfut)
-        except _ClientGone:
-            return Response(status_code=499)
-        except RuntimeInputError as exc:
-            raise ServeError(422, str(exc)) from None
-        finally:
-            sm.admission.leave()
-        return Response(png, media_type="image/png")
+        # restore models tile large images themselves; each request runs on a pool thread
+        return await _image_job(state, sm, request, lambda: sm.model.restore(image))
 
     # -- sample images and the page ------------------------------------------------------
     @app.get("/v1/samples", tags=["page"], summary="Sample images for trying inpainting and restore")

@@ -20,17 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from gankit.errors import UsageError
+from gankit.errors import UsageError, first_line
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 # ONNX TensorProto element types -> Triton data types (the ones an exported model can use)
 DTYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 5: "TYPE_INT16", 6: "TYPE_INT32", 7: "TYPE_INT64",
           9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 16: "TYPE_BF16"}
 NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:200]
 
 
 def _read(path: Path):
@@ -41,7 +37,7 @@ def _read(path: Path):
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise UsageError(f"{path} is not a loadable ONNX model ({_first_line(exc)})") from None
+        raise UsageError(f"{path} is not a loadable ONNX model ({first_line(exc, with_type=False)})") from None
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get("gankit.format") != "1" or "gankit.task" not in meta:
         raise UsageError(f"{path} is not a gankit format-1 model (its metadata lacks gankit.format=1 / gankit.task)")

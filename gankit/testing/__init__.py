@@ -53,7 +53,6 @@ class ConformanceReport:
     shape: tuple[int, int, int]
     passed: list[str] = field(default_factory=list)
     losses: dict[str, float] = field(default_factory=dict)
-    parity_max_abs_diff: float | None = None
     onnx_path: str = ""
 
     def __str__(self) -> str:
@@ -235,7 +234,8 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     report.passed.append("train")
 
     # -- export (parity + metadata) -------------------------------------------------------
-    from gankit.export import ExportError, load_run_generator
+    from gankit.export import ExportError
+    from gankit.train.run import load_run_generator
 
     try:
         _, config2, G2, step = load_run_generator(run.path, family)

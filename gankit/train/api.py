@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from gankit.devices import check_device
 from gankit.errors import GankitError, UsageError
 from gankit.train.run import RunDir, config_hash, default_run_dir
 
@@ -153,7 +154,7 @@ def train(
 def _train_worker(world, family, console, *, merged, sources, resume, force, out) -> dict[str, Any]:
     """Ranks other than 0: follow rank 0's decisions, train their slices, write nothing."""
     from gankit.config import Config
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.train import checkpoint as ckpt
     from gankit.train import distributed
     from gankit.train.config import data_choice
@@ -181,8 +182,8 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
 
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
                   export_path, overwrite, created, ckpt, world=None) -> dict[str, Any]:
-    from gankit.data import load_dataset
-    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, schema_for
+    from gankit.plugins import load_dataset
+    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for
     from gankit.train.run import remove_stale_temporaries
 
     from gankit.train import distributed
@@ -216,6 +217,10 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                 raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
             config = build_config(family, dataset, overrides=merged, sources=sources)
             if resume:
+                gone = obsolete_keys(old_config, config)
+                if gone:
+                    print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
+                          "resuming without them", file=sys.stderr)
                 changed = changed_keys(family, old_config, config)
                 if changed and not force:
                     raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "

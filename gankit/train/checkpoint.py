@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gankit.errors import UsageError
+from gankit.errors import UsageError, first_line
+from gankit.fileio import atomic_write_bytes
 
 PATTERN = re.compile(r"^step-(\d+)\.safetensors$")
 CHECKSUM_KEY = "gankit.sha256"
@@ -84,21 +85,9 @@ def save(path: Path, *, modules: dict, optimizers: dict, rng: dict, meta: dict[s
             tensors[f"rng/{k}"] = v.cpu().contiguous()
         else:
             str_meta[f"rng/{k}"] = json.dumps(v)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # the checksum covers the tensor bytes, which do not move when the header grows by its entry
     str_meta[CHECKSUM_KEY] = json.dumps(_tensor_digest(to_bytes(tensors, metadata=str_meta)))
-    blob = to_bytes(tensors, metadata=str_meta)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    path = atomic_write_bytes(path, to_bytes(tensors, metadata=str_meta), fsync=True)
     return path
 
 
@@ -151,7 +140,7 @@ def load(path: Path) -> Checkpoint:
             raise ValueError("not a safetensors file")
         meta = json.loads(blob[8 : 8 + n]).get("__metadata__") or {}
     except (OSError, ValueError, AttributeError) as exc:
-        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {_first_line(exc)}") from None
+        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {first_line(exc, with_type=False)}") from None
     if "step" not in meta:
         raise DamagedCheckpoint(f"{path} is not a gankit checkpoint (no step in its metadata)")
     if CHECKSUM_KEY in meta:
@@ -164,13 +153,8 @@ def load(path: Path) -> Checkpoint:
     try:
         tensors = from_bytes(blob)
     except Exception as exc:  # safetensors raises its own error types for malformed files
-        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {_first_line(exc)}") from None
+        raise DamagedCheckpoint(f"unreadable checkpoint {path}: {first_line(exc, with_type=False)}") from None
     return Checkpoint(path, tensors, meta)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def newest_usable(ckpt_dir: Path) -> tuple[Checkpoint | None, list[str]]:

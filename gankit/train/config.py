@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from gankit.config import DERIVED_KEYS, Config, schema_for
+import dataclasses
+
+from gankit.config import CORE_KEYS, DERIVED_KEYS, MISSING, Config, Key, Schema, type_of
 from gankit.errors import UsageError
 
 
@@ -147,12 +149,17 @@ def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     defaults = schema.defaults()
     out = []
     for k in sorted(set(old) | set(new)):
-        if k in volatile:
+        if k in volatile or k not in new:  # a key this gankit no longer has: see obsolete_keys
             continue
         a, b = old.get(k, defaults.get(k)), new.get(k, defaults.get(k))
         if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
             out.append(k)
     return out
+
+
+def obsolete_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys an older run's config has that this gankit no longer uses (they are dropped on resume)."""
+    return sorted(k for k in old if k not in new and k not in DERIVED_KEYS)
 
 
 def describe_keys(family) -> list[dict[str, Any]]:
@@ -167,3 +174,66 @@ def describe_keys(family) -> list[dict[str, Any]]:
         rows.append({"key": k, "type": getattr(t, "__name__", str(t)) + (" or null" if spec.nullable else ""),
                      "default": spec.default, "range": bounds, "help": spec.help})
     return rows
+
+
+def schema_for(family) -> Schema:
+    """The core keys, with the family's defaults and declared keys (types inferred from defaults)."""
+    keys = dict(CORE_KEYS)
+    # checks that need the registry and the trainer's modules (gankit.config sits below both)
+    keys["loss"] = dataclasses.replace(keys["loss"], check=_loss)
+    keys["diffaug"] = dataclasses.replace(keys["diffaug"], check=_diffaug)
+    keys.update(_plugin_keys(family))
+    declared = dict(getattr(family, "config_keys", None) or {})
+    per_data = {k for d in (getattr(family, "data_defaults", None) or {}).values() for k in d}
+    for k, spec in declared.items():
+        if not isinstance(spec, Key):
+            raise UsageError(f"family {family.name!r}: config_keys[{k!r}] must be a gankit.Key, got {type(spec).__name__}")
+        keys[k] = spec
+    for k, v in (getattr(family, "defaults", None) or {}).items():
+        if k in DERIVED_KEYS:
+            raise UsageError(f"family {family.name!r} uses reserved config key {k!r} in its defaults "
+                             "(the core derives it from the data); rename it, e.g. ngf/features")
+        keys[k] = keys[k].with_default(v) if k in keys else Key(type_of(v), v, nullable=v is None)
+    for k in per_data - set(keys):
+        raise UsageError(f"family {family.name!r}: data_defaults sets {k!r}, which is not in its defaults or config_keys")
+    missing = [k for k, spec in keys.items() if spec.default is MISSING]
+    if missing:
+        raise UsageError(f"family {family.name!r}: config key(s) {', '.join(missing)} have no default")
+    return Schema(family.name, keys)
+
+
+def _plugin_keys(family) -> dict[str, Key]:
+    """Keys declared by the registered losses and regularisers and the family's own regularisers."""
+    from gankit.plugins import get_manager
+
+    mgr = get_manager()
+    owners = [obj for obj, _ in mgr.losses.values()] + [obj for obj, _ in mgr.regularizers.values()]
+    owners += list(getattr(family, "regularizers", None) or ())
+    owners += [r for obj, _ in mgr.losses.values() for r in (getattr(obj, "regularizers", None) or ())]
+    keys: dict[str, Key] = {}
+    for owner in owners:
+        for k, spec in (getattr(owner, "config_keys", None) or {}).items():
+            if not isinstance(spec, Key):
+                raise UsageError(f"{type(owner).__name__} {getattr(owner, 'name', '?')!r}: config_keys[{k!r}] must be a "
+                                 f"gankit.Key, got {type(spec).__name__}")
+            if k in CORE_KEYS or (k in keys and keys[k] != spec):
+                raise UsageError(f"config key {k!r} is declared twice (by {getattr(owner, 'name', '?')!r} and another "
+                                 "plugin or the core); rename one")
+            keys[k] = spec
+    return keys
+
+
+def _diffaug(value: Any) -> str | None:
+    from gankit.train.augment import POLICIES
+
+    if value in (None, "none", "all"):
+        return None
+    bad = [p for p in str(value).split(",") if p.strip() not in POLICIES]
+    return f"unknown policy {', '.join(bad)}; use none, all or any of {', '.join(POLICIES)} (comma-separated)" if bad else None
+
+
+def _loss(value: Any) -> str | None:
+    from gankit.plugins import get_manager
+
+    names = list(get_manager().losses)
+    return None if value in names else f"unknown loss {value!r}; available: {', '.join(names)}"

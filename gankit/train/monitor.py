@@ -5,12 +5,12 @@ Two signals, both cheap and both already measured:
 - the discriminator's adversarial loss, averaged over each log interval: near zero (below
   the loss's ``saturated_below``) means D separates real from fake perfectly and G gets no
   useful gradient;
-- the judge metrics at each sample interval: class coverage falling (unconditional models
+- the judge metrics at each sample interval: class entropy falling (unconditional models
   producing a few classes only), conditional accuracy falling, or intra-class diversity
   (``diversity``: generated spread / real spread in judge features) far below 1.
 
 Each warning prints one line on stderr and is recorded in ``metrics.jsonl`` as an event;
-a warning is repeated only after its condition has cleared. The "low" checks (coverage,
+a warning is repeated only after its condition has cleared. The "low" checks (class entropy,
 diversity) start after the first 30% of the run: early samples are all alike anyway.
 """
 
@@ -40,7 +40,7 @@ def remedies(loss_name: str, config: dict[str, Any] | None = None) -> tuple[str,
 
 
 class TrainingMonitor:
-    COVERAGE_MIN = 0.85
+    CLASS_ENTROPY_MIN = 0.85
     DROP = 0.10
     DIVERSITY_MIN = 0.5
     PATIENCE = 2  # consecutive log intervals with a saturated D before warning
@@ -84,7 +84,7 @@ class TrainingMonitor:
         if not rec or rec.get("kind") != "generate":
             return
         conditional = "conditional_accuracy" in rec
-        watched = ["conditional_accuracy"] if conditional else ["coverage"]
+        watched = ["conditional_accuracy"] if conditional else ["class_entropy"]
         for key in watched:
             value = float(rec[key])
             best = self.best.get(key, value)
@@ -97,15 +97,15 @@ class TrainingMonitor:
         if step < self.SETTLE * self.total_steps:
             return
         if not conditional:
-            cov = float(rec["coverage"])
-            # against the real class frequencies: imbalanced data has coverage < 1 itself
-            limit = self.COVERAGE_MIN * float(rec.get("coverage_real", 1.0))
+            cov = float(rec["class_entropy"])
+            # against the real class frequencies: imbalanced data has a class entropy < 1 itself
+            limit = self.CLASS_ENTROPY_MIN * float(rec.get("class_entropy_real", 1.0))
             if cov < limit:
-                self._warn("coverage-low", step, f"class coverage {cov:.3f} < {limit:.3f} ({self.COVERAGE_MIN} x the "
-                                                 f"real data's): the generator makes only some classes (mode "
-                                                 f"collapse); {self.remedy_modes}")
+                self._warn("class_entropy-low", step, f"class entropy {cov:.3f} < {limit:.3f} ({self.CLASS_ENTROPY_MIN} x "
+                                                      f"the real data's): the generator makes only some classes (mode "
+                                                      f"collapse); {self.remedy_modes}")
             else:
-                self._clear("coverage-low")
+                self._clear("class_entropy-low")
         div = rec.get("diversity")
         if div is not None:
             if float(div) < self.DIVERSITY_MIN:

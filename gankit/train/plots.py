@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from gankit.fileio import atomic_path
 from gankit.train.run import RunDir
 
 
 def _save(fig, path) -> str:
     """Write atomically (temporary name, then rename), like every other file of a run."""
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     return str(path)
 
 
@@ -50,7 +48,13 @@ def plot_quality(run: RunDir) -> str | None:
     if not recs:
         return None
     plt = _plt()
-    keys = [k for k in ("conditional_accuracy", "coverage", "fd_ratio", "hole_psnr_db") if k in recs[-1]["eval"]]
+    # runs recorded before the renames used "coverage" and "hole_psnr_db": still plotted
+    for r in recs:
+        ev = r["eval"]
+        for old, new in (("coverage", "class_entropy"), ("hole_psnr_db", "hole_psnr_rect_db")):
+            if old in ev and new not in ev:
+                ev[new] = ev[old]
+    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db") if k in recs[-1]["eval"]]
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), dpi=100, squeeze=False)

@@ -24,13 +24,15 @@ import json
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
-from gankit.errors import UsageError
+from gankit.errors import UsageError, first_line
+from gankit.fileio import atomic_write_json, atomic_write_text
 
 # Keys that may differ between a run and its resume without changing the result.
-VOLATILE_KEYS = {"config_hash", "world_size", "steps", "device", "save_every", "sample_every", "keep", "export", "export_path", "eval_every", "eval_samples"}
+VOLATILE_KEYS = {"config_hash", "world_size", "steps", "device", "save_every", "sample_every", "keep"}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -39,10 +41,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
 
 
 class RunDir:
@@ -116,9 +115,7 @@ class RunDir:
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past ``after_step`` (used on resume so curves are not doubled)."""
         recs = [r for r in self.read_metrics() if int(r.get("step", 0)) <= after_step]
-        tmp = self.metrics_path.with_name(f".metrics.jsonl.tmp-{os.getpid()}")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in recs))
-        os.replace(tmp, self.metrics_path)
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in recs))
 
 
 class RunLock:
@@ -182,7 +179,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-TEMP_PATTERN = re.compile(r"^\..+\.tmp-(\d+)$")
+TEMP_PATTERN = re.compile(r"^\..+\.tmp-(\d+)(\.\w+)?$")  # gankit.fileio.atomic_path's names
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -215,3 +212,30 @@ def default_run_dir(plugin: str, root: str = "runs") -> Path:
         if not p.exists():
             return p
     raise UsageError(f"too many runs in {base}; pass --out")
+
+
+def load_run_generator(run_dir: str | os.PathLike, family=None):
+    """(family, config, generator in eval mode, step) from a run directory's newest checkpoint.
+
+    ``family`` defaults to the installed family named in the run's config.
+    """
+    from gankit.plugins import get_family
+    from gankit.train import checkpoint as ckpt
+
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if family is None:
+        family = get_family(config.get("plugin", "?"))
+    latest, skipped = ckpt.newest_usable(run.checkpoints)
+    if latest is None:
+        why = "; ".join(skipped) if skipped else "no checkpoint was saved"
+        raise UsageError(f"{run.path} has no usable checkpoint: {why}")
+    for reason in skipped:  # an older step is used: say so, once per damaged file
+        print(f"warning: {reason}; using the older step {latest.step}", file=sys.stderr)
+    G = family.build_generator(config)
+    state = latest.module_state("G_ema") if latest.has("G_ema") else latest.module_state("G")
+    try:
+        G.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"checkpoint {latest.path} does not fit the {family.name} generator: {first_line(exc, with_type=False)}") from None
+    return family, config, G.eval(), latest.step

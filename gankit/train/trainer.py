@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gankit.data import Dataset
+from gankit.devices import resolve_device  # noqa: F401 - also imported from here
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train import rng as rng_state
@@ -42,20 +43,6 @@ class TrainResult:
     last: dict[str, float] = field(default_factory=dict)
     final_eval: dict[str, Any] | None = None
     checkpoint: str = ""
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    from gankit.errors import UsageError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return name
 
 
 class Trainer:
@@ -304,8 +291,9 @@ class Trainer:
                         part[reg.name] = float(term.detach())
                 loss_d.backward()
                 part["d_loss"] = float(adv_d.detach())
-                part["d_real"] = float(torch.sigmoid(d_real.detach()).mean())
-                part["d_fake"] = float(torch.sigmoid(d_fake.detach()).mean())
+                # raw logits: a sigmoid "probability" means something only for the BCE losses
+                part["d_real_logit"] = float(d_real.detach().mean())
+                part["d_fake_logit"] = float(d_fake.detach().mean())
                 per_slice.append(part)
                 parts.append((real, labels, g_in, fake))
                 self._leave_slice(s)
@@ -355,10 +343,10 @@ class Trainer:
         self.step += 1
         g_stats = _sum_parts(per_slice)
         out = {"d_loss": stats.pop("d_loss"), "g_loss": g_stats.pop("g_loss"), "g_adv": g_stats.pop("g_adv")}
-        d_real, d_fake = stats.pop("d_real"), stats.pop("d_fake")
+        d_real, d_fake = stats.pop("d_real_logit"), stats.pop("d_fake_logit")
         out.update(stats)
         out.update(g_stats)
-        out["d_real"], out["d_fake"] = d_real, d_fake
+        out["d_real_logit"], out["d_fake_logit"] = d_real, d_fake
         return self.world.average_floats(out)
 
     # -- data-parallel slices ------------------------------------------------------------

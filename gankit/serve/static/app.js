@@ -148,15 +148,22 @@ async function downloadGrid() {
 // ------------------------------------------------------------------ inpaint: image + brush mask
 const inp = { undo: [], drawing: false, last: null, imageBlob: null };
 
-async function setInpaintImage(blob) {
+// an uploaded or sample image as {url, img}, or null after showing why it cannot be read
+async function openImage(blob) {
   showError("");
   const url = URL.createObjectURL(blob);
-  let img;
   try {
-    img = await loadImage(url);
+    return { url, img: await loadImage(url) };
   } catch (e) {
-    return showError(e.message);
+    showError(e.message);
+    return null;
   }
+}
+
+async function setInpaintImage(blob) {
+  const opened = await openImage(blob);
+  if (!opened) return;
+  const { url, img } = opened;
   inp.imageBlob = blob;
   const [cw, ch] = fitSize(img.naturalWidth, img.naturalHeight);
   for (const c of [$("inp-image"), $("inp-mask")]) {
@@ -283,14 +290,9 @@ async function runInpaint() {
 const res = { imageBlob: null };
 
 async function setRestoreImage(blob) {
-  showError("");
-  const url = URL.createObjectURL(blob);
-  let img;
-  try {
-    img = await loadImage(url);
-  } catch (e) {
-    return showError(e.message);
-  }
+  const opened = await openImage(blob);
+  if (!opened) return;
+  const { url, img } = opened;
   res.imageBlob = blob;
   const [cw, ch] = fitSize(img.naturalWidth, img.naturalHeight);
   Object.assign($("res-before"), { src: url });

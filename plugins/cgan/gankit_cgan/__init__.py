@@ -1,9 +1,12 @@
-"""gankit plugin ``cgan``: class-conditional GAN (Mirza & Osindero, 2014) on DCGAN blocks.
+"""gankit plugin ``cgan``: a preset of the ``gan`` plugin, not a model of its own.
 
-The generator receives the label as an embedding joined with z; the discriminator is a
-projection discriminator (Miyato & Koyama, 2018) by default (``d_condition="concat"`` feeds
-the label as one-hot input channels instead), with AC-GAN's auxiliary class head on top (Odena
-et al., 2017; ``ac_weight``). Ask it for a "7" and you get a 7.
+It registers :class:`gankit_gan.DCGANFamily` (the same generator, discriminator and training
+code as ``gan``; this distribution depends on ``gankit-gan``) with ``condition="label"`` and
+the defaults below: a class-conditional GAN (Mirza & Osindero, 2014) whose generator receives
+the label as an embedding joined with z, judged by a projection discriminator (Miyato &
+Koyama, 2018) with AC-GAN's auxiliary class head (Odena et al., 2017; ``ac_weight``). Ask it
+for a "7" and you get a 7. A change to the model belongs in ``gankit_gan``; only the recipe
+lives here.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ from gankit_gan import DEFAULTS, DCGANFamily
 
 __version__ = "0.1.0"
 
-# measured (README "Results"): mode seeking cures the intra-class collapse behind the Frechet
-# distance; AC-GAN's auxiliary classifier keeps each class legible while mode seeking spreads it,
-# so both stay on for the whole run. D judges unaugmented images through a 512-unit hidden layer:
-# DiffAugment's translation hid position from D, and a linear logit cannot see a spread, so the
-# digits wandered 1-1.4 px about the centre (real MNIST: 0.3 px), which the judge's features see
-# (3.8x -> 2.3-2.9x the FD floor in 1-thread runs, seeds 0/1). The learning rate (1e-3, the gan
-# default) falls linearly to 0 over steps 350-700; 700 steps keep the run under 3 minutes with
-# the hidden layer, which is also why D keeps gan's plain two convolutions (the extra 3x3
-# convolution measured no better with the earlier recipe and costs ~25% per step).
-CGAN_DEFAULTS = {**DEFAULTS, "d_condition": "projection", "steps": 700, "diffaug": "none",
+# gan's defaults, changed where a labelled recipe wants otherwise. Why they differ (the measurements behind each are in benchmarks/RESULTS.md):
+# mode seeking cures the intra-class collapse behind the Frechet distance; AC-GAN's auxiliary
+# classifier keeps each class legible while mode seeking spreads it, so both stay on for the
+# whole run. D judges unaugmented images through a 512-unit hidden layer: DiffAugment's
+# translation hid position from D, and a linear logit cannot see a spread, so the digits
+# wandered about the centre, which the judge's features see. The learning rate (gan's) falls
+# linearly to 0 over the second half; the step count keeps the run a few minutes long with the
+# hidden layer, which is also why D keeps gan's plain two convolutions (the extra 3x3
+# convolution measured no better with the earlier recipe and costs more per step).
+CGAN_DEFAULTS = {**DEFAULTS, "steps": 700, "diffaug": "none",
                  "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [350, 700],
                  "d_extra_convs": 0, "d_hidden": 512, "clusters": 0}
 

@@ -16,20 +16,18 @@ DEFAULTS = {
     "latent_dim": 64,
     "ngf": 32,
     "ndf": 32,
-    "upsample": "convtranspose",
     # one 3x3 convolution (64 -> 128 channels) after D's last downsampling: without labels, D
-    # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches.
-    # Measured (README): FD 11.6x/12.6x -> 6.9x/6.3x the floor at 1,000 steps, ~25% slower steps
+    # must judge a digit's whole shape, and two 4x4 layers see only 10x10-pixel patches
+    # (its effect on FD and step time: benchmarks/RESULTS.md)
     "d_extra_convs": 1,
     # one hidden fully-connected layer (LeakyReLU) between D's features and its logit: a linear
     # logit can only weigh features one by one, so it cannot tell a set of digits that wander a
     # pixel or two about the centre from a centred set with the same average (a spread, not a
-    # mean). Measured (README): FD 6.9x -> 4.8x the floor at 1,000 steps (1 thread, seed 0)
+    # mean)
     "d_hidden": 256,
     # k-means clusters of the training images as pseudo-labels (gankit_gan.clusters): G and D
     # are conditioned on them like the cgan on its classes, and G reads its cluster from z.
-    # No labels are used. Measured (README): FD 4.9x -> 2.0x / 2.3x the floor (seeds 0 / 1), in
-    # 600 steps instead of 1,000; 1-thread runs: 20 clusters 5.2x, 40 3.5x, 80 2.6x, 160 3.2x
+    # No labels are used. The count was chosen by measurement (benchmarks/RESULTS.md)
     "clusters": 120,
     # mode seeking (MSGAN) against sameness within a cluster, as in the cgan
     "mode_seeking": 0.3,
@@ -37,7 +35,6 @@ DEFAULTS = {
     "batch_size": 64,
     # 5x DCGAN's 2e-4, falling linearly to 0 over the second half: in a short budget the
     # higher rate gets the shapes right sooner and the decay anneals the noise it brings
-    # (measured, README: coverage 0.93 -> 0.985, FD 24.2x -> 8.8x the floor at 1,000 steps)
     "lr_g": 1e-3,
     "lr_d": 1e-3,
     "lr_decay": [300, 600],
@@ -45,7 +42,7 @@ DEFAULTS = {
     "beta2": 0.999,
     "loss": "bce",
     "ema": 0.999,
-    "channels_last": True,  # NHWC: oneDNN's faster convolution kernels, 1.14x per training step here
+    "channels_last": True,  # NHWC: oneDNN's faster convolution kernels (speed-up: benchmarks/RESULTS.md)
 }
 
 
@@ -54,10 +51,8 @@ class DCGANFamily(ModelFamily):
         "latent_dim": Key(int, ge=1, le=4096, help="length of the noise vector z"),
         "ngf": Key(int, ge=1, le=4096, help="generator width (channels of its last hidden layer)"),
         "ndf": Key(int, ge=1, le=4096, help="discriminator width (channels of its first layer)"),
-        "upsample": Key(str, choices=("convtranspose", "pixelshuffle"), help="generator upsampling layer"),
         "d_extra_convs": Key(int, ge=0, le=8, help="extra 3x3 convolutions after D's last downsampling"),
         "d_hidden": Key(int, ge=0, le=65536, help="units of D's hidden layer before its outputs (0 = none)"),
-        "d_condition": Key(str, "projection", choices=("projection", "concat"), help="how D sees the label"),
         "clusters": Key(int, ge=0, le=10000, help="k-means clusters of the data as pseudo-labels (0 = off)"),
     }
 
@@ -122,13 +117,14 @@ class DCGANFamily(ModelFamily):
     def build_generator(self, config):
         from gankit_gan.model import Generator
 
+        _removed(config, "upsample", "convtranspose")
+
         return Generator(
             latent_dim=int(config["latent_dim"]),
             channels=int(config["channels"]),
             size=int(config["height"]),
             width=int(config["ngf"]),
             num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else 0,
-            upsample=config.get("upsample", "pixelshuffle"),
             cluster_sizes=self._sizes(config),
         )
 
@@ -145,21 +141,30 @@ class DCGANFamily(ModelFamily):
     def build_discriminator(self, config):
         from gankit_gan.model import Discriminator
 
+        _removed(config, "d_condition", "projection")
+
         return Discriminator(
             channels=int(config["channels"]),
             size=int(config["height"]),
             width=int(config["ndf"]),
             num_classes=int(config.get("num_classes", 0)) if self.condition == "label" else len(self._sizes(config)),
-            condition=config.get("d_condition", "projection"),
-            mbstd=bool(config.get("mbstd", True)),
             spectral_norm=bool(config.get("spectral_norm", False)),
             # BatchNorm couples the samples of a batch, which breaks the per-sample gradient
             # penalty of a WGAN-GP critic (Gulrajani et al. use none): off for wgan-gp
-            batchnorm=bool(config.get("d_batchnorm", config.get("loss") != "wgan-gp")),
+            batchnorm=config.get("loss") != "wgan-gp",
             class_head=bool(config.get("ac_weight")) and self.condition == "label",  # the trainer uses it only there
             extra_convs=_count(config, "d_extra_convs"),
             hidden=_count(config, "d_hidden"),
         )
+
+
+def _removed(config, key: str, only: str) -> None:
+    """Runs made before the experiment switch ``key`` was removed record its one remaining
+    value; any other value is refused in one line instead of silently ignored."""
+    if config.get(key, only) != only:
+        from gankit.errors import UsageError
+
+        raise UsageError(f"{key}={config[key]!r} is no longer available (only {only!r} is)")
 
 
 def _count(config, key: str) -> int:

@@ -1,10 +1,7 @@
 """DCGAN generator and discriminator (Radford, Metz & Chintala, 2015), optionally class-conditional.
 
-Generator: z (+ label embedding) -> linear -> base x base feature map -> k x [upsample x2,
-BatchNorm, ReLU] -> 3x3 conv -> tanh. Upsampling is either a transposed 4x4 convolution
-(the paper's choice) or a 3x3 convolution followed by PixelShuffle (sub-pixel convolution,
-Shi et al. 2016), which computes the same kind of function, avoids checkerboard artefacts,
-and runs faster in onnxruntime/OpenVINO (it quantises; ConvTranspose has no int8 kernel).
+Generator: z (+ label embedding) -> linear -> base x base feature map -> k x [4x4 transposed
+convolution (x2), BatchNorm, ReLU] -> 3x3 conv -> tanh.
 
 With ``cluster_sizes`` (the unconditional gan's pseudo-labels, see :mod:`gankit_gan.clusters`)
 the generator also embeds the cluster its own z[:, 0] falls in, and the discriminator projects
@@ -13,9 +10,9 @@ the cluster like a class.
 Discriminator: k x [4x4 stride-2 conv, (BatchNorm,) LeakyReLU 0.2] (+ ``extra_convs`` x [3x3
 conv doubling the channels, (BatchNorm,) LeakyReLU] at the last resolution) (+ ``hidden`` units:
 one fully-connected LeakyReLU layer, so the outputs are nonlinear in the whole feature map) ->
-linear logit. With ``num_classes > 0`` it is a projection discriminator (Miyato & Koyama,
-2018): the logit gets ``<embed(y), features>`` added, or, with ``condition="concat"``, the
-label is fed as extra one-hot input channels (Mirza & Osindero, 2014). ``class_head=True`` adds
+linear logit, with the minibatch standard deviation (Karras et al. 2018) as one more feature
+map before the flattening. With ``num_classes > 0`` it is a projection discriminator (Miyato &
+Koyama, 2018): the logit gets ``<embed(y), features>`` added. ``class_head=True`` adds
 AC-GAN's auxiliary classifier (Odena et al., 2017) next to the real/fake logit. The
 projection and the class head read the same (hidden, when there is one) features as the logit.
 """
@@ -27,28 +24,24 @@ from torch import nn
 
 
 def plan(size: int) -> tuple[int, int]:
-    """(base, number of x2 upsamplings) for an image side: 28 -> (7, 2), 64 -> (4, 4)."""
+    """(base, number of x2 upsamplings) for an image side: halve while the side stays even and
+    at least 4. 28 -> (7, 2), 64 -> (4, 4); a side that cannot be halved once (odd, or under 8)
+    is refused."""
     n = 0
     while size % (2 ** (n + 1)) == 0 and size // (2 ** (n + 1)) >= 4:
         n += 1
     if n == 0:
-        raise ValueError(f"image side {size} must be a multiple of 8 (e.g. 28, 32, 64)")
+        raise ValueError(f"image side {size} must be even and at least 8 (e.g. 28, 32, 64)")
     return size // 2**n, n
 
 
 class Up(nn.Sequential):
-    def __init__(self, cin: int, cout: int, mode: str):
-        if mode == "convtranspose":
-            conv = [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)]
-        elif mode == "pixelshuffle":
-            conv = [nn.Conv2d(cin, cout * 4, 3, 1, 1, bias=False), nn.PixelShuffle(2)]
-        else:
-            raise ValueError(f"unknown upsample mode {mode!r}")
-        super().__init__(*conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class Generator(nn.Module):
-    def __init__(self, latent_dim=64, channels=1, size=28, width=32, num_classes=0, upsample="pixelshuffle",
+    def __init__(self, latent_dim=64, channels=1, size=28, width=32, num_classes=0,
                  cluster_sizes: list[float] | None = None):
         super().__init__()
         self.latent_dim, self.num_classes = latent_dim, num_classes
@@ -71,7 +64,7 @@ class Generator(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.c0 = chans[0]
-        self.ups = nn.Sequential(*[Up(chans[i], chans[i + 1], upsample) for i in range(n_up)])
+        self.ups = nn.Sequential(*[Up(chans[i], chans[i + 1]) for i in range(n_up)])
         self.out = nn.Conv2d(chans[-1], channels, 3, 1, 1)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,14 +108,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, channels=1, size=28, width=32, num_classes=0, condition="projection",
-                 mbstd: bool = True, spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False,
+    def __init__(self, channels=1, size=28, width=32, num_classes=0,
+                 spectral_norm: bool = False, batchnorm: bool = True, class_head: bool = False,
                  extra_convs: int = 0, hidden: int = 0):
         super().__init__()
         _, n_down = plan(size)
         n_down = min(n_down, 4)
-        self.num_classes, self.condition, self.mbstd = num_classes, condition, mbstd
-        cin = channels + (num_classes if num_classes and condition == "concat" else 0)
+        self.num_classes = num_classes
+        cin = channels
         norm = batchnorm and not spectral_norm
 
         def block(cin: int, cout: int, kernel: int, stride: int, norm: bool, bias: bool) -> list[nn.Module]:
@@ -140,11 +133,11 @@ class Discriminator(nn.Module):
             c = cout
         self.features = nn.Sequential(*layers)
         side = size // 2**n_down
-        flat = c * side * side + (side * side if mbstd else 0)
+        flat = c * side * side + side * side  # + the minibatch-std map
         self.head = nn.Sequential(nn.Linear(flat, hidden), nn.LeakyReLU(0.2, inplace=True)) if hidden else None
         self.feat_dim = hidden or flat  # what the logit, the projection and the class head read
         self.fc = nn.Linear(self.feat_dim, 1)
-        self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes and condition == "projection" else None
+        self.embed = nn.Embedding(num_classes, self.feat_dim) if num_classes else None
         # AC-GAN's auxiliary classifier (the trainer's ac_weight): a linear class head on the same
         # features; each forward leaves its logits in ``class_logits`` for the trainer to read
         self.classifier = nn.Linear(self.feat_dim, num_classes) if num_classes and class_head else None
@@ -157,14 +150,11 @@ class Discriminator(nn.Module):
                     nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        if self.num_classes and self.condition == "concat":
-            onehot = nn.functional.one_hot(label, self.num_classes).to(x.dtype)
-            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
         h = self.features(x)
-        if self.mbstd:  # minibatch standard deviation (Karras et al. 2018): lets D see diversity
-            # sqrt(var + eps): finite gradients where every sample agrees (R1 differentiates twice)
-            std = h.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=0, keepdim=True)  # [1, H, W]
-            h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
+        # minibatch standard deviation (Karras et al. 2018): lets D see a batch's diversity.
+        # sqrt(var + eps): finite gradients where every sample agrees (R1 differentiates twice)
+        std = h.var(dim=0, unbiased=False).add(1e-8).sqrt().mean(dim=0, keepdim=True)  # [1, H, W]
+        h = torch.cat([h, std.expand(h.shape[0], 1, -1, -1)], dim=1)
         h = h.flatten(1)
         if self.head is not None:
             h = self.head(h)

@@ -14,7 +14,7 @@ from gankit_gan.clusters import MIN_PER_CLUSTER, cluster_labels, cluster_sizes, 
 
 @pytest.fixture(scope="module")
 def mnist():
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
 
     return load_dataset("mnist5k")
 
@@ -38,7 +38,7 @@ def _train_error(capsys, tmp_path, plugin, setting):
 
 
 def _config(overrides=None, data="mnist5k"):
-    from gankit.data import load_dataset
+    from gankit.plugins import load_dataset
     from gankit.plugins import get_family
     from gankit.train.api import build_config
 

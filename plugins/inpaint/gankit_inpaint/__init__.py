@@ -46,7 +46,7 @@ class InpaintFamily(ModelFamily):
         "disc_width": Key(int, ge=1, le=4096, help="patch discriminator base width"),
         "l1_weight": Key(float, ge=0, help="L1 loss over the hole pixels"),
         "l2_weight": Key(float, ge=0, help="L2 loss over the hole pixels"),
-        "coarse_fill": Key(str, choices=("none", "biharmonic", "pushpull"), help="classical fill under the learned one"),
+        "coarse_fill": Key(str, choices=("none", "biharmonic"), help="classical fill under the learned one"),
     }
 
     def build_generator(self, config):
@@ -86,7 +86,7 @@ def register_families(register):
             name="inpaint",
             task="inpaint",
             condition="masked-image",
-            description="GAN inpainting: U-Net generator, PatchGAN discriminator, adversarial + L1",
+            description="GAN inpainting: U-Net generator, PatchGAN discriminator, adversarial + L1 + L2 on the hole",
             defaults=dict(DEFAULTS),
             data_defaults={k: dict(v) for k, v in DATA_DEFAULTS.items()},
         )

@@ -8,10 +8,9 @@ The output is composited, ``mask * generated + (1 - mask) * image``, inside the 
 the exported ONNX file keeps known pixels exactly. Only plain convolutions: it exports to
 ONNX and quantises.
 
-With ``coarse_fill="pushpull"`` or ``"biharmonic"`` the hole is first filled by a classical,
-exportable interpolation (a push-pull pyramid, Gortler et al. 1996, whose levels are then
-smoothed by Jacobi steps of Laplace's equation, or by gradient steps on the thin-plate
-energy for ``biharmonic``), and the U-Net sees that fill and predicts a residual on top of
+With ``coarse_fill="biharmonic"`` the hole is first filled by a classical, exportable
+interpolation (a push-pull pyramid, Gortler et al. 1996, whose levels are then smoothed by
+gradient steps on the thin-plate energy), and the U-Net sees that fill and predicts a residual on top of
 it: it starts from a smooth guess and learns the texture and edges that interpolation
 cannot make. On photo patches, where a hole mostly continues its surroundings, this is what
 lifts the GAN above the biharmonic baseline (README).
@@ -31,23 +30,12 @@ def _act() -> nn.Module:
 
 def _block(conv: nn.Module, cout: int) -> nn.Sequential:
     """conv -> BatchNorm -> LeakyReLU. BatchNorm keeps activations at a fixed scale (without it
-    they grew ~100x per layer and training blew up near step 750); the exporter folds it into
-    the conv, so it costs nothing at inference."""
+    they grew layer by layer until training blew up); the exporter folds it into the conv, so it
+    costs nothing at inference."""
     return nn.Sequential(conv, nn.BatchNorm2d(cout), _act())
 
 
-COARSE_FILLS = ("none", "pushpull", "biharmonic")
-
-
-def _laplace_steps(filled, image, mask, steps):
-    """Jacobi iterations of Laplace's equation (3x3 average) inside the hole."""
-    import torch.nn.functional as F
-
-    c = filled.shape[1]
-    kernel = torch.full((c, 1, 3, 3), 1.0 / 9.0, dtype=filled.dtype, device=filled.device)
-    for _ in range(steps):
-        filled = mask * F.conv2d(F.pad(filled, (1, 1, 1, 1), mode="replicate"), kernel, groups=c) + (1 - mask) * image
-    return filled
+COARSE_FILLS = ("none", "biharmonic")
 
 
 def _biharmonic_steps(filled, mask, steps, tau=1.0):
@@ -56,7 +44,7 @@ def _biharmonic_steps(filled, mask, steps, tau=1.0):
     ``L u = box3x3(u) - u`` is a 9-point Laplacian (borders average only the pixels that
     exist), so ``L(L u)`` is a biharmonic operator; its eigenvalues lie in [0, 16/9], so a
     step of 1 is stable. Built from AveragePool, which every ONNX backend runs fast (a 5x5
-    depthwise stencil ran 4-6x slower in onnxruntime). Pixels outside the hole never
+    depthwise stencil ran several times slower in onnxruntime, RESULTS.md). Pixels outside the hole never
     change. A harmonic fill is flat at the hole's border; this one carries the
     surroundings' gradients and curvature into the hole, like
     ``skimage.restoration.inpaint_biharmonic``.
@@ -70,17 +58,14 @@ def _biharmonic_steps(filled, mask, steps, tau=1.0):
     return filled
 
 
-def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 128,
-                   biharmonic: tuple[int, int] | None = None) -> torch.Tensor:
+def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, level_steps: int = 64, final_steps: int = 8) -> torch.Tensor:
     """Fill the holes (``mask`` = 1) of ``image`` from the known pixels around them.
 
     Push: average known pixels (and their weights) down a 2x2 pyramid until nothing is
     missing. Pull: going back up, each level keeps its own colour where it had known pixels
     and takes the coarser level's colour, bilinearly upsampled, where it did not.
 
-    Then, by default, ``smooth_steps`` Jacobi iterations of Laplace's equation smooth the
-    seams (a harmonic fill). With ``biharmonic=(level_steps, final_steps)`` the pull instead
-    runs ``level_steps`` thin-plate (biharmonic) smoothing steps on every coarser level of
+    The pull runs ``level_steps`` thin-plate (biharmonic) smoothing steps on every coarser level of
     4x4 or more (over the pixels that level could not see) and ``final_steps`` at full size:
     a multigrid-style biharmonic fill, where the coarse levels settle the low frequencies
     cheaply. Known pixels are returned unchanged. Only
@@ -100,24 +85,18 @@ def push_pull_fill(image: torch.Tensor, mask: torch.Tensor, smooth_steps: int = 
         own = v / w.clamp_min(1e-6)
         alpha = (w * 4.0).clamp(max=1.0)  # a pixel backed by a quarter of its cell or more keeps its own colour
         filled = alpha * own + (1 - alpha) * up
-        if biharmonic and min(v.shape[-2:]) >= 4 and v.shape[-2:] != image.shape[-2:]:
-            filled = _biharmonic_steps(filled, 1 - alpha, biharmonic[0])
+        if min(v.shape[-2:]) >= 4 and v.shape[-2:] != image.shape[-2:]:
+            filled = _biharmonic_steps(filled, 1 - alpha, level_steps)
     filled = mask * filled + known * image
-    if biharmonic:
-        return mask * _biharmonic_steps(filled, mask, biharmonic[1]) + known * image
-    return _laplace_steps(filled, image, mask, smooth_steps)
+    return mask * _biharmonic_steps(filled, mask, final_steps) + known * image
 
 
 def fill_holes(name: str, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The classical fill the U-Net refines: ``none`` (zeros in the hole), ``pushpull``
-    (harmonic) or ``biharmonic`` (multigrid thin-plate: 64 steps on each coarser level, 8 at
-    full size; on the 118 held-out photo patches 20.08 / 21.05 dB hole PSNR (rect / strokes)
-    against ``inpaint_biharmonic``'s 19.91 / 20.86, before any training, at ~1.5 ms per 64x64
-    RGB patch in onnxruntime on 2 cores)."""
-    if name == "pushpull":
-        return push_pull_fill(image, mask)
+    """The classical fill the U-Net refines: ``none`` (zeros in the hole) or ``biharmonic``
+    (multigrid thin-plate: 64 steps on each coarser level, 8 at full size; how it compares with
+    scikit-image's ``inpaint_biharmonic`` is in benchmarks/RESULTS.md)."""
     if name == "biharmonic":
-        return push_pull_fill(image, mask, biharmonic=(64, 8))
+        return push_pull_fill(image, mask)
     return image
 
 

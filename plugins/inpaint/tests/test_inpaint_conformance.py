@@ -4,7 +4,7 @@ import pytest
 
 
 @pytest.mark.parametrize("shape,coarse_fill", [((1, 28, 28), "none"), ((3, 64, 64), "none"), ((3, 64, 64), "biharmonic"),
-                                               ((1, 28, 28), "pushpull")])
+                                               ((1, 28, 28), "biharmonic")])
 def test_inpaint_conforms(gankit_check, shape, coarse_fill):
     # the classical coarse fills (pooling, resizing, fixed convolutions) must export and run too
     report = gankit_check("inpaint", shape=shape, overrides={"gen_width": 8, "disc_width": 8, "coarse_fill": coarse_fill})

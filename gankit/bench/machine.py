@@ -1,0 +1,79 @@
+"""The machine a benchmark ran on, and its roofs: the GFLOP/s a large matmul reaches in this
+process, per precision, measured in the same run as every number it is compared with."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from gankit.bench.timing import _once, time_it
+from gankit.sysinfo import cpu_flags, cpu_has_bf16, cpu_model
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import onnxruntime as ort
+    import torch
+
+    flags = cpu_flags()
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni") if f in flags]
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "isa": isa, "python": platform.python_version(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "torch_threads": torch.get_num_threads()}
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__.split("-")[0]
+    except ImportError:
+        info["openvino"] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def measure_roofs(threads: int, n: int = 1024) -> dict[str, float]:
+    """Peak GFLOP/s this process reaches on a large matmul: fp32 and bf16 (PyTorch), int8
+    (onnxruntime MatMulInteger, u8 x s8). The best of two sizes; a precision the CPU only
+    emulates (bf16 without AVX-512 bf16/AMX) is measured on the smaller size only."""
+    import torch
+
+    roofs = {}
+    for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        best = 0.0
+        sizes = (n, 2 * n) if prec == "fp32" or cpu_has_bf16() else (n // 2,)
+        for size in sizes:
+            a = torch.randn(size, size).to(dtype)
+            b = torch.randn(size, size).to(dtype)
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            if time.perf_counter() - t0 > 0.5:  # emulated: one more timing of this size is enough
+                med = min(_once(lambda: torch.mm(a, b)) for _ in range(2))
+                best = max(best, 2 * size**3 / med / 1e9)
+                break
+            med, _, _ = time_it(lambda: torch.mm(a, b), warmup=1, min_runs=5, budget_s=0.5)
+            best = max(best, 2 * size**3 / (med / 1e3) / 1e9)
+        roofs[prec] = round(best, 1)
+    roofs["int8"] = round(_int8_roof(threads, n), 1)
+    return roofs
+
+
+def _int8_roof(threads: int, n: int) -> float:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]), helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+    med, _, _ = time_it(lambda: sess.run(None, feed), warmup=2, min_runs=5, budget_s=0.5)
+    return 2 * n**3 / (med / 1e3) / 1e9

@@ -1,0 +1,113 @@
+"""The benchmark's records as a summary, markdown tables, a chart and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gankit.fileio import atomic_path, atomic_write_json
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, computed from the records: speed-up of the best file backend over
+    the best PyTorch variant per model and batch, roof share of the best backend, training
+    ratio, cold start."""
+    ok = [r for r in records if r.get("kind") == "inference" and r.get("median_ms") and r.get("status") == "ok"
+          and r.get("device", "cpu") == "cpu"]
+    out: dict[str, Any] = {"speedup": [], "roof": []}
+    for model in sorted({r["model"] for r in ok}):
+        for b in sorted({r["batch"] for r in ok if r["model"] == model}):
+            rows = [r for r in ok if r["model"] == model and r["batch"] == b]
+            files = [r for r in rows if r["file"]]
+            torchs = [r for r in rows if not r["file"]]
+            if files and torchs:
+                bf, bt = min(files, key=lambda r: r["median_ms"]), min(torchs, key=lambda r: r["median_ms"])
+                out["speedup"].append({"model": model, "batch": b, "best_file": bf["backend"], "best_pytorch": bt["backend"],
+                                       "ratio": round(bt["median_ms"] / bf["median_ms"], 2)})
+            best = min(rows, key=lambda r: r["median_ms"])
+            out["roof"].append({"model": model, "batch": b, "backend": best["backend"], "precision": best["precision"],
+                                "roof_share": best.get("roof_share")})
+    out["training"] = [r for r in records if r.get("kind") == "training_ratio"]
+    out["cold_start"] = next((r for r in records if r.get("kind") == "cold_start"), None)
+    return out
+
+
+def markdown(records: list[dict[str, Any]]) -> str:
+    m = next((r for r in records if r.get("kind") == "machine"), {})
+    roof = next((r for r in records if r.get("kind") == "roof"), {})
+    lines = [f"Machine: {m.get('cpu')} ({m.get('threads')} threads; {', '.join(m.get('isa', []))}), torch {m.get('torch')}, "
+             f"onnxruntime {m.get('onnxruntime')}, openvino {m.get('openvino')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
+             "", f"Roofs (large matmul, this process): fp32 {roof.get('fp32_gflops')} GFLOP/s, bf16 {roof.get('bf16_gflops')}, "
+             f"int8 {roof.get('int8_gflops')} GOP/s", "",
+             "| model | backend | batch | median ms | p90 ms | images/s | GFLOP/s | roof share | PSNR vs fp32 dB | quality | status |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in records:
+        if r.get("kind") != "inference":
+            continue
+        if not r.get("median_ms"):
+            lines.append(f"| {r['model']} | {r['backend']} | {r.get('batch') or '-'} | | | | | | | | {r['status']} |")
+            continue
+        q = ", ".join(f"{k} {v}" for k, v in (r.get("quality") or {}).items())
+        share = f"{100 * r['roof_share']:.0f}%" if r.get("roof_share") is not None else "-"
+        lines.append(f"| {r['model']} | {r['backend']} | {r['batch']} | {r['median_ms']:.3f} | {r['p90_ms']:.3f} | "
+                     f"{r['images_per_s']:.0f} | {r['gflops_per_s']:.1f} | {share} | {r['psnr_vs_fp32_db']} | {q} | {r['status']} |")
+    s = summarize(records)
+    lines += ["", "| model | batch | best file backend | best PyTorch variant | speed-up |", "|---|---:|---|---|---:|"]
+    for x in s["speedup"]:
+        lines.append(f"| {x['model']} | {x['batch']} | {x['best_file']} | {x['best_pytorch']} | {x['ratio']:.2f}x |")
+    for t in s["training"]:
+        lines.append("")
+        lines.append(f"Training ({t['model']}, batch {t['batch']}): gankit {t['gankit_images_per_s']:.0f} images/s, "
+                     f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x")
+    for t in (r for r in records if r.get("kind") == "time_to_quality"):
+        def fmt(side):
+            return (f"{side['train_s'] / 60:.1f} min (step {side['step']}, FD {side['fd_ratio']:.1f}x then)" if side.get("reached")
+                    else f"not reached in {t['max_steps']} steps ({side['spent_s'] / 60:.1f} min; best accuracy "
+                         f"{max(c['conditional_accuracy'] for c in side['curve']):.3f})")
+        lines.append("")
+        lines.append(f"Time to quality ({t['model']}, conditional accuracy >= judge's {t['target_accuracy']:.3f}, "
+                     f"training time only): gankit {fmt(t['gankit'])}; plain loop {fmt(t['plain'])}"
+                     + (f": {t['speedup']:.2f}x" if t.get("speedup") else ""))
+    if s["cold_start"]:
+        c = s["cold_start"]
+        lines.append("")
+        lines.append(f"Cold start ({c['model']}): import {c['import_ms']} ms + load {c['load_ms']} ms + first batch of 16 "
+                     f"{c['first_batch_ms']} ms = {c['in_process_ms']} ms in process; {c['process_ms']} ms whole process")
+    return "\n".join(lines) + "\n"
+
+
+def chart(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r.get("kind") == "inference" and r.get("median_ms")]
+    models = sorted({r["model"] for r in ok})
+    if not models:
+        return
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), dpi=100, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = [r for r in ok if r["model"] == model]
+        backends = list(dict.fromkeys(r["backend"] for r in rows))
+        batches = sorted({r["batch"] for r in rows})
+        width = 0.8 / max(1, len(backends))
+        for i, b in enumerate(backends):
+            ys = [next((r["images_per_s"] for r in rows if r["backend"] == b and r["batch"] == bs), 0) for bs in batches]
+            failing = any(r["status"] != "ok" for r in rows if r["backend"] == b)
+            ax.bar([j + i * width for j in range(len(batches))], ys, width, label=b + (" (failing)" if failing else ""),
+                   hatch="//" if failing else None)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(batches))], [f"batch {b}" for b in batches])
+        ax.set_yscale("log")
+        ax.set_ylabel("images/s (log)")
+        ax.set_title(model)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def write_json(records: list[dict[str, Any]], path: Path) -> None:
+    atomic_write_json(path, records, indent=1, default=float)

@@ -1,0 +1,26 @@
+"""The ``--device`` option, one definition for every command that takes it (train, bench)."""
+
+from __future__ import annotations
+
+from gankit.errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(name: str) -> str:
+    """Validate a ``--device`` value without importing torch (commands check their options first)."""
+    if name not in DEVICES:
+        raise UsageError(f"unknown device {name!r}; use {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
+    return name
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is bad input."""
+    import torch
+
+    check_device(name)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    return name
