@@ -18,7 +18,7 @@ import tempfile
 
 from gankit.plugins import load_dataset
 from gankit.plugins import get_family
-from gankit.train.api import build_config
+from gankit.train.config import build_config
 from gankit.train.run import RunDir
 from gankit.train.trainer import Trainer
 

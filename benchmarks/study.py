@@ -48,7 +48,7 @@ VARIANTS: dict[str, dict] = {
 
 def run_variant(family: str, name: str, overrides: dict, steps: int, seed: int, workdir: Path) -> dict:
     from gankit import plugins
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     plugins.reset()
     out = workdir / f"{family}-{_slug(name)}"

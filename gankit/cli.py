@@ -4,6 +4,9 @@ Every command imports torch (or onnxruntime) inside its body, so ``gankit --help
 ``gankit plugins`` start instantly. Errors the user can fix print one line on stderr and
 exit with code 2; internal failures we can describe exit with 1; tracebacks only with
 ``GANKIT_DEBUG=1``.
+
+Over 400 lines on purpose: every command's options and help text live here, so ``--help``
+reads as one document; the bodies delegate to the modules that do the work.
 """
 
 from __future__ import annotations
@@ -158,7 +161,7 @@ def train_cmd(
         if rc:
             raise SystemExit(rc)  # the ranks (or the launcher) already printed the one line
         return
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     overrides = parse_sets(set_)
     for key, value in (("spectral_norm", spectral_norm), ("ema", ema), ("diffaug", diffaug), ("r1", r1),
@@ -233,6 +236,7 @@ def generate_cmd(
     out: Path = typer.Option(Path("grid.png"), "--out", help="Output PNG grid."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="psi toward the average w (files with a truncation input, e.g. stylegan; 1 = none)."),
 ) -> None:
     """Generate images with an exported model (torch-free runtime) and save a grid."""
     import numpy as np
@@ -250,13 +254,18 @@ def generate_cmd(
     if m.num_classes and label is None:
         per = max(1, n // m.num_classes)
         labels = np.repeat(np.arange(m.num_classes), per)
-        images = m.generate(len(labels), labels=labels, seed=seed)
+        images = m.generate(len(labels), labels=labels, seed=seed, truncation=truncation)
         nrow = per
     else:
-        images = m.generate(n, labels=label, seed=seed)
+        images = m.generate(n, labels=label, seed=seed, truncation=truncation)
         nrow = None
     save_png(grid(images, nrow=nrow), out, scale=scale)
     _console().print(f"wrote {len(images)} images to [bold]{out}[/bold]")
+
+
+from gankit.cli_latent import add_commands as _add_latent_commands  # noqa: E402 - gankit mix, gankit interpolate
+
+_add_latent_commands(app)
 
 
 # --------------------------------------------------------------------------- inpaint

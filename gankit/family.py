@@ -180,6 +180,24 @@ class ModelFamily:
         """The module to hand to ``torch.onnx.export`` (override for export-only swaps)."""
         return generator
 
+    def export_optional_inputs(self, config: dict[str, Any], batch: int, seed: int = 0) -> dict[str, "torch.Tensor"]:
+        """Extra generator inputs that the exported file gives a default (none by default).
+
+        Example values, keyed by ONNX input name, used to trace the export and to check
+        parity; they come after :meth:`export_inputs`'s in the file. Each needs a default in
+        :meth:`export_input_defaults`, so a caller who feeds only the contract's inputs still
+        runs the file (e.g. StyleGAN's ``truncation``, ``z2`` and ``crossover``).
+        """
+        return {}
+
+    def export_input_defaults(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Default value (a numpy array) of each optional input, written as an initializer of the same name."""
+        return {}
+
+    def export_metadata(self, config: dict[str, Any]) -> dict[str, str]:
+        """Family-specific ``metadata_props`` added to the exported file (``gankit.*`` keys documented by the family)."""
+        return {}
+
     @property
     def output_name(self) -> str:
         return "restored" if self.task == "inpaint" else "image"

@@ -72,7 +72,7 @@ def assert_one_line_error(result, code: int = 2) -> None:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """One few-step run and its export per built-in family, shared by the export/runtime tests."""
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     root = tmp_path_factory.mktemp("tiny-runs")
     cwd = os.getcwd()

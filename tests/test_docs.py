@@ -70,7 +70,7 @@ def test_the_walkthrough_plugin_runs_as_written(tmp_path, cli, monkeypatch):
 
     from gankit import plugins
     from gankit.cli import app
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     files = _walkthrough_files()
     assert {"pyproject.toml", "gankit_resgan/__init__.py", "gankit_resgan/model.py", "tests/test_resgan.py"} <= set(files)

@@ -120,7 +120,7 @@ def test_data_defaults_apply_per_dataset_and_options_still_win():
     from types import SimpleNamespace
 
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     family = get_family("inpaint")
     photos = SimpleNamespace(shape=(3, 64, 64), num_classes=0, class_names=[])

@@ -130,7 +130,7 @@ def test_mode_seeking_punishes_a_generator_that_ignores_z():
 def test_ema_batchnorm_statistics_are_recomputed_for_the_averaged_weights(tmp_path):
     from gankit.plugins import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir
     from gankit.train.trainer import Trainer
 
@@ -157,7 +157,7 @@ def test_mode_seeking_weight_falls_to_zero_at_a_fixed_step_and_bad_values_are_re
     from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir
     from gankit.train.trainer import Trainer
 
@@ -191,7 +191,7 @@ def test_auxiliary_classifier_learns_the_classes_and_pulls_the_generator_toward_
     refused in one line."""
     from gankit.plugins import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir
     from gankit.train.trainer import Trainer
 
@@ -403,7 +403,7 @@ def test_learning_rate_decays_linearly_in_absolute_steps_and_bad_values_are_refu
     from gankit.plugins import load_dataset
     from gankit.errors import UsageError
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir
     from gankit.train.trainer import Trainer
 

@@ -48,7 +48,7 @@ def exported(request, tmp_path_factory):
                 tiny = request.getfixturevalue("tiny_runs")[name]
                 files[name] = (tiny["run"], tiny["onnx"])
             else:
-                from gankit.train.api import train
+                from gankit.pipeline import train
 
                 root = tmp_path_factory.mktemp(f"consumer-{name}")
                 cwd = os.getcwd()

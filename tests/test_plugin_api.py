@@ -123,7 +123,7 @@ def test_dataset_fields_and_load_options_are_documented():
 def _trainer(tmp_path, name, plugin="gan", family=None, **over):
     from gankit.plugins import get_family
     from gankit.testing import synthetic_dataset
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
     from gankit.train.run import RunDir
     from gankit.train.trainer import Trainer
 
@@ -454,7 +454,7 @@ def test_the_conformance_kit_refuses_config_values_config_json_cannot_hold(tmp_p
 def test_a_family_without_batch_size_or_steps_gets_the_core_defaults(tmp_path):
     from gankit import CORE_DEFAULTS
     from gankit.testing import synthetic_dataset
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     fam = _shape_family()
     cfg = build_config(fam, synthetic_dataset((1, 16, 16)), data="s", seed=0, device="cpu", overrides={})

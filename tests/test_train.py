@@ -35,7 +35,7 @@ def _weights(run) -> dict:
 
 
 def test_training_is_deterministic_and_resume_is_exact(tmp_path):
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     # the learning-rate decay (absolute steps) starts before the stop at step 3 and ends after it
     common = dict(plugin="cgan", batch_size=8, evaluate=False, export=False, quiet=True,
@@ -63,7 +63,7 @@ def test_resume_with_changed_config_is_refused(cli, tmp_path):
 
 @pytest.mark.parametrize("plugin", ["cgan", "inpaint"])
 def test_evaluated_run_records_quality(tmp_path, plugin):
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     summary = train(plugin=plugin, steps=2, batch_size=8, out=tmp_path / plugin, export=False, quiet=True,
                     overrides={"sample_every": 1, "eval_samples": 200})
@@ -107,7 +107,7 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
 def test_non_finite_loss_rolls_back_and_halves_the_learning_rate(tmp_path, monkeypatch):
     import math
 
-    from gankit.train.api import train
+    from gankit.pipeline import train
     from gankit.train.trainer import Trainer
 
     real_step = Trainer.train_step
@@ -164,7 +164,7 @@ def test_repeated_non_finite_loss_stops_with_one_line(cli, tmp_path, monkeypatch
 def test_each_roll_back_halves_the_learning_rate_again(tmp_path, monkeypatch):
     import math
 
-    from gankit.train.api import train
+    from gankit.pipeline import train
     from gankit.train.trainer import Trainer
 
     real_step = Trainer.train_step
@@ -195,7 +195,7 @@ def test_discriminator_extra_convolutions_deepen_it_at_the_last_resolution(extra
 
     from gankit.plugins import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     fam, ds = get_family("gan"), load_dataset("mnist5k")
     cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"d_extra_convs": extra})
@@ -220,7 +220,7 @@ def test_discriminator_hidden_layer_feeds_logit_projection_and_class_head(plugin
 
     from gankit.plugins import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     fam, ds = get_family(plugin), load_dataset("mnist5k")
     cfg = build_config(fam, ds, data="mnist5k", seed=0, device="cpu", overrides={"d_hidden": hidden})

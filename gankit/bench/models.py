@@ -60,7 +60,7 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
         else:
             import torch
 
-            from gankit.train.api import build_config
+            from gankit.train.config import build_config
 
             data = family.defaults.get("data", "mnist5k")
             config = build_config(family, load_dataset(data), data=data, seed=0, device="cpu", overrides={})

@@ -31,7 +31,7 @@ def quantize_int8(model: BenchModel, conv_transpose: bool = False) -> Path:
             return next(self.it, None)
 
     pre = model.onnx_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(model.onnx_path), str(pre), skip_symbolic_shape=True)
+    quant_pre_process(str(_defaults_as_constants(model.onnx_path)), str(pre), skip_symbolic_shape=True)
     out = model.onnx_path.with_suffix(".int8ct.onnx" if conv_transpose else ".int8.onnx")
     vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -39,6 +39,25 @@ def quantize_int8(model: BenchModel, conv_transpose: bool = False) -> Path:
                     op_types_to_quantize=["Conv", "MatMul", "Gemm"] + (["ConvTranspose"] if conv_transpose else []),
                     reduce_range=not vnni)
     model.int8_paths[conv_transpose] = out
+    return out
+
+
+def _defaults_as_constants(path: Path) -> Path:
+    """The file with its optional inputs (initializers that are also graph inputs, e.g.
+    stylegan's truncation) turned into constants at their defaults: the bench feeds only the
+    contract's inputs, and onnxruntime's calibrator cannot range tensors fed by overridable
+    initializers ("scale issue")."""
+    import onnx
+
+    m = onnx.load(str(path))
+    names = {init.name for init in m.graph.initializer}
+    keep = [i for i in m.graph.input if i.name not in names]
+    if len(keep) == len(m.graph.input):
+        return path
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    out = path.with_suffix(".const.onnx")
+    onnx.save(m, str(out))
     return out
 
 

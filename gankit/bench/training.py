@@ -87,7 +87,7 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     import torch
 
     from gankit.plugins import get_family, load_dataset
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     if threads:
         torch.set_num_threads(threads)
@@ -152,7 +152,7 @@ def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_
     from gankit.plugins import load_dataset
     from gankit.evaluate import evaluate_generator, reference, torch_sample_fn
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     if threads:
         torch.set_num_threads(threads)

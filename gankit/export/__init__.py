@@ -78,6 +78,9 @@ def metadata(family, config: dict[str, Any]) -> dict[str, str]:
         "gankit.data": str(config.get("data", "")),
         "gankit.inputs": ",".join(family.export_inputs(config, 1).keys()),
         "gankit.output": family.output_name,
+        # inputs with a default in the file (format 1 readers feed only gankit.inputs and get the defaults)
+        **({"gankit.optional_inputs": ",".join(optional)} if (optional := list(family.export_input_defaults(config))) else {}),
+        **family.export_metadata(config),
     }
 
 
@@ -94,7 +97,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     # folded copy, so a mistake in BatchNorm folding or spectral-norm removal cannot pass
     reference = family.export_module(generator, config).eval()
     module = prepare_for_export(reference)
-    example = family.export_inputs(config, 2, seed=0)
+    example = _example_inputs(family, config, 2, seed=0)
     # parity alone would pass a generator whose images do not match the metadata's shape
     from gankit.train.contract import check_export_generator
 
@@ -102,7 +105,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     names = list(example.keys())
     output_name = family.output_name
     batch = torch.export.Dim("batch", min=1, max=65536)
-    dynamic = tuple({0: batch} for _ in names)
+    dynamic = tuple({0: batch} if example[n].dim() else None for n in names)  # scalars have no batch axis
     try:
         with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
@@ -114,6 +117,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
         raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
     model = program.model_proto
     portable_reshapes(model)
+    _add_input_defaults(model, family.export_input_defaults(config))
     meta = {**metadata(family, config), **(extra_metadata or {})}
     del model.metadata_props[:]
     for k, v in meta.items():
@@ -173,8 +177,11 @@ def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float
     so.log_severity_level = 3
     sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
     worst: dict[str, float] = {}
-    for i, b in enumerate(batches):
-        inputs = family.export_inputs(config, b, seed=1000 + i)
+    runs = [(b, _example_inputs(family, config, b, seed=1000 + i)) for i, b in enumerate(batches)]
+    defaults = family.export_input_defaults(config)
+    if defaults:  # and once with the contract's inputs only: the file's defaults must match PyTorch's
+        runs.append((batches[-1], family.export_inputs(config, batches[-1], seed=1000 + len(batches))))
+    for b, inputs in runs:
         with torch.no_grad():
             ref = module(**inputs)
         refs = ref if isinstance(ref, (tuple, list)) else (ref,)
@@ -203,6 +210,40 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     return export_generator(family, config, G, out, extra_metadata={"gankit.step": str(step), "gankit.run": run_dir.name})
 
 
+def _example_inputs(family, config, batch: int, seed: int) -> dict[str, Any]:
+    """The contract's inputs, then the family's optional ones (those with a default in the file)."""
+    inputs = dict(family.export_inputs(config, batch, seed=seed))
+    optional = family.export_optional_inputs(config, batch, seed=seed)
+    missing = sorted(set(optional) ^ set(family.export_input_defaults(config)))
+    if missing or set(optional) & set(inputs):
+        raise ExportError(f"{family.name}: optional inputs and their defaults must name the same new inputs "
+                          f"(mismatch: {', '.join(missing or sorted(set(optional) & set(inputs)))})")
+    return {**inputs, **optional}
+
+
+def _add_input_defaults(model, defaults: dict[str, Any]) -> None:
+    """Give graph inputs a default: an initializer with the input's name (ONNX IR >= 4 lets a
+    caller override it; onnxruntime lists such inputs under get_overridable_initializers)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    if not defaults:
+        return
+    inputs = {i.name: i for i in model.graph.input}
+    for name, value in defaults.items():
+        if name not in inputs:
+            raise ExportError(f"optional input {name!r} is not an input of the exported graph")
+        value = np.asarray(value)
+        dims = inputs[name].type.tensor_type.shape.dim
+        if value.ndim and dims and dims[0].dim_param:
+            # a default of batch 1 that broadcasts against batch N (e.g. an unused z2): its batch
+            # axis gets its own symbol, or onnxruntime plans buffers as if both were the same size
+            dims[0].dim_param = f"{name}_batch"
+        model.graph.initializer.append(numpy_helper.from_array(value, name))
+    # the exporter's intermediate shapes say every batch axis is "batch"; let onnxruntime infer them
+    del model.graph.value_info[:]
+
+
 def _Named(module, names):
     """Wrap a generator so it takes its inputs positionally, in the contract's order."""
     import torch
@@ -216,8 +257,16 @@ def _Named(module, names):
         Named.forward = lambda self, a: self.inner(**{names[0]: a})
     elif len(names) == 2:
         Named.forward = lambda self, a, b: self.inner(**{names[0]: a, names[1]: b})
-    else:
-        raise ExportError(f"export inputs {names}: a gankit model takes one or two inputs")
+    else:  # a family's optional inputs follow the contract's one or two
+        import inspect
+
+        def forward(self, *args):
+            return self.inner(**dict(zip(names, args)))
+
+        # torch.export matches dynamic_shapes against the signature: one named parameter per input
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        forward.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in ("self", *names)])
+        Named.forward = forward
     return Named()
 
 

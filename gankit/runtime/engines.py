@@ -94,6 +94,9 @@ class OnnxRuntimeEngine:
         chosen = default_providers() if providers is None else _check_providers(providers)
         if optimized_path is not None and not isinstance(optimized_path, (str, Path)):
             raise RuntimeInputError(f"optimized_path must be a path, got {type(optimized_path).__name__}")
+        if session_config is not None and not isinstance(session_config, dict):
+            raise RuntimeInputError(f"session_config must be a dict of onnxruntime session options, got "
+                                    f"{type(session_config).__name__}")
         so = ort.SessionOptions()
         so.log_severity_level = _ORT_SILENT
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -205,7 +208,7 @@ class OpenVINOEngine:
         return np.asarray(result[self.compiled.outputs[0]])
 
 
-ENGINE_OPTIONS = {"onnxruntime": ("optimized_path",), "openvino": ("precision", "device")}
+ENGINE_OPTIONS = {"onnxruntime": ("optimized_path", "session_config"), "openvino": ("precision", "device")}
 
 
 def open_engine(path: Path, backend: str, providers: Sequence[Any] | None, threads: int | None, **options: Any):

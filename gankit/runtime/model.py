@@ -185,13 +185,14 @@ class GankitModel:
         return out
 
     def generate(self, n: int, labels: Any = None, seed: int | None = None, *, as_pil: bool = False,
-                 batch_size: int = MAX_BATCH):
+                 batch_size: int = MAX_BATCH, truncation: float | None = None):
         """``n`` images as uint8 ``[n, H, W, C]`` (or a list of PIL images with ``as_pil=True``).
 
         ``labels``: one class (index or name) for all, a sequence of ``n``, or None (cycles
         through the classes for a conditional model). ``seed`` (a non-negative integer) fixes
         the noise. Noise is drawn and run ``batch_size`` images at a time, so memory holds the
         result and one batch; one call returns at most ``MAX_RESULT_BYTES`` of images.
+        ``truncation``: psi for files with a truncation input (stylegan); None = the file's 1.
         """
         self._require("generate")
         n = whole("n", n, 1)
@@ -205,8 +206,27 @@ class GankitModel:
             k = min(batch_size, n - i)
             # drawn per batch: the same stream as one (n, latent_dim) draw, without holding it all
             z = rng.standard_normal((k, self.latent_dim)).astype(np.float32)
-            images[i : i + k] = nchw_to_hwc_uint8(self._generate_batch(z, None if lab is None else lab[i : i + k]))
+            lab_k = None if lab is None else lab[i : i + k]
+            if truncation is None:
+                raw = self._generate_batch(z, lab_k)
+            else:  # the file's optional truncation input (gankit.runtime.latent checks it has one)
+                from gankit.runtime.latent import run_latent
+
+                raw = run_latent(self, z, lab_k, truncation=truncation, batch_size=k)
+            images[i : i + k] = nchw_to_hwc_uint8(raw)
         return pil_images(images) if as_pil else images
+
+    def mix(self, rows: int = 4, cols: int = 6, **options: Any) -> np.ndarray:
+        """Style-mixing grid (coarse styles from the rows, fine from the columns): see :func:`gankit.runtime.latent.mix`."""
+        from gankit.runtime.latent import mix
+
+        return mix(self, rows, cols, **options)
+
+    def interpolate(self, frames: int = 48, **options: Any) -> np.ndarray:
+        """A smooth latent walk, uint8 ``[frames, H, W, C]``: see :func:`gankit.runtime.latent.interpolate`."""
+        from gankit.runtime.latent import interpolate
+
+        return interpolate(self, frames, **options)
 
     # -- inpaint -------------------------------------------------------------------------
     def run_raw_inpaint(self, images: Any, masks: Any, batch_size: int = MAX_BATCH) -> np.ndarray:

@@ -134,7 +134,7 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     dataset = synthetic_dataset(shape, num_classes=num_classes, n_train=max(4 * batch_size, 8))
 
     # -- config ------------------------------------------------------------------------
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     over = {"steps": steps, "batch_size": batch_size, "sample_every": steps, "save_every": steps, "keep": 2,
             **(overrides or {})}

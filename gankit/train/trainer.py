@@ -7,6 +7,10 @@ The loop is the same for every family; the family decides what the generator is 
 non-saturating BCE. On CPU a run is deterministic for a given seed, and resuming from a
 checkpoint continues bit-for-bit where it stopped (data order is a pure function of seed
 and epoch; the noise RNG state is saved).
+
+Over 400 lines on purpose: it is one class, and its parts (state, data, one step, roll-back,
+the loop) share the trainer's fields; RNG capture, schedules, interrupts, standing statistics,
+regularisers and the run directory already live in their own modules beside it.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _train_error(capsys, tmp_path, plugin, setting):
 def _config(overrides=None, data="mnist5k"):
     from gankit.plugins import load_dataset
     from gankit.plugins import get_family
-    from gankit.train.api import build_config
+    from gankit.train.config import build_config
 
     fam = get_family("gan")
     return fam, build_config(fam, load_dataset(data), data=data, seed=0, device="cpu", overrides=overrides or {})
@@ -131,7 +131,7 @@ def test_run_with_clusters_saves_sizes_resumes_and_exports_z_only(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)  # the export goes to ./exported
 
-    from gankit.train.api import train
+    from gankit.pipeline import train
 
     common = dict(plugin="gan", batch_size=8, evaluate=False, quiet=True,
                   overrides={"sample_every": 2, "clusters": 12, "ngf": 8, "ndf": 8})

@@ -1,4 +1,6 @@
-"""``gankit train`` as a function: config, run directory, trainer, plots, evaluation, export."""
+"""``gankit train`` as a function: the whole pipeline (config, run directory, trainer, plots,
+evaluation, export). It sits above gankit.train, gankit.evaluate and gankit.export, which it calls
+in that order; nothing below it imports it."""
 
 from __future__ import annotations
 
@@ -19,13 +21,6 @@ class TrainingInterrupted(GankitError):
     """Ctrl-C during training: a checkpoint was saved; exit code 130 like any interrupted command."""
 
     exit_code = 130
-
-
-def build_config(family, dataset, **kw):
-    """Kept for callers of the earlier API; see :func:`gankit.train.config.build_config`."""
-    from gankit.train.config import build_config as build
-
-    return build(family, dataset, **kw)
 
 
 def sampler_for(family, dataset, config):

@@ -1,0 +1,95 @@
+"""``gankit mix`` and ``gankit interpolate``: latent-space pictures from an exported file (no torch).
+
+Kept out of cli.py so that module stays small; :func:`add_commands` attaches them to the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gankit.errors import UsageError
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+def _check_output(path: Path, overwrite: bool, suffix: str) -> None:
+    from gankit.fileio import check_output
+
+    check_output(path, overwrite=overwrite, suffix=suffix)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _load_generator(model: Path, backend: str):
+    from gankit import runtime
+
+    m = runtime.load(model, backend=backend)
+    if m.task != "generate":
+        raise UsageError(f"{model} is an {m.task} model; mix and interpolate need a generate model")
+    return m
+
+
+def mix_cmd(
+    model: Path = typer.Argument(..., help="An exported gankit .onnx file with style inputs (stylegan)."),
+    rows: int = typer.Option(4, "--rows", help="Row sources: their coarse styles (pose, shape)."),
+    cols: int = typer.Option(6, "--cols", help="Column sources: their fine styles (stroke, texture)."),
+    crossover: Optional[int] = typer.Option(None, "--crossover", help="First layer styled by the column (default: the file's gankit.mix_crossover)."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="psi toward the average w (1 = none)."),
+    label: Optional[int] = typer.Option(None, "--label", help="Class of every image (conditional models; default 0)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sources (default: random)."),
+    out: Path = typer.Option(Path("mix.png"), "--out", help="Output PNG."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+) -> None:
+    """Style-mixing grid: each cell takes its coarse styles from its row and its fine styles from its column."""
+    from gankit.images import save_png
+
+    _positive("--rows", rows)
+    _positive("--cols", cols)
+    _check_output(out, overwrite, ".png")
+    m = _load_generator(model, backend)
+    picture = m.mix(rows, cols, crossover=crossover, truncation=truncation, seed=seed, label=label)
+    save_png(picture, out, scale=2 if m.height < 64 else 1)
+    _console().print(f"wrote a {rows}x{cols} style-mixing grid to [bold]{out}[/bold]")
+
+
+def interpolate_cmd(
+    model: Path = typer.Argument(..., help="An exported gankit generate-model .onnx file (any family)."),
+    frames: int = typer.Option(48, "--frames", help="Frames in the loop."),
+    keys: int = typer.Option(4, "--keys", help="Random key points the walk passes through."),
+    fps: float = typer.Option(12.0, "--fps", help="Frames per second of the GIF."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", help="psi toward the average w (stylegan files)."),
+    label: Optional[int] = typer.Option(None, "--label", help="Class of every frame (conditional models; default 0)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the key points (default: random)."),
+    out: Path = typer.Option(Path("walk.gif"), "--out", help="Output GIF."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+) -> None:
+    """A smooth latent walk (spherical interpolation of z, fixed noise) as a looping GIF."""
+    from gankit.runtime.latent import save_gif
+
+    _positive("--frames", frames)
+    if keys < 2:
+        raise UsageError(f"--keys must be at least 2, got {keys}")
+    if not fps > 0:
+        raise UsageError(f"--fps must be positive, got {fps}")
+    _check_output(out, overwrite, ".gif")
+    m = _load_generator(model, backend)
+    video = m.interpolate(frames, keys=keys, seed=seed, label=label, truncation=truncation)
+    save_gif(video, out, fps=fps, scale=2 if m.height < 64 else 1)
+    _console().print(f"wrote {frames} frames to [bold]{out}[/bold]")
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("mix")(mix_cmd)
+    app.command("interpolate")(interpolate_cmd)

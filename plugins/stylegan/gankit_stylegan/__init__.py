@@ -1,0 +1,120 @@
+"""gankit plugin ``stylegan``: StyleGAN2 (Karras et al. 2020) sized to train on 2 CPU cores.
+
+Two families: ``stylegan`` (unconditional) and ``stylegan-cond`` (label-conditioned mapping
+network and projection discriminator). The networks are in :mod:`gankit_stylegan.networks`,
+the regularisers (lazy R1 on D, path length on G) in :mod:`gankit_stylegan.regularizers`;
+both run through gankit's regulariser mechanism, not a private trainer path.
+
+The exported file takes ``z`` (and ``label``) like every generate-family file, plus three
+inputs with defaults - ``truncation`` (psi, default 1), ``z2`` and ``crossover`` (style
+mixing; the default crossover is the layer count, i.e. no mixing) - so a bare onnxruntime
+user who feeds only ``z`` gets an image. torch is imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+from gankit import hookimpl
+from gankit.family import ModelFamily
+from gankit_stylegan.regularizers import LAZY_R1, PATH_LENGTH
+
+__version__ = "0.1.0"
+
+DEFAULTS = {
+    "data": "mnist5k",
+    "latent_dim": 64,
+    "w_dim": 64,
+    "mapping_layers": 2,
+    # 64 channels at the 7x7 base (two modulated convs there), halving per resolution: 7, 14, 28
+    # with 64, 32, 16 channels and one modulated conv each above the base. The issue's first
+    # prototype (two convs per resolution, 96/48/24 channels, batch 64) cost 0.8 s a step;
+    # benchmarks/RESULTS.md has this size's measured cost
+    "g_channels": 64,
+    "g_min_channels": 16,
+    "base_convs": 2,
+    "d_channels": 64,
+    "d_min_channels": 16,
+    "steps": 3000,
+    "batch_size": 32,
+    # StyleGAN2's optimiser: Adam(0.0025, betas 0, 0.99) with equalised learning rates
+    "lr_g": 0.0025,
+    "lr_d": 0.0025,
+    "beta1": 0.0,
+    "beta2": 0.99,
+    "loss": "bce",  # non-saturating logistic loss
+    "ema": 0.998,
+    # DiffAugment for a 4,000-image training set (Zhao et al. 2020)
+    "diffaug": "translation,cutout",
+    "r1_gamma": 0.05,   # lazy R1 on D (gamma/2 * E|grad D(x)|^2), every r1_every D iterations
+    "r1_every": 16,
+    "pl_weight": 0.0,   # path-length regularisation on G (StyleGAN2 uses 2); off by default: it costs
+    "pl_every": 4,      # a second generator pass with double backprop every pl_every steps
+    "style_mixing": 0.9,  # probability that a training sample mixes two w's at a random layer
+    "w_avg_beta": 0.995,
+    "sample_every": 500,
+}
+
+
+class StyleGANFamily(ModelFamily):
+    """StyleGAN2 generator + residual D; ``condition="label"`` makes the conditional variant."""
+
+    task = "generate"
+    regularizers = (LAZY_R1, PATH_LENGTH)
+
+    def _config(self, config):
+        return {**config, "conditional": self.condition == "label"}
+
+    def build_generator(self, config):
+        from gankit_stylegan.networks import Generator
+
+        return Generator(self._config(config))
+
+    def build_discriminator(self, config):
+        from gankit_stylegan.networks import Discriminator
+
+        return Discriminator(self._config(config))
+
+    # -- the exported file's optional inputs (gankit.family's export hooks) ----------------
+    def export_optional_inputs(self, config, batch, seed=0):
+        """Example values of ``z2``, ``crossover`` and ``truncation`` for tracing and parity checks."""
+        import torch
+
+        from gankit_stylegan.networks import count_layers
+
+        g = torch.Generator().manual_seed(10_000 + seed)
+        layers = count_layers(config)
+        return {
+            "z2": torch.randn(batch, int(config["latent_dim"]), generator=g),
+            "crossover": torch.randint(0, layers + 1, (), generator=g),
+            "truncation": torch.rand((), generator=g) * 0.8 + 0.2,
+        }
+
+    def export_input_defaults(self, config):
+        """What a caller who feeds only z gets: no truncation, no mixing (z2 is then unused)."""
+        import numpy as np
+
+        from gankit_stylegan.networks import count_layers
+
+        return {
+            "z2": np.zeros((1, int(config["latent_dim"])), np.float32),
+            "crossover": np.asarray(count_layers(config), np.int64),
+            "truncation": np.asarray(1.0, np.float32),
+        }
+
+    def export_metadata(self, config):
+        from gankit_stylegan.networks import coarse_layers, count_layers
+
+        return {
+            "gankit.num_layers": str(count_layers(config)),
+            "gankit.truncation": "1",
+            "gankit.mix_crossover": str(coarse_layers(config)),
+        }
+
+
+@hookimpl
+def register_families(register):
+    register(StyleGANFamily(name="stylegan", condition="none", defaults=dict(DEFAULTS),
+                            description="StyleGAN2 (Karras et al. 2020): mapping network, modulated convs, "
+                                        "truncation and style mixing from the file"))
+    register(StyleGANFamily(name="stylegan-cond", condition="label", defaults=dict(DEFAULTS),
+                            description="label-conditioned StyleGAN2: class embedding in the mapping network, "
+                                        "projection D"))
