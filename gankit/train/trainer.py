@@ -380,10 +380,15 @@ class Trainer:
         st = self._slice_state
         if st is None:
             return
+        import torch
+
+        # every slice draws from the same point of the augmentation stream and of torch's global
+        # generator (a family's forward may draw from it, e.g. style mixing), as every rank does
         if s == 0:
-            st["aug"] = self.aug_rng.get_state()  # every slice draws from this point, as every rank does
+            st["aug"] = (self.aug_rng.get_state(), torch.get_rng_state())
         else:
-            self.aug_rng.set_state(st["aug"])
+            self.aug_rng.set_state(st["aug"][0])
+            torch.set_rng_state(st["aug"][1])
         for (m, k), t in zip(st["slots"], st["bufs"][s]):
             m._buffers[k] = t
 
