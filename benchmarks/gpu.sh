@@ -32,3 +32,18 @@ PY
 # GPU and CPU rows in one process; no training/cold-start (CPU numbers come from the CPU run)
 timeout 450 gankit bench --device cuda --models cgan,gan,inpaint --batch 1,64,256 --no-train --no-cold \
   --budget 0.5 --json "$OUT/gpu.json" --md "$OUT/gpu.md" --png "$OUT/gpu.png" --overwrite
+
+# Data-parallel path (issue 26) on NCCL at world size 1: torchrun with one rank, the collectives
+# forced on (GANKIT_DIST_FORCE=1), against the same training in one plain process. Copy both
+# "trained N steps in Xs (Y images/s)" lines into benchmarks/RESULTS.md (section "Data-parallel training").
+for mode in plain nccl1; do
+  rm -rf "$OUT/ddp-$mode"
+  if [ "$mode" = plain ]; then
+    launch=(python -m gankit)
+  else
+    launch=(env GANKIT_DIST_FORCE=1 python -m torch.distributed.run --standalone --nproc-per-node 1 -m gankit)
+  fi
+  echo "== $mode"
+  timeout 150 "${launch[@]}" train --plugin cgan --device cuda --steps 300 --batch-size 256 --no-evaluate \
+    --no-export --set sample_every=0 --out "$OUT/ddp-$mode" | grep -E "trained|on cuda" || true
+done

@@ -142,6 +142,7 @@ def train_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing exported/<run>.onnx (e.g. after --resume)."),
     set_: list[str] = typer.Option([], "--set", help="Set any config key, e.g. --set steps=300 --set lr_decay=[150,300] (repeatable; see --list-keys)."),
     list_keys: bool = typer.Option(False, "--list-keys", help="List the family's config keys (type, default, range) and exit."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Data-parallel ranks on this machine (like torchrun --standalone --nproc-per-node N); --batch-size stays the global batch. See docs/distributed.md."),
 ) -> None:
     """Train a model family; writes a run directory, evaluates, then exports it to ONNX."""
     require_train("train")
@@ -149,6 +150,16 @@ def train_cmd(
 
     if list_keys:
         _list_keys(plugin)
+        return
+    _positive("--nproc", nproc)
+    if nproc is not None and nproc > 1:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise UsageError("--nproc inside torchrun: torchrun already starts the ranks; drop --nproc")
+        from gankit.train.distributed import launch, strip_nproc
+
+        rc = launch(nproc, strip_nproc(_ARGV), device)
+        if rc:
+            raise SystemExit(rc)  # the ranks (or the launcher) already printed the one line
         return
     from gankit.pipeline import train
 
@@ -445,6 +456,9 @@ def _build_app() -> typer.Typer:
     return app
 
 
+_ARGV: list[str] = []  # the command line being run (``train --nproc`` hands it to each rank)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one-line errors, meaningful exit codes."""
     try:  # typer >= 0.20 vendors its own click
@@ -453,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         from click import exceptions as cx
 
     args = sys.argv[1:] if argv is None else argv
+    _ARGV[:] = args
     _catch_interrupts()
     try:
         command = typer.main.get_command(_build_app())

@@ -132,8 +132,10 @@ CORE_KEYS: dict[str, Key] = {
 }
 
 # Keys the core derives from the family and the data: recorded in config.json, never set.
+# world_size: the number of data-parallel ranks of the latest training session (volatile: a run
+# resumes at any world size, bit-exactly at the same one)
 DERIVED_KEYS = ("plugin", "task", "condition", "channels", "height", "width", "num_classes", "class_names",
-                "config_hash")
+                "config_hash", "world_size")
 
 
 class Config(Mapping):

@@ -108,91 +108,145 @@ def train(
     merged, sources = merge_sources(file_values, sets, options)
 
     from gankit.plugins import get_family
+    from gankit.train import distributed
 
     family = get_family(plugin)
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
-    run = RunDir(out if out is not None else default_run_dir(plugin))
-    export_path = EXPORT_DIR / f"{run.path.name}.onnx"
-    if export:
-        from gankit.fileio import check_output
-
-        check_output(export_path, overwrite=overwrite, suffix=".onnx",
-                     hint="pass --overwrite to replace it, --no-export, or another --out")
-    if resume and not run.config_path.is_file():
-        raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
-    created = not run.path.exists()
-    lock = run.lock()  # first: a run in progress is named by its pid, whatever else is true
+    # torchrun / --nproc: RANK and WORLD_SIZE in the environment; rank 0 alone checks, locks and writes
+    world = distributed.from_env(merged.get("device"))
     try:
-        if not resume and not run.is_empty():
-            raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
-        return _train_locked(family, run, lock, console, merged=merged, sources=sources, resume=resume, force=force,
-                             evaluate=evaluate, export=export, export_path=export_path, overwrite=overwrite,
-                             created=created, ckpt=ckpt)
+        if not world.is_main:
+            console.quiet = True
+            return _train_worker(world, family, console, merged=merged, sources=sources, resume=resume,
+                                 force=force, out=out)
+        run = RunDir(out if out is not None else default_run_dir(plugin))
+        with distributed.decide(world) as gate:
+            export_path = EXPORT_DIR / f"{run.path.name}.onnx"
+            if export:
+                from gankit.fileio import check_output
+
+                check_output(export_path, overwrite=overwrite, suffix=".onnx",
+                             hint="pass --overwrite to replace it, --no-export, or another --out")
+            if resume and not run.config_path.is_file():
+                raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
+            created = not run.path.exists()
+            lock = run.lock()  # first: a run in progress is named by its pid, whatever else is true
+            if not resume and not run.is_empty():
+                lock.release()
+                raise UsageError(f"run directory {run.path} already exists and is not empty (use --resume, or another --out)")
+            gate.value = str(run.path)
+        try:
+            return _train_locked(family, run, lock, console, merged=merged, sources=sources, resume=resume, force=force,
+                                 evaluate=evaluate, export=export, export_path=export_path, overwrite=overwrite,
+                                 created=created, ckpt=ckpt, world=world)
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        distributed.close(world)
+
+
+def _train_worker(world, family, console, *, merged, sources, resume, force, out) -> dict[str, Any]:
+    """Ranks other than 0: follow rank 0's decisions, train their slices, write nothing."""
+    from gankit.config import Config
+    from gankit.plugins import load_dataset
+    from gankit.train import checkpoint as ckpt
+    from gankit.train import distributed
+    from gankit.train.config import data_choice
+    from gankit.train.trainer import Trainer
+
+    # each follow() returns what rank 0 decided, or exits with rank 0's exit code (rank 0 prints why)
+    run = RunDir(distributed.follow(world))
+    values, latest_path = distributed.follow(world)
+    config = Config(values)
+    data_name, size = data_choice(family, config)
+    dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
+
+    trainer = Trainer(family, dataset, config, run, world=world)
+    if latest_path is not None:
+        trainer.restore(ckpt.load(latest_path))  # every rank reads the checkpoint itself
+    world.barrier()
+    from gankit.train.interrupt import Interrupted
+
+    try:
+        result = trainer.fit(None)
+    except Interrupted:
+        raise SystemExit(130) from None  # rank 0 saved the checkpoint and prints how to resume
+    return {"run": str(run.path), "steps": result.step, "rank": world.rank}
 
 
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
-                  export_path, overwrite, created, ckpt) -> dict[str, Any]:
+                  export_path, overwrite, created, ckpt, world=None) -> dict[str, Any]:
     from gankit.plugins import load_dataset
     from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for
     from gankit.train.run import remove_stale_temporaries
 
+    from gankit.train import distributed
+
+    world = world or distributed.SINGLE
     plugin = family.name
     run.remove_stale_temporaries()
     remove_stale_temporaries(EXPORT_DIR)
     old_config = latest = None
-    if resume:
-        # after taking the lock: another train may have been writing this run until a moment ago
-        if run.is_empty() or not run.config_path.is_file():
-            raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
-        old_config = run.read_config()
-        if old_config.get("plugin") != plugin:
-            raise UsageError(f"{run.path} was trained with plugin {old_config.get('plugin')!r}, not {plugin!r}")
-        latest, skipped = ckpt.newest_usable(run.checkpoints)
-        if latest is None:
-            why = "; ".join(skipped) if skipped else "no checkpoint was ever saved"
-            raise UsageError(f"nothing to resume in {run.path}: {why}; start a new run with another --out")
-        for reason in skipped:
-            print(f"warning: {reason}; resuming from the older step {latest.step}", file=sys.stderr)
-        keys = schema_for(family).keys
-        merged = {**{k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}, **merged}
-    try:
-        data_name, size = data_choice(family, merged)
-        dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
-        if len(dataset.x_train) < 2:
-            raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
-        config = build_config(family, dataset, overrides=merged, sources=sources)
-        if resume:
-            gone = obsolete_keys(old_config, config)
-            if gone:
-                print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
-                      "resuming without them", file=sys.stderr)
-            changed = changed_keys(family, old_config, config)
-            if changed and not force:
-                raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "
-                                 "pass --force to accept")
-        config = config.replace(config_hash=config_hash(config))
+    # every failure below is rank 0's to report; the other ranks stop with its exit code
+    with distributed.decide(world) as gate:
+        try:
+            if resume:
+                # after taking the lock: another train may have been writing this run until a moment ago
+                if run.is_empty() or not run.config_path.is_file():
+                    raise UsageError(f"nothing to resume: {run.path} is not a gankit run (no config.json)")
+                old_config = run.read_config()
+                if old_config.get("plugin") != plugin:
+                    raise UsageError(f"{run.path} was trained with plugin {old_config.get('plugin')!r}, not {plugin!r}")
+                latest, skipped = ckpt.newest_usable(run.checkpoints)
+                if latest is None:
+                    why = "; ".join(skipped) if skipped else "no checkpoint was ever saved"
+                    raise UsageError(f"nothing to resume in {run.path}: {why}; start a new run with another --out")
+                for reason in skipped:
+                    print(f"warning: {reason}; resuming from the older step {latest.step}", file=sys.stderr)
+                keys = schema_for(family).keys
+                merged = {**{k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}, **merged}
+            data_name, size = data_choice(family, merged)
+            dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
+            if len(dataset.x_train) < 2:
+                raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
+            config = build_config(family, dataset, overrides=merged, sources=sources)
+            if resume:
+                gone = obsolete_keys(old_config, config)
+                if gone:
+                    print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
+                          "resuming without them", file=sys.stderr)
+                changed = changed_keys(family, old_config, config)
+                if changed and not force:
+                    raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "
+                                     "pass --force to accept")
+            config = config.replace(config_hash=config_hash(config), world_size=world.size)
+            trained_at = int((old_config or {}).get("world_size", 1) or 1)
+            if resume and trained_at != world.size:
+                print(f"warning: {run.path} was trained with {trained_at} rank(s), resumed with {world.size}: the "
+                      f"result is not bit-identical to an uninterrupted {trained_at}-rank run", file=sys.stderr)
 
-        from gankit.train.trainer import Trainer
+            from gankit.train.trainer import Trainer
 
-        evaluator = None
-        if evaluate:
-            from gankit.evaluate import training_evaluator
+            evaluator = None
+            if evaluate:
+                from gankit.evaluate import training_evaluator
 
-            evaluator = training_evaluator(family, dataset, config)
-        trainer = Trainer(family, dataset, config, run, evaluator=evaluator, sampler=sampler_for(family, dataset, config))
-        if latest is not None:
-            trainer.restore(latest)
-    except BaseException:
-        if created:
-            _remove_if_unused(run)
-        raise
+                evaluator = training_evaluator(family, dataset, config)
+            trainer = Trainer(family, dataset, config, run, evaluator=evaluator,
+                              sampler=sampler_for(family, dataset, config), world=world)
+            if latest is not None:
+                trainer.restore(latest)
+        except BaseException:
+            if created:
+                _remove_if_unused(run)
+            raise
+        gate.value = (config.to_dict(), str(latest.path) if latest is not None else None)
     if latest is not None:
         run.truncate_metrics(latest.step)
         console.print(f"resuming {run.path} from step {latest.step}")
     run.create(config)
+    world.barrier()  # the other ranks start training once rank 0's run directory is in place
     console.print(
         f"training [bold]{plugin}[/bold] on {config['data']} ({len(dataset.x_train)} train images, {dataset.shape}) "
         f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device} -> {run.path}"
@@ -209,6 +263,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
         raise TrainingInterrupted(
             f"interrupted at step {stop.step}; checkpoint saved to {stop.checkpoint}; "
             f"resume with: gankit train --plugin {plugin} --out {run.path} --resume"
+            + (f" (with {world.size} ranks, e.g. --nproc {world.size}, for a bit-exact continuation)" if world.distributed else "")
         ) from None
 
     from gankit.train.plots import plot_losses, plot_quality

@@ -67,6 +67,18 @@ class RegularizerContext:
     d_fake: "torch.Tensor"
     rng: "torch.Generator"
     augment: Callable[["torch.Tensor"], "torch.Tensor"]
+    # data-parallel training: this batch is rows first..first+N of a global batch of ``total``
+    # (``(total, first)``; None in one process). Draw per-image randomness for the whole global
+    # batch and keep these rows (:meth:`per_image_rand`), so it does not depend on the world size.
+    rows: "tuple[int, int] | None" = None
+
+    def per_image_rand(self, *shape: int) -> "torch.Tensor":
+        """``torch.rand(N, *shape)`` from ``rng`` for this batch's images (see ``rows``)."""
+        import torch
+
+        n = self.real.shape[0]
+        total, first = self.rows or (n, 0)
+        return torch.rand(total, *shape, generator=self.rng)[first : first + n]
 
     def discriminate(self, images: "torch.Tensor") -> "torch.Tensor":
         """D's logits for ``images``, fed exactly as in training: the family's
@@ -163,7 +175,7 @@ def validate(obj: Any) -> str:
 
 
 # -- the built-in terms ----------------------------------------------------------------------
-def gradient_penalty(critic: Callable, real, fake, rng=None, *, one_sided: bool = False):
+def gradient_penalty(critic: Callable, real, fake, rng=None, *, one_sided: bool = False, eps=None):
     """WGAN-GP: ``E[(|grad_x critic(x)| - 1)^2]`` at random interpolates of real and fake.
 
     ``one_sided=True`` gives WGAN-LP's Lipschitz penalty ``E[max(0, |grad| - 1)^2]``
@@ -171,7 +183,9 @@ def gradient_penalty(critic: Callable, real, fake, rng=None, *, one_sided: bool 
     """
     import torch
 
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device="cpu").to(real.device, real.dtype)
+    if eps is None:  # the interpolation weights [N, 1, ...], unless the caller drew them
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device="cpu")
+    eps = eps.to(real.device, real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     excess = grad.flatten(1).norm(2, dim=1) - 1
@@ -189,7 +203,8 @@ def r1_penalty(d_real, real):
 
 
 def _gp_term(ctx: RegularizerContext):
-    return gradient_penalty(ctx.discriminate, ctx.real, ctx.fake, ctx.rng)
+    eps = ctx.per_image_rand(*([1] * (ctx.real.dim() - 1)))
+    return gradient_penalty(ctx.discriminate, ctx.real, ctx.fake, eps=eps)
 
 
 def _gp_weight(config: dict[str, Any]) -> float:

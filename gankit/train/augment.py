@@ -28,31 +28,45 @@ def parse_policy(spec: str | bool | None) -> tuple[str, ...]:
     return parts
 
 
-def _u(n, rng, device, dtype):
+def _u(n, rng, device, dtype, rows):
     import torch
 
-    return torch.rand(n, 1, 1, 1, generator=rng).to(device, dtype)
+    total, lo = rows
+    return torch.rand(total, 1, 1, 1, generator=rng)[lo : lo + n].to(device, dtype)
 
 
-def diff_augment(x, policy: tuple[str, ...], rng):
-    """Augment a batch ``x`` [N, C, H, W] in [-1, 1]; differentiable with respect to ``x``."""
+def _randint(low, high, n, rng, rows):
+    import torch
+
+    total, lo = rows
+    return torch.randint(low, high, (total, 1, 1), generator=rng)[lo : lo + n]
+
+
+def diff_augment(x, policy: tuple[str, ...], rng, rows: tuple[int, int] | None = None):
+    """Augment a batch ``x`` [N, C, H, W] in [-1, 1]; differentiable with respect to ``x``.
+
+    ``rows = (total, first)``: ``x`` is rows ``first..first+N`` of a global batch of ``total``
+    (data-parallel training): the random draws are made for all ``total`` images and sliced,
+    so an image is augmented the same way whatever the number of ranks.
+    """
     import torch
 
     if not policy:
         return x
     n, c, h, w = x.shape
+    rows = rows or (n, 0)
     dev, dt = x.device, x.dtype
     if "color" in policy:
-        x = x + (_u(n, rng, dev, dt) - 0.5)  # brightness
+        x = x + (_u(n, rng, dev, dt, rows) - 0.5)  # brightness
         if c > 1:
             mean = x.mean(dim=1, keepdim=True)
-            x = (x - mean) * (_u(n, rng, dev, dt) * 2) + mean  # saturation
+            x = (x - mean) * (_u(n, rng, dev, dt, rows) * 2) + mean  # saturation
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * (_u(n, rng, dev, dt) + 0.5) + mean  # contrast
+        x = (x - mean) * (_u(n, rng, dev, dt, rows) + 0.5) + mean  # contrast
     if "translation" in policy:
         sh, sw = max(1, h // 8), max(1, w // 8)
-        dy = torch.randint(-sh, sh + 1, (n, 1, 1), generator=rng).to(dev)
-        dx = torch.randint(-sw, sw + 1, (n, 1, 1), generator=rng).to(dev)
+        dy = _randint(-sh, sh + 1, n, rng, rows).to(dev)
+        dx = _randint(-sw, sw + 1, n, rng, rows).to(dev)
         ys = torch.arange(h, device=dev).view(1, h, 1) + dy  # source row for each target row
         xs = torch.arange(w, device=dev).view(1, 1, w) + dx
         valid = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).unsqueeze(1).to(dt)
@@ -60,8 +74,8 @@ def diff_augment(x, policy: tuple[str, ...], rng):
         x = x.flatten(2).gather(2, idx).view(n, c, h, w) * valid
     if "cutout" in policy:
         ch, cw = max(1, h // 2), max(1, w // 2)
-        y0 = torch.randint(0, h - ch + 1, (n, 1, 1), generator=rng).to(dev)
-        x0 = torch.randint(0, w - cw + 1, (n, 1, 1), generator=rng).to(dev)
+        y0 = _randint(0, h - ch + 1, n, rng, rows).to(dev)
+        x0 = _randint(0, w - cw + 1, n, rng, rows).to(dev)
         ys = torch.arange(h, device=dev).view(1, h, 1)
         xs = torch.arange(w, device=dev).view(1, 1, w)
         inside = (ys >= y0) & (ys < y0 + ch) & (xs >= x0) & (xs < x0 + cw)

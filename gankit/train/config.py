@@ -145,7 +145,7 @@ def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list
     existed resumes as long as the key keeps its default.
     """
     schema = schema_for(family)
-    volatile = schema.volatile() | {"config_hash"}
+    volatile = schema.volatile() | {"config_hash", "world_size"}
     defaults = schema.defaults()
     out = []
     for k in sorted(set(old) | set(new)):

@@ -32,7 +32,7 @@ from gankit.errors import UsageError, first_line
 from gankit.fileio import atomic_write_json, atomic_write_text
 
 # Keys that may differ between a run and its resume without changing the result.
-VOLATILE_KEYS = {"config_hash", "steps", "device", "save_every", "sample_every", "keep"}
+VOLATILE_KEYS = {"config_hash", "world_size", "steps", "device", "save_every", "sample_every", "keep"}
 
 
 def config_hash(config: dict[str, Any]) -> str:

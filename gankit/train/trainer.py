@@ -60,12 +60,21 @@ class Trainer:
         run: RunDir,
         evaluator: Callable[[Any, int], dict[str, Any]] | None = None,
         sampler: Callable[[Any], np.ndarray] | None = None,
+        world: Any = None,
     ):
         import torch
 
+        from gankit.train.distributed import SINGLE
+
         self.family, self.dataset, self.config, self.run = family, dataset, config, run
         self.evaluator, self.sampler = evaluator, sampler
+        # data-parallel ranks (gankit.train.distributed): rank 0 alone writes to the run directory
+        self.world = world if world is not None else SINGLE
         self.device = torch.device(resolve_device(config.get("device", "auto")))
+        if self.device.type == "cuda" and self.world.distributed:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self._rows, self._slice_count, self._slice_state = None, 1, None
+        self.world.slices(int(config["batch_size"]))  # a global batch that does not split evenly: one line, now
         seed = int(config["seed"])
         rng_state.seed_all(seed)
         self.G = family.build_generator(config).to(self.device)
@@ -166,20 +175,25 @@ class Trainer:
         standing_statistics(self.G_ema, (inputs(i) for i in range(batches)))
 
     def save(self) -> str:
-        import torch
-
+        """Write a checkpoint (rank 0); every rank calls it, and every rank's weights must agree."""
         self.refresh_ema_statistics()
         modules = {"G": self.G, "D": self.D}
         if self.G_ema is not None:
             modules["G_ema"] = self.G_ema
+        path = ckpt.path_for(self.run.checkpoints, self.step)
+        self.world.check_consistent(modules)
+        if not self.world.is_main:
+            self.world.barrier()  # rank 0 writes; the file exists for everyone after this
+            return str(path)
         path = ckpt.save(
-            ckpt.path_for(self.run.checkpoints, self.step),
+            path,
             modules=modules,
             optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d},
             rng=rng_state.capture({"noise": self.noise, "augment": self.aug_rng}),
             meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name, "lr_scale": self.lr_scale},
         )
         ckpt.prune(self.run.checkpoints, int(self.config.get("keep", 3)))
+        self.world.barrier()
         return str(path)
 
     def restore(self, c: ckpt.Checkpoint) -> None:
@@ -221,92 +235,203 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------
     def _augment(self, x):
-        return diff_augment(x, self.diffaug, self.aug_rng) if self.diffaug else x
+        return diff_augment(x, self.diffaug, self.aug_rng, self._rows) if self.diffaug else x
 
     def train_step(self) -> dict[str, float]:
-        """One generator update after ``n_critic`` discriminator updates (each on its own batch)."""
+        """One generator update after ``n_critic`` discriminator updates (each on its own batch).
+
+        Data-parallel (``self.world``): every rank draws the whole global batch's noise and
+        augmentation and computes its own slice of rows; each phase's gradients are summed over
+        the slices (ranks) and divided by their number before the optimiser step. In one
+        process with one slice this is the plain loop.
+        """
         import torch
         import torch.nn.functional as F
 
         fam, cfg, D = self.family, self.config, self.D
         self._set_learning_rates()
         D.requires_grad_(True)
+        bs = int(cfg["batch_size"])
+        slices = self.world.slices(bs)
+        self._begin_slices(len(slices))
         stats: dict[str, float] = {}
         for i in range(self.n_critic):
             # the data order stays a pure function of (seed, step): batch k = step * n_critic + i
-            real, labels = self.real_batch(self.step * self.n_critic + i)
-            g_in = fam.generator_inputs(real, labels, cfg, self.noise)
-            g_in = {k: v.to(self.device) for k, v in g_in.items()}
+            real_all, labels_all = self.real_batch(self.step * self.n_critic + i)
+            g_all = fam.generator_inputs(real_all, labels_all, cfg, self.noise)
+            g_all = {k: v.to(self.device) for k, v in g_all.items()}
             last = i == self.n_critic - 1
-            if last:
-                fake = self.G(**g_in)  # kept with its graph for the generator update below
-            else:
-                with torch.no_grad():
-                    fake = self.G(**g_in)
             d_iter = self.step * self.n_critic + i
             due = [r for r in self.d_regularizers if r.due(d_iter)]
             real_grad = any(r.regularizer.real_grad for r in due)
-            real_in = real.detach().requires_grad_(True) if real_grad else real
-            d_real = D(*fam.discriminator_inputs(self._augment(real_in), labels, g_in))
-            class_real = self._class_logits() if self.ac_weight else None
-            d_fake = D(*fam.discriminator_inputs(self._augment(fake.detach()), labels, g_in))
-            adv_d = self.loss.d_loss(d_real, d_fake)
-            loss_d = adv_d
-            if class_real is not None:
-                ac_d = F.cross_entropy(class_real, labels)
-                loss_d = loss_d + ac_d
-                stats["ac_d"] = float(ac_d.detach())
-            if due:
-                ctx = self._reg_context("D", d_iter, real_in, fake.detach(), labels, g_in, d_real, d_fake)
-                for reg in due:
-                    term = reg(ctx)
-                    loss_d = loss_d + reg.weight * term
-                    stats[reg.name] = float(term.detach())
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            parts, per_slice = [], []
+            for s, (lo, hi) in enumerate(slices):
+                self._enter_slice(s, lo, bs)
+                full = (lo, hi) == (0, bs)
+                real, labels = (real_all, labels_all) if full else (real_all[lo:hi], labels_all[lo:hi])
+                g_in = g_all if full else {k: v[lo:hi] for k, v in g_all.items()}
+                if last:
+                    fake = self.G(**g_in)  # kept with its graph for the generator update below
+                else:
+                    with torch.no_grad():
+                        fake = self.G(**g_in)
+                part: dict[str, float] = {}
+                real_in = real.detach().requires_grad_(True) if real_grad else real
+                d_real = D(*fam.discriminator_inputs(self._augment(real_in), labels, g_in))
+                class_real = self._class_logits() if self.ac_weight else None
+                d_fake = D(*fam.discriminator_inputs(self._augment(fake.detach()), labels, g_in))
+                adv_d = self.loss.d_loss(d_real, d_fake)
+                loss_d = adv_d
+                if class_real is not None:
+                    ac_d = F.cross_entropy(class_real, labels)
+                    loss_d = loss_d + ac_d
+                    part["ac_d"] = float(ac_d.detach())
+                if due:
+                    ctx = self._reg_context("D", d_iter, real_in, fake.detach(), labels, g_in, d_real, d_fake)
+                    for reg in due:
+                        term = reg(ctx)
+                        loss_d = loss_d + reg.weight * term
+                        part[reg.name] = float(term.detach())
+                loss_d.backward()
+                part["d_loss"] = float(adv_d.detach())
+                # raw logits: a sigmoid "probability" means something only for the BCE losses
+                part["d_real_logit"] = float(d_real.detach().mean())
+                part["d_fake_logit"] = float(d_fake.detach().mean())
+                per_slice.append(part)
+                parts.append((real, labels, g_in, fake))
+                self._leave_slice(s)
+            self.world.average_gradients(D)
             if self.clip_grad:
                 torch.nn.utils.clip_grad_norm_(D.parameters(), self.clip_grad)
             self.opt_d.step()
+            stats.update(_sum_parts(per_slice))
 
         # generator (D frozen: no weight gradients computed for it)
         D.requires_grad_(False)
-        d_fake_g = D(*fam.discriminator_inputs(self._augment(fake), labels, g_in))
-        adv = self.loss.g_loss(d_fake_g)
-        extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
-        if self.ac_weight:
-            extra = {**extra, "ac_g": self.ac_weight * F.cross_entropy(self._class_logits(), labels)}
-        ms_weight = self.mode_seeking_weight()
-        if ms_weight:
-            extra = {**extra, "mode_seeking": ms_weight * mode_seeking(fake, g_in["z"], g_in.get("label"))}
-        loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
-        g_due = [r for r in self.g_regularizers if r.due(self.step)]
-        if g_due:
-            ctx = self._reg_context("G", self.step, real.detach(), fake, labels, g_in, None, d_fake_g)
-            for reg in g_due:
-                term = reg(ctx)
-                loss_g = loss_g + reg.weight * term
-                stats[reg.name] = float(term.detach())
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        per_slice = []
+        ms_weight = self.mode_seeking_weight()
+        g_due = [r for r in self.g_regularizers if r.due(self.step)]
+        for s, (real, labels, g_in, fake) in enumerate(parts):
+            lo = slices[s][0]
+            self._enter_slice(s, lo, bs)
+            d_fake_g = D(*fam.discriminator_inputs(self._augment(fake), labels, g_in))
+            adv = self.loss.g_loss(d_fake_g)
+            extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
+            if self.ac_weight:
+                extra = {**extra, "ac_g": self.ac_weight * F.cross_entropy(self._class_logits(), labels)}
+            if ms_weight:
+                extra = {**extra, "mode_seeking": ms_weight * mode_seeking(fake, g_in["z"], g_in.get("label"))}
+            loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
+            part = {}
+            if g_due:
+                ctx = self._reg_context("G", self.step, real.detach(), fake, labels, g_in, None, d_fake_g)
+                for reg in g_due:
+                    term = reg(ctx)
+                    loss_g = loss_g + reg.weight * term
+                    part[reg.name] = float(term.detach())
+            loss_g.backward()
+            part.update({"g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())})
+            part.update({k: float(v.detach()) for k, v in extra.items()})
+            per_slice.append(part)
+            self._leave_slice(s)
+        self.world.average_gradients(self.G)
         if self.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.G.parameters(), self.clip_grad)
         self.opt_g.step()
+        self._end_slices()
 
         if self.G_ema is not None:
             self._update_ema()
         self.step += 1
-        out = {"d_loss": float(adv_d.detach()), "g_loss": float(loss_g.detach()), "g_adv": float(adv.detach())}
+        g_stats = _sum_parts(per_slice)
+        out = {"d_loss": stats.pop("d_loss"), "g_loss": g_stats.pop("g_loss"), "g_adv": g_stats.pop("g_adv")}
+        d_real, d_fake = stats.pop("d_real_logit"), stats.pop("d_fake_logit")
         out.update(stats)
-        out.update({k: float(v.detach()) for k, v in extra.items()})
-        # raw logits: a sigmoid "probability" means something only for the BCE losses
-        out["d_real_logit"] = float(d_real.detach().mean())
-        out["d_fake_logit"] = float(d_fake.detach().mean())
-        return out
+        out.update(g_stats)
+        out["d_real_logit"], out["d_fake_logit"] = d_real, d_fake
+        return self.world.average_floats(out)
+
+    # -- data-parallel slices ------------------------------------------------------------
+    def _begin_slices(self, n: int) -> None:
+        """Start a step computed as ``n`` slices in this process (1 except in the exact reference).
+
+        Each slice must see what a rank of its own would: the augmentation stream from the
+        same point (every rank draws the whole global batch's numbers) and its own BatchNorm
+        running statistics, which are averaged at the end of the step like the ranks' are.
+        """
+        self._rows = None
+        self._slice_count = n
+        if n == 1:
+            self._slice_state = None
+            return
+        slots = self._buffer_slots()
+        # each slice gets its own buffer tensors (bound into the modules while it runs): copying
+        # values in and out would bump the version of tensors BatchNorm saved for backward
+        self._slice_state = {"slots": slots, "own": [m._buffers[k] for m, k in slots],
+                             "bufs": [[m._buffers[k].clone() for m, k in slots] for _ in range(n)], "aug": None}
+
+    def _buffer_slots(self) -> list:
+        return [(m, k) for net in (self.G, self.D) for m in net.modules() for k, b in m._buffers.items() if b is not None]
+
+    def _enter_slice(self, s: int, lo: int, total: int) -> None:
+        self._rows = None if (lo, self._slice_count * self.world.size) == (0, 1) else (total, lo)
+        st = self._slice_state
+        if st is None:
+            return
+        import torch
+
+        # every slice draws from the same point of the augmentation stream and of torch's global
+        # generator (a family's forward may draw from it, e.g. style mixing), as every rank does
+        if s == 0:
+            st["aug"] = (self.aug_rng.get_state(), torch.get_rng_state())
+        else:
+            self.aug_rng.set_state(st["aug"][0])
+            torch.set_rng_state(st["aug"][1])
+        for (m, k), t in zip(st["slots"], st["bufs"][s]):
+            m._buffers[k] = t
+
+    def _leave_slice(self, s: int) -> None:
+        st = self._slice_state
+        if st is not None:
+            st["bufs"][s] = [m._buffers[k] for m, k in st["slots"]]
+        self._rows = None
+
+    def _end_slices(self) -> None:
+        """Average the BatchNorm running statistics over all slices (ranks): every rank the same."""
+        import torch
+
+        st = self._slice_state
+        if st is None and not self.world.distributed:
+            return
+        if st is not None:  # this process's slices: their sum (exactly what an all-reduce of ranks adds)
+            for j, ((m, k), own) in enumerate(zip(st["slots"], st["own"])):
+                m._buffers[k] = own
+                if own.is_floating_point():
+                    acc = st["bufs"][0][j].clone()
+                    for i in range(1, len(st["bufs"])):
+                        acc += st["bufs"][i][j]
+                    own.copy_(acc)
+                else:
+                    own.copy_(st["bufs"][0][j])  # counters: the same in every slice
+        bufs = [b for net in (self.G, self.D) for b in net.buffers()]
+        floats = [b for b in bufs if b.is_floating_point()]
+        if floats:
+            flat = torch.cat([b.reshape(-1) for b in floats])
+            self.world.all_reduce_sum_(flat)
+            flat.div_(self.world.total_slices)
+            offset = 0
+            for b in floats:
+                b.copy_(flat[offset : offset + b.numel()].view_as(b))
+                offset += b.numel()
+        self._slice_state = None
 
     def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake) -> RegularizerContext:
         return RegularizerContext(phase=phase, step=self.step, iteration=iteration, config=self.config,
                                   family=self.family, D=self.D, G=self.G, real=real, fake=fake, labels=labels,
-                                  g_inputs=g_in, d_real=d_real, d_fake=d_fake, rng=self.aug_rng, augment=self._augment)
+                                  g_inputs=g_in, d_real=d_real, d_fake=d_fake, rng=self.aug_rng, augment=self._augment,
+                                  rows=self._rows)
 
     def _class_logits(self):
         """The class head's logits from the discriminator's latest forward pass."""
@@ -335,16 +460,31 @@ class Trainer:
         good = ckpt.latest(self.run.checkpoints)
         event = {"step": bad_step, "event": "non-finite loss", **{k: str(v) for k, v in losses.items()}}
         if good is None or self.rollbacks > self.MAX_ROLLBACKS:
-            self.run.append_metrics(event)
+            self._append_metrics(event)
             why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
             raise GankitError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
         self.restore(good)
         self.lr_scale = 0.5**self.rollbacks  # halve the learning rates once per roll-back so far
         self._set_learning_rates()
         event.update(rolled_back_to=good.step, lr_g=self.opt_g.param_groups[0]["lr"], lr_d=self.opt_d.param_groups[0]["lr"])
-        self.run.append_metrics(event)
-        print(f"warning: non-finite loss at step {bad_step}; rolled back to step {good.step} and halved the "
-              f"learning rates (roll-back {self.rollbacks} of {self.MAX_ROLLBACKS})", file=sys.stderr)
+        self._append_metrics(event)
+        if self.world.is_main:
+            print(f"warning: non-finite loss at step {bad_step}; rolled back to step {good.step} and halved the "
+                  f"learning rates (roll-back {self.rollbacks} of {self.MAX_ROLLBACKS})", file=sys.stderr)
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        if self.world.is_main:
+            self.run.append_metrics(record)
+
+    def _stop_requested(self) -> bool:
+        """Ctrl-C on any rank stops every rank after the same step (a collective decision)."""
+        if not self.world.distributed:
+            return self._stop.requested
+        import torch
+
+        flag = torch.tensor([1.0 if self._stop.requested else 0.0], device=self.world.device())
+        self.world.all_reduce_sum_(flag)
+        return bool(flag.item() > 0)
 
     def _update_ema(self) -> None:
         ema_update(self.G_ema, self.G, ema_decay_at(self.step, self.ema_decay))
@@ -375,7 +515,7 @@ class Trainer:
         self.G.train()
         self.D.train()
         while self.step < total:
-            if self._stop.requested:
+            if self._stop_requested():
                 path = self.save()
                 raise Interrupted(self.step, path)
             losses = self.train_step()
@@ -390,14 +530,15 @@ class Trainer:
                 last = {k: v / seen[k] for k, v in running.items()}
                 running, seen = {}, {}
                 elapsed = time.perf_counter() - t0
-                self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
-                self.monitor.check_losses(self.step, last)
+                if self.world.is_main:  # losses are already averaged over the ranks
+                    self.run.append_metrics({"step": self.step, "time_s": round(elapsed, 3), **{k: round(v, 5) for k, v in last.items()}})
+                    self.monitor.check_losses(self.step, last)
             if progress is not None:
                 progress(self.step, total, losses)
             if sample_every and self.step % sample_every == 0 and self.step < total:
-                self.refresh_ema_statistics()
+                self.refresh_ema_statistics()  # on every rank: the EMA statistics stay identical
                 self.write_samples()
-                if self.evaluator is not None:
+                if self.evaluator is not None and self.world.is_main:
                     rec = self.evaluator(self.sample_generator, self.step)
                     self.run.append_metrics({"step": self.step, "eval": rec})
                     self.monitor.check_eval(self.step, rec)
@@ -407,7 +548,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         path = self.save()
         self.write_samples()
-        if self.evaluator is not None:
+        if self.evaluator is not None and self.world.is_main:
             final_eval = self.evaluator(self.sample_generator, self.step)
             self.run.append_metrics({"step": self.step, "eval": final_eval, "final": True})
             self.monitor.check_eval(self.step, final_eval)
@@ -415,7 +556,7 @@ class Trainer:
         return TrainResult(self.step, seconds, done * bs / max(seconds, 1e-9), last, final_eval, path)
 
     def write_samples(self) -> str | None:
-        if self.sampler is None:
+        if self.sampler is None or not self.world.is_main:
             return None
         from gankit.images import save_png
 
@@ -423,3 +564,14 @@ class Trainer:
         self.G.train()
         scale = 2 if grid.shape[0] < 400 else 1
         return str(save_png(grid, self.run.samples / f"step-{self.step}.png", scale=scale))
+
+
+def _sum_parts(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Per-slice logged numbers summed over the slices (one slice: its own numbers, unchanged)."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out[k] + v if k in out else v
+    return out
