@@ -215,7 +215,7 @@ def test_auxiliary_classifier_learns_the_classes_and_pulls_the_generator_toward_
     off = trainer("c", ac_weight=0)
     assert off.D.classifier is None and "ac_g" not in off.train_step()
     for bad in (-0.1, "much", float("nan")):
-        with pytest.raises(UsageError, match="ac_weight must be a number >= 0"):
+        with pytest.raises(UsageError, match="ac_weight: input should be"):
             trainer("d", ac_weight=bad)
     headless = trainer("e", ac_weight=0.5)
     headless.D.classifier = None

@@ -504,10 +504,10 @@ def test_collapse_warnings_do_not_suggest_what_the_run_already_uses():
     ]:
         out = io.StringIO()
         mon = TrainingMonitor(get_loss(loss), Run(), None, stream=out, config=config)
-        mon.check_eval(100, {"kind": "generate", "coverage": 0.97})
-        mon.check_eval(200, {"kind": "generate", "coverage": 0.5})
+        mon.check_eval(100, {"kind": "generate", "class_entropy": 0.97})
+        mon.check_eval(200, {"kind": "generate", "class_entropy": 0.5})
         text = out.getvalue()
-        assert "coverage fell" in text
+        assert "class entropy fell" in text
         for word in absent:
             assert word not in text, (loss, text)
         for word in present:

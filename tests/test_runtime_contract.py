@@ -626,9 +626,9 @@ def test_runtime_layer_imports():
         visit(name, [])
     for f in (ROOT / "gankit" / "data").glob("*.py"):
         assert not [m for m in _imports(f) if m.startswith("gankit.runtime")], f.name
-    assert {m for m in _imports(ROOT / "gankit" / "images.py") if m.startswith("gankit")} <= {"gankit.errors",
-                                                                                              "gankit.errors.UsageError",
-                                                                                              "gankit.errors.first_line"}
+    # images.py is shared by data and runtime: it may lean on the torch-free core helpers only
+    assert {m.rsplit(".", 1)[0] if m.count(".") > 1 else m
+            for m in _imports(ROOT / "gankit" / "images.py") if m.startswith("gankit")} <= {"gankit.errors", "gankit.fileio"}
 
 
 def test_runtime_runs_without_importing_torch_or_the_training_layers(tiny_runs):
