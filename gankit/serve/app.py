@@ -6,6 +6,9 @@ answers 200 only after that. Inference never runs on the event loop: generate re
 straight to the model's :class:`~gankit.serve.batcher.Batcher`; inpainting and restore
 requests are decoded and tiled on a worker thread whose tile batches go through the same
 batcher, so concurrent requests share runtime calls either way.
+
+Over 400 lines on purpose: the endpoints share the app's state, admission and error mapping;
+the HTTP plumbing is in serve/http.py, micro-batching in serve/batcher.py, metrics in serve/metrics.py.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ non-saturating BCE. On CPU a run is deterministic for a given seed, and resuming
 checkpoint continues bit-for-bit where it stopped (data order is a pure function of seed
 and epoch; the noise RNG state is saved).
 
-Over 400 lines on purpose: it is one class, and its parts (state, data, one step, roll-back,
-the loop) share the trainer's fields; RNG capture, schedules, interrupts, standing statistics,
+Over 400 lines on purpose: it is one class, and its parts (state, data, one step over the
+rank's slices, roll-back, the loop) share the trainer's fields; RNG capture, schedules, interrupts, standing statistics,
 regularisers and the run directory already live in their own modules beside it.
 """
 

@@ -10,6 +10,9 @@ by the demodulation coefficients) instead of a grouped convolution whose group c
 batch; the FIR filter is a fixed depthwise transposed convolution (groups = channels, not
 batch); and in eval mode (export, sampling) the per-layer noise is a fixed buffer, so the
 graph draws no random numbers.
+
+Over 400 lines on purpose: generator and discriminator in one file, readable top to bottom,
+as nanoGPT's model.py is; the export-only portable path sits beside the op it replaces.
 """
 
 from __future__ import annotations
