@@ -182,6 +182,13 @@ def test_damaged_checkpoint_is_named_and_never_used(cli, tmp_path):
     _damage(newest)
     with pytest.raises(ckpt.DamagedCheckpoint, match="checksum"):
         ckpt.load(newest)
+    # the state in the header is covered too: a changed step is refused, not loaded as step 9
+    second = tmp_path / "r" / "checkpoints" / "step-0000002.safetensors"
+    edited = tmp_path / "edited.safetensors"
+    edited.write_bytes(second.read_bytes().replace(b'"step":"2"', b'"step":"9"', 1))
+    assert edited.read_bytes() != second.read_bytes()
+    with pytest.raises(ckpt.DamagedCheckpoint, match="checksum"):
+        ckpt.load(edited)
     r = cli("export", tmp_path / "r", "--out", tmp_path / "m.onnx")
     assert r.code == 0, r.err
     assert "step-0000003" in r.err and "older step 2" in r.err
@@ -195,15 +202,24 @@ def test_resume_refuses_a_changed_config_and_accepts_it_with_force(cli, tmp_path
     r = cli("train", "--plugin", "cgan", "--out", tmp_path / "r", "--resume", "--set", "ngf=16", "--no-evaluate", "--no-export")
     assert_one_line_error(r, 2)
     assert "config changed (ngf)" in r.err
+    r = cli("train", "--plugin", "cgan", "--out", tmp_path / "r", "--resume", "--set", "lr_decay=[1,3]", "--steps", "3",
+            "--force", "--no-evaluate", "--no-export")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["lr_decay"] == [1, 3]
 
 
 # ----------------------------------------------------------------------- defect 2: ownership of a run directory
 def test_two_trainings_on_one_out_one_trains_the_other_exits_2_naming_it(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*GANKIT, "train", "--plugin", "cgan", "--steps", "40", "--batch-size", "8", "--no-evaluate", "--no-export",
+    cmd = [*GANKIT, "train", "--plugin", "cgan", "--steps", "1500", "--batch-size", "8", "--no-evaluate", "--no-export",
            "--out", str(tmp_path / "X")]
-    procs = [subprocess.Popen([*cmd, "--seed", str(s)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in (0, 1)]
+    procs = [subprocess.Popen([*cmd, "--seed", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)]
+    deadline = time.time() + 300
+    while not (tmp_path / "X" / ".lock").exists() and procs[0].poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the second starts once the first holds the run (both are then alive together)
+    procs.append(subprocess.Popen([*cmd, "--seed", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
     results = [(p.wait(timeout=600), p.stderr.read(), p.pid) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2], results
@@ -213,7 +229,7 @@ def test_two_trainings_on_one_out_one_trains_the_other_exits_2_naming_it(tmp_pat
     cfg = json.loads((tmp_path / "X" / "config.json").read_text())
     metrics = [json.loads(x) for x in (tmp_path / "X" / "metrics.jsonl").read_text().splitlines()]
     assert cfg["seed"] == (0 if results[0][0] == 0 else 1)
-    assert len([m for m in metrics if m.get("step") == 40]) == 1
+    assert len([m for m in metrics if m.get("step") == 1500]) == 1
 
 
 def test_a_stale_lock_from_a_killed_training_is_taken_over(cli, tmp_path):
@@ -221,6 +237,8 @@ def test_a_stale_lock_from_a_killed_training_is_taken_over(cli, tmp_path):
     run.mkdir()
     (run / ".lock").write_text(json.dumps({"pid": 999999, "host": "elsewhere"}))  # nobody holds the flock
     _train(cli, run, "--no-export", steps="2")
+    assert (run / "checkpoints" / "step-0000002.safetensors").is_file()
+    assert not (run / ".lock").exists()  # released (and removed) when the command ended
 
 
 # ----------------------------------------------------------------------- defects 8 and 9: fail fast, interrupts, leftovers

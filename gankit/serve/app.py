@@ -445,16 +445,18 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
     # -- sample images and the page ------------------------------------------------------
     @app.get("/v1/samples", tags=["page"], summary="Sample images for trying inpainting and restore")
     async def samples():
-        from gankit.serve.samples import SAMPLES
+        from gankit.serve.samples import available
 
-        return {"samples": [{"name": k, "url": f"/v1/samples/{k}.png"} for k in SAMPLES]}
+        return {"samples": [{"name": k, "url": f"/v1/samples/{k}.png"} for k in available()]}
 
     @app.get("/v1/samples/{sample}.png", tags=["page"], summary="One sample image")
     async def sample(sample: str):
-        from gankit.serve.samples import SAMPLES, sample_png
+        from gankit.serve.samples import SAMPLES, available, sample_png
 
         if sample not in SAMPLES:
             raise ServeError(404, f"no sample named {sample!r}; samples: {', '.join(SAMPLES)}")
+        if sample not in available():
+            raise ServeError(404, f"sample {sample!r} needs its source package here: pip install 'gankit[train]'")
         return Response(await asyncio.to_thread(sample_png, sample), media_type="image/png")
 
     @app.get("/", include_in_schema=False)

