@@ -109,9 +109,18 @@ def test_two_ranks_equal_one_process_accumulating_both_halves(two_rank_weights, 
     plugin, over = cases.CASES[index]
     if not cases.available(plugin):
         pytest.skip(f"family {plugin} is not installed")
+    import torch
+
     got = _tensors(two_rank_weights / f"{index}.safetensors")
-    reference = cases.build(plugin, over, World(virtual=2), tmp_path)
-    cases.train(reference)
+    # the ranks ran with one thread each (the env above); a reduction split over two threads adds
+    # in another order, so the in-process reference must use one thread too to compare bitwise
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = cases.build(plugin, over, World(virtual=2), tmp_path)
+        cases.train(reference)
+    finally:
+        torch.set_num_threads(threads)
     assert not _differences(cases.state(reference), got), f"{plugin} {over}: 2 ranks differ from the reference"
     # and the comparison has teeth: a plain single process on the whole batch is different arithmetic
     plain = cases.build(plugin, over, World(), tmp_path / "plain")
