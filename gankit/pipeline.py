@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from gankit.devices import check_device
 from gankit.errors import GankitError, UsageError
 from gankit.train.run import RunDir, config_hash, default_run_dir
 

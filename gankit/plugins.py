@@ -98,7 +98,6 @@ class PluginManager:
 
     # -- loading -----------------------------------------------------------------------
     def load(self) -> "PluginManager":
-        from gankit import builtin
 
         self.register(builtin, name=CORE_PLUGIN, version=_dist_version("gankit"), builtin=True)
         only = _env_names("GANKIT_LOAD_PLUGINS")

@@ -132,7 +132,6 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     data = model.SerializeToString()
     check_parity(family, config, reference, data, tolerance=tolerance)
     from gankit.errors import INTERRUPTED
-    from gankit.fileio import atomic_write_bytes
 
     if INTERRUPTED.is_set():  # Ctrl-C that a library swallowed on the way: write nothing
         raise KeyboardInterrupt

@@ -111,20 +111,25 @@ class World:
         Called once after a phase's backward. In one process with one slice this does nothing
         (seeded single-process results stay what they were).
         """
-        import torch
 
         if self.total_slices == 1 and not self.distributed:
             return
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
-        if not grads:
+        self.average_tensors_([p.grad for p in module.parameters() if p.grad is not None])
+
+    def average_tensors_(self, tensors) -> None:
+        """Replace each tensor by its sum over all ranks divided by the number of slices, in one
+        all-reduce of their concatenation (gradients after a backward, BatchNorm statistics)."""
+        import torch
+
+        if not tensors:
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        flat = torch.cat([t.reshape(-1) for t in tensors])
         self.all_reduce_sum_(flat)
         flat.div_(self.total_slices)
         offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset : offset + n].view_as(g))
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[offset : offset + n].view_as(t))
             offset += n
 
     def average_floats(self, values: dict[str, float], local_slices: int = 1) -> dict[str, float]:
@@ -138,24 +143,6 @@ class World:
         self.all_reduce_sum_(t)
         t /= self.total_slices
         return dict(zip(keys, t.cpu().tolist()))
-
-    def average_buffers_(self, modules) -> None:
-        """All-reduce-average the floating-point buffers (BatchNorm running statistics) of ``modules``."""
-        if not self.distributed:
-            return
-        import torch
-
-        bufs = [b for m in modules for b in m.buffers() if b.is_floating_point()]
-        if not bufs:
-            return
-        flat = torch.cat([b.reshape(-1) for b in bufs])
-        self.all_reduce_sum_(flat)
-        flat.div_(self.size)
-        offset = 0
-        for b in bufs:
-            n = b.numel()
-            b.copy_(flat[offset : offset + n].view_as(b))
-            offset += n
 
     def check_consistent(self, modules: dict) -> None:
         """Raise unless every rank holds bit-identical parameters and buffers (before a checkpoint)."""

@@ -7,7 +7,6 @@ training package.
 
 from __future__ import annotations
 
-from typing import Callable
 
 from gankit.losses import BUILTIN_LOSSES, AdversarialLoss  # noqa: F401 - re-exported
 from gankit.plugins import available_losses, get_loss  # noqa: F401 - re-exported

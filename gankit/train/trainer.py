@@ -197,8 +197,6 @@ class Trainer:
         return str(path)
 
     def restore(self, c: ckpt.Checkpoint) -> None:
-        import torch
-
         self.G.load_state_dict(c.module_state("G"))
         self.D.load_state_dict(c.module_state("D"))
         if self.G_ema is not None and c.has("G_ema"):
@@ -400,8 +398,6 @@ class Trainer:
 
     def _end_slices(self) -> None:
         """Average the BatchNorm running statistics over all slices (ranks): every rank the same."""
-        import torch
-
         st = self._slice_state
         if st is None and not self.world.distributed:
             return
@@ -415,16 +411,7 @@ class Trainer:
                     own.copy_(acc)
                 else:
                     own.copy_(st["bufs"][0][j])  # counters: the same in every slice
-        bufs = [b for net in (self.G, self.D) for b in net.buffers()]
-        floats = [b for b in bufs if b.is_floating_point()]
-        if floats:
-            flat = torch.cat([b.reshape(-1) for b in floats])
-            self.world.all_reduce_sum_(flat)
-            flat.div_(self.world.total_slices)
-            offset = 0
-            for b in floats:
-                b.copy_(flat[offset : offset + b.numel()].view_as(b))
-                offset += b.numel()
+        self.world.average_tensors_([b for net in (self.G, self.D) for b in net.buffers() if b.is_floating_point()])
         self._slice_state = None
 
     def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake) -> RegularizerContext:
