@@ -92,33 +92,95 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
+class Conn:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams.
+
+    The load generator shares the 2 cores with the server it measures, so it must be cheap:
+    httpx's AsyncClient spends about as much CPU per request as the server under test, which
+    squeezes every ratio toward 1. This client sends pre-built bytes and reads the answer by
+    Content-Length (every server here sends one), a few tens of microseconds per request.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: bytes = b"", ctype: str = "application/json",
+                      accept: str = "image/png") -> tuple[int, dict[str, str], bytes]:
+        if self.writer is None:
+            await self.open()
+        head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\naccept: {accept}\r\n"
+                f"content-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        try:
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.close()
+            raise ConnectionError("connection closed") from None
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        data = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, headers, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def _arun(coro):
+    """Run the client on uvloop when it is installed (uvicorn uses it too): less client CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    rest = url.split("://", 1)[1]
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    return host, int(port), "/" + path
+
+
+def _body(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
 async def closed_loop(url: str, body_fn, clients: int, seconds: float, max_requests: int) -> dict:
     """``clients`` workers, each sending its next request when the previous one is answered."""
-    import httpx
-
+    host, port, path = _split(url)
     lat, errors, sent = [], 0, 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        end = time.perf_counter() + seconds
+    end = time.perf_counter() + seconds
 
-        async def worker(k: int):
-            nonlocal errors, sent
-            while time.perf_counter() < end and sent < max_requests:
-                sent += 1
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post(url, json=body_fn(sent), headers={"accept": "image/png"})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    lat.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
+    async def worker(k: int):
+        nonlocal errors, sent
+        conn = Conn(host, port)
+        while time.perf_counter() < end and sent < max_requests:
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                status, _, _ = await conn.request("POST", path, _body(body_fn(sent)))
+                ok = status == 200
+            except (OSError, ValueError, asyncio.IncompleteReadError):
+                conn.close()
+                ok = False
+            if ok:
+                lat.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+        conn.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(clients)))
-        elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    elapsed = time.perf_counter() - t0
     return {"requests": len(lat) + errors, "ok": len(lat), "errors": errors, "seconds": round(elapsed, 2),
             "throughput": round(len(lat) / elapsed, 1), "p50_ms": round(percentile(lat, 50) * 1e3, 1),
             "p99_ms": round(percentile(lat, 99) * 1e3, 1)}
@@ -126,66 +188,78 @@ async def closed_loop(url: str, body_fn, clients: int, seconds: float, max_reque
 
 async def open_loop(url: str, body_fn, rate: float, seconds: float, concurrency: int = 64) -> dict:
     """Requests started at a fixed rate (not waiting for answers), at most ``concurrency`` in flight."""
-    import httpx
-
+    host, port, path = _split(url)
     lat, errors, statuses = [], 0, {}
+    idle = [Conn(host, port) for _ in range(concurrency)]  # a pool: one connection per request in flight
     sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        async def one(i: int):
-            nonlocal errors
-            async with sem:
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post(url, json=body_fn(i), headers={"accept": "image/png"})
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                    if r.status_code == 200:
-                        lat.append(time.perf_counter() - t0)
-                        return
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
-                errors += 1
 
-        tasks, start, i = [], time.perf_counter(), 0
-        while time.perf_counter() - start < seconds:
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(i)))
-            i += 1
-        await asyncio.gather(*tasks)
+    async def one(i: int):
+        nonlocal errors
+        async with sem:
+            conn = idle.pop()
+            t0 = time.perf_counter()
+            try:
+                status, _, _ = await conn.request("POST", path, _body(body_fn(i)))
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 200:
+                    lat.append(time.perf_counter() - t0)
+                    return
+            except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+                conn.close()
+                statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
+            finally:
+                idle.append(conn)
+            errors += 1
+
+    tasks, start, i = [], time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+    await asyncio.gather(*tasks)
+    for conn in idle:
+        conn.close()
     return {"sent": i, "ok": len(lat), "errors": errors, "statuses": statuses, "p50_ms": round(percentile(lat, 50) * 1e3, 1),
             "p99_ms": round(percentile(lat, 99) * 1e3, 1)}
 
 
 async def burst(base: str, url: str, body_fn, n: int) -> dict:
-    """``n`` requests at once; /readyz polled while they are in flight."""
-    import httpx
+    """``n`` requests at once, each on its own connection; /readyz polled while they are in flight."""
+    host, port, path = _split(url)
 
-    limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-        async def one(i):
-            try:
-                r = await client.post(url, json=body_fn(i), headers={"accept": "image/png"})
-                return r.status_code, r.headers.get("retry-after")
-            except httpx.HTTPError as exc:
-                return type(exc).__name__, None
+    async def one(i):
+        conn = Conn(host, port)
+        try:
+            status, headers, _ = await asyncio.wait_for(conn.request("POST", path, _body(body_fn(i))), 120)
+            return status, headers.get("retry-after")
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            return type(exc).__name__, None
+        finally:
+            conn.close()
 
-        tasks = [asyncio.create_task(one(i)) for i in range(n)]
-        ready = []
-        while not all(t.done() for t in tasks):
-            try:
-                ready.append((await client.get(base + "/readyz", timeout=5)).status_code)
-            except httpx.HTTPError:
-                ready.append("exc")
-            await asyncio.sleep(0.05)
-        results = [t.result() for t in tasks]
-        after = (await client.get(base + "/readyz")).status_code
+    async def ready() -> int | str:
+        conn = Conn(host, port)
+        try:
+            return (await asyncio.wait_for(conn.request("GET", "/readyz", accept="application/json"), 5))[0]
+        except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+            return type(exc).__name__
+        finally:
+            conn.close()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(n)]
+    probes = []
+    while not all(t.done() for t in tasks):
+        probes.append(await ready())
+        await asyncio.sleep(0.05)
+    results = [t.result() for t in tasks]
+    after = await ready()
     codes = {}
     for code, _ in results:
         codes[code] = codes.get(code, 0) + 1
     return {"sent": n, "statuses": codes, "rejected_with_retry_after": sum(1 for c, ra in results if c == 503 and ra),
             "accepted_completed": codes.get(200, 0), "other": n - codes.get(200, 0) - codes.get(503, 0),
-            "readyz_during": sorted(set(map(str, ready))), "readyz_after": after}
+            "readyz_during": sorted(set(map(str, probes))), "readyz_probes": len(probes), "readyz_after": after}
 
 
 def runtime_batched(onnx: Path, batch: int, seconds: float) -> float:
@@ -268,8 +342,8 @@ def main() -> None:
             try:
                 srv.wait_ready()
                 url = f"{srv.url}/v1/models/{onnx.stem}/generate"
-                asyncio.run(closed_loop(url, body_fn, args.clients, min(1.0, args.seconds), 2_000))  # warm connections
-                rec[label] = asyncio.run(closed_loop(url, body_fn, args.clients, args.seconds, args.max_requests))
+                _arun(closed_loop(url, body_fn, args.clients, min(1.0, args.seconds), 2_000))  # warm connections
+                rec[label] = _arun(closed_loop(url, body_fn, args.clients, args.seconds, args.max_requests))
                 print(f"{name:8s} {label:32s} {json.dumps(rec[label])}", flush=True)
             finally:
                 srv.stop()
@@ -293,14 +367,14 @@ def main() -> None:
         srv.wait_ready()
         url = f"{srv.url}/v1/models/{onnx.stem}/generate"
         rate = 0.8 * report["models"][name]["gankit serve (micro-batching)"]["throughput"]
-        asyncio.run(closed_loop(url, body_fn, args.clients, min(2.0, args.soak), 5_000))  # reach steady state first
+        _arun(closed_loop(url, body_fn, args.clients, min(2.0, args.soak), 5_000))  # reach steady state first
         rss0 = rss_mb(srv.proc.pid)
-        soak = asyncio.run(open_loop(url, body_fn, max(rate, 1.0), args.soak))
+        soak = _arun(open_loop(url, body_fn, max(rate, 1.0), args.soak))
         rss1 = rss_mb(srv.proc.pid)
         soak |= {"rate_per_s": round(rate, 1), "seconds": args.soak, "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss1, 1),
                  "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 2)}
         print(f"soak  {json.dumps(soak)}", flush=True)
-        b = asyncio.run(burst(srv.url, url, body_fn, 2 * args.queue))
+        b = _arun(burst(srv.url, url, body_fn, 2 * args.queue))
         b["queue"] = args.queue
         print(f"burst {json.dumps(b)}", flush=True)
         report["soak"], report["burst"] = soak, b

@@ -9,7 +9,7 @@ shape the load test sends to ``gankit serve``. A sync endpoint: FastAPI runs it 
 thread pool, which is what a first server does.
 """
 
-# no `from __future__ import annotations`: FastAPI must see the real Request type of the local handler
+# no `from __future__ import annotations`: FastAPI must see the real Body type of the local handler
 
 import argparse
 import io
@@ -20,7 +20,8 @@ from pathlib import Path
 def build_app(spec: str, fresh: bool, workdir: Path):
     import numpy as np
     import torch
-    from fastapi import FastAPI, Request, Response
+    from fastapi import FastAPI, Response
+    from pydantic import BaseModel
     from PIL import Image
 
     from gankit.bench.core import prepare_model
@@ -35,14 +36,16 @@ def build_app(spec: str, fresh: bool, workdir: Path):
     def readyz():
         return {"status": "ready"}
 
+    class Body(BaseModel):
+        seed: int = 0
+        labels: int = 0
+
     @app.post("/v1/models/{name}/generate")
-    async def generate(name: str, request: Request):
-        body = await request.json() if (await request.body()) else {}
-        seed = int(body.get("seed", 0))
-        z = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, latent)).astype(np.float32))
+    def generate(name: str, body: Body):
+        z = torch.from_numpy(np.random.default_rng(body.seed).standard_normal((1, latent)).astype(np.float32))
         inputs = {"z": z}
         if classes:
-            inputs["label"] = torch.tensor([int(body.get("labels", 0))], dtype=torch.int64)
+            inputs["label"] = torch.tensor([body.labels], dtype=torch.int64)
         with torch.inference_mode():
             y = net(**inputs)
         a = ((y[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()

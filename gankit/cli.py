@@ -314,13 +314,15 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port (0 = any free one)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most images (or tiles) merged into one runtime call."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to batch with."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest a request waits for others to batch with."),
+    linger: str = typer.Option("adaptive", "--linger", help="adaptive: wait no longer than the model's last run took "
+                               "(best under load); fixed: always wait --max-wait-ms for a full batch."),
     queue: int = typer.Option(256, "--queue", help="Requests per model accepted at once; more get 503 + Retry-After."),
 ) -> None:
     """Serve exported models over HTTP: a JSON/PNG API, a page at /, /metrics, /docs (torch-free)."""
     from gankit.serve.command import serve
 
-    serve(models, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue)
+    serve(models, host=host, port=port, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, linger=linger)
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -1,8 +1,8 @@
 """`gankit serve`: the HTTP API against a real uvicorn server on 127.0.0.1 (a free port).
 
 Micro-batching and the queue are checked through the server's own metrics and counters,
-never through timing: a long ``max_wait_ms`` with a small ``max_batch`` makes a batch close
-exactly when it is full, so the merge is deterministic.
+never through timing: a long ``max_wait_ms`` with a small ``max_batch`` and ``linger="fixed"``
+makes a batch close exactly when it is full, so the merge is deterministic.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def serve(files):
     def start(names=("cg", "ug", "inp"), ready=True, **kw):
         from gankit.serve import create_app
 
+        kw.setdefault("linger", "fixed")  # deterministic merging: a batch closes when it is full
         srv = LiveServer(create_app([files[n] for n in names], **kw), ready=ready)
         servers.append(srv)
         return srv
@@ -406,7 +407,7 @@ def test_truncation_is_offered_and_fed_where_the_model_has_it(tmp_path):
 
     plain = make_generator(tmp_path / "plain.onnx", latent=4, classes=0, c=1, h=4, w=4)
     model = with_truncation_input(plain, make_truncation_generator(tmp_path / "sg.onnx", latent=4, c=1, h=4, w=4))
-    srv = LiveServer(create_app([model], max_batch=8, max_wait_ms=20_000))
+    srv = LiveServer(create_app([model], max_batch=8, max_wait_ms=20_000, linger="fixed"))
     try:
         info = httpx.get(srv.url + "/v1/models").json()["models"][0]
         assert info["name"] == "sg" and info["truncation"] is True
@@ -446,3 +447,36 @@ def test_docs_cover_every_route_and_option(files):
             if opt.startswith("--") and opt != "--help":
                 assert f"`{opt}`" in docs, opt
     assert re.search(r"gankit export --triton", docs)
+
+
+def test_adaptive_batcher_takes_what_queued_during_a_run_and_does_not_sit_out_the_window():
+    from gankit.serve.batcher import Batcher
+
+    gate, started, sizes = threading.Event(), threading.Event(), []
+
+    def run(feed):
+        sizes.append(len(feed["x"]))
+        started.set()
+        gate.wait(30)  # the first run holds the worker until the test has queued more
+        return feed["x"] * 2
+
+    b = Batcher("t", run, max_batch=16, max_wait_ms=60_000)  # adaptive is the default
+    try:
+        first = b.submit({"x": np.zeros((1, 1), np.float32)})
+        assert started.wait(30)
+        rest = [b.submit({"x": np.full((1, 1), k, np.float32)}) for k in range(1, 8)]
+        gate.set()
+        # the first run took well under the 60 s window, so the next batch is run without
+        # waiting for the window: a fixed linger would hold these answers for a minute
+        outs = [f.result(timeout=30) for f in [first, *rest]]
+    finally:
+        b.stop()
+    assert sizes == [1, 7]  # everything that queued during the first run went in one call
+    assert [float(o[0, 0]) for o in outs] == [2.0 * k for k in range(8)]
+
+
+def test_batcher_refuses_an_unknown_linger():
+    from gankit.serve.batcher import Batcher
+
+    with pytest.raises(ValueError, match="linger"):
+        Batcher("t", lambda f: f, linger="sometimes")

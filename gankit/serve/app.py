@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect
 
 from gankit.errors import UsageError
 from gankit.runtime.errors import RuntimeInputError
-from gankit.serve.batcher import Admission, Batcher, QueueFull
+from gankit.serve.batcher import LINGER, Admission, Batcher, QueueFull
 from gankit.serve.metrics import Metrics
 from gankit.serve.http import (  # noqa: F401 - the app's HTTP plumbing
     FORMATS, ServeError, _ClientGone, BodyTooLarge, _Guard, _decode_image, _error, _negotiate, _npy, _png, _read_form, _send_error, _validation_message,
@@ -60,7 +60,8 @@ class GenerateRequest(BaseModel):
 class ServedModel:
     """One loaded model with its batcher, queue bound and description."""
 
-    def __init__(self, name: str, model: Any, *, max_batch: int, max_wait_ms: float, queue: int, metrics: Metrics):
+    def __init__(self, name: str, model: Any, *, max_batch: int, max_wait_ms: float, queue: int, metrics: Metrics,
+                 linger: str = "adaptive"):
         self.name, self.model, self.task = name, model, model.task
         self.max_batch = max_batch
         self.truncation_rank: int | None = None
@@ -74,7 +75,7 @@ class ServedModel:
             m.batch_rows.labels(name).observe(rows)
             m.batch_requests.labels(name).observe(requests)
 
-        self.batcher = Batcher(name, self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, on_batch=on_batch,
+        self.batcher = Batcher(name, self._run, max_batch=max_batch, max_wait_ms=max_wait_ms, linger=linger, on_batch=on_batch,
                                on_cancel=lambda: m.cancelled.labels(name).inc())
         self.shadow = None
         if self.task == "inpaint":
@@ -176,10 +177,10 @@ def _load(paths: Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 class _State:
-    def __init__(self, models, *, max_batch, max_wait_ms, queue, max_body, max_pixels):
+    def __init__(self, models, *, max_batch, max_wait_ms, queue, max_body, max_pixels, linger="adaptive"):
         self.metrics = Metrics()
         self.max_body, self.max_pixels = max_body, max_pixels
-        self.models = {name: ServedModel(name, model, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue,
+        self.models = {name: ServedModel(name, model, max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, linger=linger,
                                          metrics=self.metrics) for name, model in models}
         # decoding + tiling of inpaint/restore requests; their tile batches still merge in the batcher
         self.pool = ThreadPoolExecutor(max_workers=max(2, min(64, queue)), thread_name_prefix="gankit-serve")
@@ -263,11 +264,13 @@ async def _image_job(state, sm, request, job):
 
 
 def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5, queue: int = 256, *,
-               max_body_bytes: int = 32 * 1024 * 1024, max_pixels: int = 4096 * 4096) -> FastAPI:
+               max_body_bytes: int = 32 * 1024 * 1024, max_pixels: int = 4096 * 4096,
+               linger: str = "adaptive") -> FastAPI:
     """The serving app for exported ``.onnx`` files (or already loaded runtime models).
 
     ``max_batch``: most rows per runtime call; ``max_wait_ms``: how long the first request
-    of a batch waits for company; ``queue``: requests per model accepted at once (more get
+    of a batch may wait for company (``linger="adaptive"``: no longer than the model's last
+    run took; ``"fixed"``: the whole window); ``queue``: requests per model accepted at once (more get
     503 + Retry-After). Raises :class:`gankit.UsageError` for a bad file or option.
     """
     for opt, value, low in (("max_batch", max_batch, 1), ("queue", queue, 1), ("max_body_bytes", max_body_bytes, 1),
@@ -276,8 +279,10 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
             raise UsageError(f"{opt} must be an integer >= {low}, got {value!r}")
     if not (max_wait_ms >= 0):
         raise UsageError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
+    if linger not in LINGER:
+        raise UsageError(f"linger must be one of {', '.join(LINGER)}, got {linger!r}")
     state = _State(_load(paths), max_batch=int(max_batch), max_wait_ms=float(max_wait_ms), queue=int(queue),
-                   max_body=int(max_body_bytes), max_pixels=int(max_pixels))
+                   max_body=int(max_body_bytes), max_pixels=int(max_pixels), linger=linger)
 
     from contextlib import asynccontextmanager
 

@@ -1,8 +1,14 @@
 """Micro-batching: concurrent requests to one model become one runtime call.
 
 Each model gets one worker thread. Requests are appended to a deque; the worker takes the
-oldest, then keeps taking requests with the same key until ``max_batch`` rows are collected
-or ``max_wait_ms`` has passed since it took the first one, and runs them as one batch. The
+oldest and every queued request with the same key, up to ``max_batch`` rows. If the batch is
+not full it lingers for more, but never longer than ``max_wait_ms`` and never longer than the
+last run took: waiting longer than one run cannot pay, since running now and taking the
+newcomers in the next batch finishes them no later (and under closed-loop load, every
+millisecond spent waiting is a millisecond the clients are not sending). With a 0.3 ms
+model that is a 0.3 ms linger, with a 40 ms one the full ``max_wait_ms``. ``linger="fixed"``
+always waits the whole window (a batch then closes exactly when it is full, which the tests
+use to make merging deterministic). The
 event loop never runs inference: handlers await a ``concurrent.futures.Future`` that the
 worker resolves. A request is never split (one larger than ``max_batch`` runs alone, the
 runner chunks it), and one whose future was cancelled (client gone) is dropped before the
@@ -23,6 +29,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 import numpy as np
+
+
+LINGER = ("adaptive", "fixed")
 
 
 class QueueFull(Exception):
@@ -71,12 +80,15 @@ class Batcher:
     """
 
     def __init__(self, name: str, run: Callable[[dict[str, np.ndarray]], np.ndarray], *, max_batch: int = 32,
-                 max_wait_ms: float = 5.0, on_batch: Callable[[int, int], None] | None = None,
+                 max_wait_ms: float = 5.0, linger: str = "adaptive", on_batch: Callable[[int, int], None] | None = None,
                  on_cancel: Callable[[], None] | None = None):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if linger not in LINGER:
+            raise ValueError(f"linger must be one of {', '.join(LINGER)}")
+        self.adaptive = linger == "adaptive"
         self.name = name
         self._run = run
         self.max_batch = int(max_batch)
@@ -86,6 +98,7 @@ class Batcher:
         self._items: deque[Item] = deque()
         self._cond = threading.Condition()
         self._stopped = False
+        self._last_run = 0.0  # nothing timed yet: the very first request runs alone
         self._thread = threading.Thread(target=self._loop, name=f"gankit-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -122,7 +135,7 @@ class Batcher:
                 return None
             first = self._items.popleft()
             batch, rows = [first], first.rows
-            deadline = time.monotonic() + self.max_wait
+            deadline = time.monotonic() + (min(self.max_wait, self._last_run) if self.adaptive else self.max_wait)
             while rows < self.max_batch:
                 if self._items:
                     nxt = self._items[0]
@@ -153,7 +166,9 @@ class Batcher:
                 continue
             try:
                 feed = {k: np.concatenate([it.feed[k] for it in live]) for k in live[0].feed}
+                t0 = time.monotonic()
                 out = self._run(feed)
+                self._last_run = time.monotonic() - t0
                 rows = sum(it.rows for it in live)
                 if self._on_batch:
                     self._on_batch(rows, len(live))
@@ -167,4 +182,4 @@ class Batcher:
                 start += item.rows
 
 
-__all__ = ["Admission", "Batcher", "Item", "QueueFull"]
+__all__ = ["Admission", "Batcher", "Item", "LINGER", "QueueFull"]

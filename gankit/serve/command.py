@@ -10,7 +10,7 @@ from gankit.errors import UsageError
 
 
 def serve(models: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
-          max_wait_ms: float = 5.0, queue: int = 256, log_level: str = "info") -> None:
+          max_wait_ms: float = 5.0, queue: int = 256, log_level: str = "info", linger: str = "adaptive") -> None:
     """Load the models (bad files fail here, before a port is opened), then run uvicorn until Ctrl-C."""
     import uvicorn
 
@@ -23,10 +23,12 @@ def serve(models: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000, 
             raise UsageError(f"{name} must be a positive integer, got {value}")
     if max_wait_ms < 0:
         raise UsageError(f"--max-wait-ms must be >= 0, got {max_wait_ms}")
+    if linger not in ("adaptive", "fixed"):
+        raise UsageError(f"--linger must be adaptive or fixed, got {linger!r}")
     for path in models:
         if not Path(path).exists():
             raise UsageError(f"model file not found: {path}")
-    app = create_app(list(models), max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue)
+    app = create_app(list(models), max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, linger=linger)
     # bind ourselves so that a taken port or a bad host is one line, not uvicorn's traceback
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
