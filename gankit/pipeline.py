@@ -293,6 +293,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
             lab = " --label 7" if family.condition == "label" else ""
             console.print(f"  gankit generate {path} --n 64{lab} --out grid.png")
         console.print(f"  gankit evaluate {path}")
+        console.print(f"  gankit serve {path}    # HTTP API and a page at http://127.0.0.1:8000")
         console.print(f"  python -c \"import gankit.runtime as r; m = r.load('{path}'); print(m)\"")
     else:
         console.print(f"next: gankit export {run.path}")
