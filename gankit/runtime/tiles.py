@@ -1,12 +1,22 @@
-"""Running a fixed-size inpainting model on an image of any size.
+"""Running models on images of any size: inpainting (fixed-size model) and restore (any size, in tiles).
 
-The image is covered by model-sized tiles on a grid with half-tile stride (edges aligned
+Inpainting: the image is covered by model-sized tiles on a grid with half-tile stride (edges aligned
 to the border); only tiles that contain missing pixels are run, in batches, and the
 predictions for each missing pixel are averaged over the tiles that saw it. An image
 smaller than the model is reflect-padded up to the model size first.
 
+Restore (:func:`restore_any_size`): the image is cut into a grid of tiles whose *own regions*
+partition it; each tile is run with ``pad`` pixels of real neighbouring context on every side
+(the whole image is reflect-padded by ``pad`` first, so border tiles get mirrored context), and
+only the tile's own region of the output (times the scale) is kept. Outputs never overlap and
+are never blended, so a pointwise model reassembles exactly and a convolutional one gives the
+same pixels as a whole-image run wherever ``pad`` covers its receptive field: no seams to hide.
+Every window has one shape (the last tile of a row or column is shifted inward to end at the
+border, its own region trimmed accordingly), so windows run in batches of equal size.
+
 Pixels here are floats in the model's range [-1, 1], so images of any bit depth take the
-same path; :meth:`gankit.runtime.GankitModel.inpaint` converts from and to the caller's dtype.
+same path; :meth:`gankit.runtime.GankitModel.inpaint` and ``restore`` convert from and to the
+caller's dtype.
 """
 
 from __future__ import annotations
@@ -47,3 +57,54 @@ def inpaint_any_size(model, x: np.ndarray, mask: np.ndarray, batch_size: int = 6
             cnt[t : t + th, l : l + tw] += 1
     filled = np.where(cnt > 0, acc / np.maximum(cnt, 1), x)
     return filled[:h, :w]
+
+
+def _cuts(length: int, tile: int) -> list[tuple[int, int, int]]:
+    """(own start, own stop, window start) per tile along one axis; the window is ``tile`` long
+    (the whole axis when it is shorter than a tile)."""
+    if tile >= length:
+        return [(0, length, 0)]
+    return [(a, min(a + tile, length), min(a, length - tile)) for a in range(0, length, tile)]
+
+
+def restore_windows(h: int, w: int, tile: int, pad: int, multiple: int) -> tuple[int, int, int, int]:
+    """(window height, window width, tile height, tile width) for an ``h x w`` image: the tile
+    (own region) is at most ``tile`` per side; the window adds ``pad`` on each side and rounds
+    up to ``multiple`` (the extra rows/columns are more real context at the bottom/right)."""
+    th, tw = min(tile, h), min(tile, w)
+    wh = -(-(th + 2 * pad) // multiple) * multiple
+    ww = -(-(tw + 2 * pad) // multiple) * multiple
+    return wh, ww, th, tw
+
+
+def restore_any_size(run, x: np.ndarray, *, channels: int, scale: int, tile: int, pad: int, multiple: int = 1,
+                     batch_size: int = 4) -> np.ndarray:
+    """float32 ``[H, W, C]`` in [-1, 1] -> float32 ``[scale*H, scale*W, C]``.
+
+    ``run(batch)`` takes float32 ``[n, channels, wh, ww]`` and returns ``[n, channels, scale*wh, scale*ww]``.
+    When the model has one channel and the image more, each channel is a row of the batch.
+    ``tile``: own-region side in input pixels; ``pad``: context on each side; ``multiple``:
+    the model's ``size_multiple``; ``batch_size``: model rows per call.
+    """
+    h, w, c = x.shape
+    wh, ww, th, tw = restore_windows(h, w, tile, pad, multiple)
+    # padded so that every window, the shifted last ones included, lies inside: pad before,
+    # pad + the size_multiple round-up after
+    xp = np.pad(x, ((pad, wh - th - pad), (pad, ww - tw - pad), (0, 0)), mode="reflect")
+    boxes = [(rows, cols) for rows in _cuts(h, th) for cols in _cuts(w, tw)]
+    per_window = c if channels == 1 else 1  # gray model, colour image: channels become batch rows
+    step = max(1, batch_size // per_window)
+    s = scale
+    out = np.empty((s * h, s * w, c), np.float32)
+    for i in range(0, len(boxes), step):
+        chunk = boxes[i : i + step]
+        batch = np.stack([xp[wy : wy + wh, wx : wx + ww].transpose(2, 0, 1)
+                          for (_, _, wy), (_, _, wx) in chunk])  # [k, c, wh, ww]
+        if per_window > 1:
+            batch = batch.reshape(len(chunk) * c, 1, wh, ww)
+        res = run(np.ascontiguousarray(batch))
+        res = res.reshape(len(chunk), c, s * wh, s * ww)
+        for ((a, b, wy), (l, r, wx)), o in zip(chunk, res):
+            oy, ox = a - wy + pad, l - wx + pad  # the own region's offset inside the window
+            out[s * a : s * b, s * l : s * r] = o[:, s * oy : s * (oy + b - a), s * ox : s * (ox + r - l)].transpose(1, 2, 0)
+    return out
