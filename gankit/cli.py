@@ -267,6 +267,10 @@ from gankit.cli_latent import add_commands as _add_latent_commands  # noqa: E402
 
 _add_latent_commands(app)
 
+from gankit.cli_restore import add_commands as _add_restore_commands  # noqa: E402 - gankit restore
+
+_add_restore_commands(app)
+
 
 # --------------------------------------------------------------------------- inpaint
 @app.command("inpaint")

@@ -372,7 +372,7 @@ class GankitModel:
         a gray image through a colour model as gray RGB, then averaged back; alpha passes through
         (resized bicubically when ``scale`` > 1).
         """
-        from gankit.runtime.tiles import restore_any_size, restore_windows
+        from gankit.runtime.tiles import resize_plane, restore_any_size, restore_windows
 
         self._require("restore")
         tile = RESTORE_TILE if tile is None else whole("tile", tile, 0, MAX_SIDE)
@@ -405,21 +405,8 @@ class GankitModel:
         else:  # a 1-channel model takes each colour channel as a batch row (restore_any_size)
             out = run(rgb)
         if alpha is not None:
-            out = np.concatenate([out, _resize_plane(alpha, s)[..., None]], axis=2)
+            out = np.concatenate([out, resize_plane(alpha, s)[..., None]], axis=2)
         return pil_images(out[None])[0] if as_pil else out
-
-
-def _resize_plane(plane: np.ndarray, scale: int) -> np.ndarray:
-    """One channel (alpha) resized ``scale`` times with Pillow's bicubic filter, same dtype."""
-    if scale == 1:
-        return plane
-    from PIL import Image
-
-    im = Image.fromarray(plane.astype(np.float32))  # F resizes at any depth without rounding to 8 bits
-    big = np.asarray(im.resize((im.width * scale, im.height * scale), Image.Resampling.BICUBIC))
-    if plane.dtype == np.float32:
-        return np.clip(big, 0.0, 1.0).astype(np.float32)
-    return np.clip(np.rint(big), 0, np.iinfo(plane.dtype).max).astype(plane.dtype)
 
 
 __all__ = ["load", "GankitModel", "default_providers", "BACKENDS", "MAX_BATCH", "MAX_RESULT_BYTES", "RESTORE_TILE",

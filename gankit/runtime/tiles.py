@@ -108,3 +108,16 @@ def restore_any_size(run, x: np.ndarray, *, channels: int, scale: int, tile: int
             oy, ox = a - wy + pad, l - wx + pad  # the own region's offset inside the window
             out[s * a : s * b, s * l : s * r] = o[:, s * oy : s * (oy + b - a), s * ox : s * (ox + r - l)].transpose(1, 2, 0)
     return out
+
+
+def resize_plane(plane: np.ndarray, scale: int) -> np.ndarray:
+    """One channel (alpha) resized ``scale`` times with Pillow's bicubic filter, same dtype."""
+    if scale == 1:
+        return plane
+    from PIL import Image
+
+    im = Image.fromarray(plane.astype(np.float32))  # F resizes at any depth without rounding to 8 bits
+    big = np.asarray(im.resize((im.width * scale, im.height * scale), Image.Resampling.BICUBIC))
+    if plane.dtype == np.float32:
+        return np.clip(big, 0.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(big), 0, np.iinfo(plane.dtype).max).astype(plane.dtype)
