@@ -362,3 +362,16 @@ def test_restore_runs_without_importing_torch(tmp_path):
     )
     r = run_subprocess([sys.executable, "-c", code])
     assert r.returncode == 0, r.stderr
+
+
+def test_the_bare_onnxruntime_restore_example_runs(tmp_path):
+    """docs/onnx-format.md's restore example, as written, on a restore file and a 13x9 picture."""
+    from tests.test_readme import _block
+
+    path = make_resize_restorer(tmp_path / "up.onnx", c=3, scale=2)
+    Image.fromarray(_rgb(13, 9)).save(tmp_path / "low.png")
+    code = f"MODEL = {str(path)!r}\nLOW = {str(tmp_path / 'low.png')!r}\n" + _block("bare-restore")
+    code += "\nimport sys\nassert 'torch' not in sys.modules and 'gankit' not in sys.modules\n"
+    r = run_subprocess([sys.executable, "-c", code])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2 (1, 3, 13, 9) (26, 18, 3)", r.stdout
