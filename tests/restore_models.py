@@ -80,8 +80,8 @@ class _Upsample:
 
 
 def make_torch_restorer(path: Path, kind: str = "identity", *, c: int = 3, scale: int | None = None,
-                        layers: int = 4, height: int = 32, width: int = 32, size_multiple: int | None = None,
-                        degradation: str | None = None):
+                        layers: int = 4, conv_width: int = 8, height: int = 32, width: int = 32,
+                        size_multiple: int | None = None, degradation: str | None = None, plugin: str = "restore-test"):
     """``kind``: ``identity`` (x1), ``nearest`` / ``bilinear`` (x``scale``, default 2) or ``conv``
     (:func:`conv_stack`). Returns ``(path, torch module)``."""
     import torch
@@ -94,7 +94,7 @@ def make_torch_restorer(path: Path, kind: str = "identity", *, c: int = 3, scale
         net = _Upsample.module(scale, kind)
     elif kind == "conv":
         scale = 2 if scale is None else scale
-        net = conv_stack(c=c, scale=scale, layers=layers)
+        net = conv_stack(c=c, scale=scale, layers=layers, width=conv_width)
     else:
         raise ValueError(kind)
     x = torch.zeros(1, c, height // scale, width // scale)
@@ -102,7 +102,7 @@ def make_torch_restorer(path: Path, kind: str = "identity", *, c: int = 3, scale
                       dynamo=False, dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                                   "restored": {0: "batch", 2: "out_height", 3: "out_width"}})
     write_meta(Path(path), restore_meta(c=c, scale=scale, height=height, width=width, size_multiple=size_multiple,
-                                        degradation=degradation or (f"sr{scale}" if scale > 1 else "noise")))
+                                        degradation=degradation or (f"sr{scale}" if scale > 1 else "noise"), plugin=plugin))
     return Path(path), net
 
 
