@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -304,7 +303,9 @@ def test_misuse_gives_typed_one_line_errors(models, tmp_path):
         (lambda: m.restore(np.full((4, 4), 2.0)), "[0, 1]"),
         (lambda: m.restore("picture.png"), "image must be an array"),
         (lambda: m.restore(np.zeros((0, 5, 3), np.uint8)), "empty"),
-        (lambda: m.restore(np.zeros((40000, 40000), np.uint8)), "exceed"),
+        (lambda: m.restore(np.broadcast_to(np.uint8(0), (40000, 40000))), "exceeds the 2 GiB"),
+        (lambda: models["conv_gray"].restore(np.broadcast_to(np.uint8(0), (11000, 11000)), tile=0, tile_pad=1024),
+         "use a smaller tile"),
         (lambda: m.run_raw_restore(np.zeros((1, 1, 8, 8), np.float32)), "shape [N, 3, H, W]"),
         (lambda: m.run_raw_restore(np.full((1, 3, 8, 8), 3.0, np.float32)), "[-1, 1]"),
     ]
@@ -321,7 +322,7 @@ _IMAGES = hnp.arrays(st.sampled_from([np.uint8, np.uint16, np.float32]),
                      elements=None)
 
 
-@settings(max_examples=int(os.environ.get("GANKIT_PROPERTY_EXAMPLES", 60)), deadline=None,
+@settings(max_examples=int(os.environ.get("GANKIT_PROPERTY_EXAMPLES", "60")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_property_restore_is_pixel_repetition_for_a_nearest_model(models, data):
@@ -330,8 +331,9 @@ def test_property_restore_is_pixel_repetition_for_a_nearest_model(models, data):
     name = data.draw(st.sampled_from(["near", "near4_gray", "id"]))
     m = models[name]
     x = data.draw(_IMAGES)
-    if x.dtype == np.float32:
-        x = np.nan_to_num(np.abs(x) % 1.0).astype(np.float32) if data.draw(st.booleans()) else x
+    if x.dtype == np.float32 and data.draw(st.booleans()):  # half the float cases made valid
+        with np.errstate(invalid="ignore"):
+            x = np.nan_to_num(np.abs(x) % 1.0).astype(np.float32)
     tile = data.draw(st.integers(0, 45) | st.integers(-3, 0) | st.none())
     pad = data.draw(st.integers(0, 9) | st.integers(-2, 0) | st.none())
     batch = data.draw(st.integers(1, 9) | st.just(0))

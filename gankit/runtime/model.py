@@ -384,12 +384,18 @@ class GankitModel:
         h, w = img.shape[:2]
         tile = tile or max(h, w)
         s = self.scale
-        planes = img.shape[2] if self.channels == 1 else self.channels  # model rows per tile
-        self._check_restore_size(1, h, w, "image")
-        wh, ww, _, _ = restore_windows(h, w, tile, tile_pad, self.size_multiple)
-        if not fits(min(batch_size, planes) * wh * ww, 4 * s * s * self.channels, MAX_RESULT_BYTES):
-            raise RuntimeInputError(f"tiles of {wh}x{ww} (tile={tile}, tile_pad={tile_pad}) restored x{s} exceed "
-                                    f"{MAX_RESULT_BYTES >> 30} GiB per call; use a smaller tile")
+        if not fits(h * w, 4 * s * s * max(img.shape[2], self.channels), MAX_RESULT_BYTES):  # float32 result
+            raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
+                                    "may return; restore it in parts")
+        wh, ww, th, tw = restore_windows(h, w, tile, tile_pad, self.size_multiple)
+        # model rows per call: a gray model takes each colour channel as a row of its own
+        per_window = img.shape[2] - (img.shape[2] == 4) if self.channels == 1 else 1
+        windows = -(-h // th) * -(-w // tw)
+        rows = min(max(batch_size, per_window), windows * per_window)
+        if not fits(rows * wh * ww, 4 * s * s * self.channels, MAX_RESULT_BYTES):
+            raise RuntimeInputError(f"{rows} windows of {wh}x{ww} (tile={tile}, tile_pad={tile_pad}) restored x{s} "
+                                    f"exceed the {MAX_RESULT_BYTES >> 30} GiB one model call may return; "
+                                    "use a smaller tile or batch_size")
         alpha = img[..., 3] if img.shape[2] == 4 else None
         rgb = img[..., :3] if img.shape[2] == 4 else img
         encode, decode = CODECS[rgb.dtype.name]
