@@ -234,6 +234,33 @@ def test_size_multiple_is_padded_and_cropped(tmp_path):
     assert m.run_raw_restore(np.zeros((2, 3, 8, 12), np.float32)).shape == (2, 3, 16, 24)
 
 
+def test_tiles_keep_the_block_grid_of_a_size_multiple_model(tmp_path):
+    """A model that works on 2x2 blocks (average-pool 2, then upsample x4: x2 overall) is not
+    shift-equivariant by one pixel; tiles at any tile / tile_pad / image size must still see
+    the whole-image run's block grid and reassemble it exactly."""
+    import torch
+    import torch.nn.functional as F
+
+    class Blocks(torch.nn.Module):
+        def forward(self, x):
+            return F.interpolate(F.avg_pool2d(x, 2), scale_factor=4.0)
+
+    path = tmp_path / "blocks.onnx"
+    torch.onnx.export(Blocks(), (torch.zeros(1, 3, 16, 16),), str(path), input_names=["image"],
+                      output_names=["restored"], opset_version=18, dynamo=False,
+                      dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}, "restored": {0: "b", 2: "oh", 3: "ow"}})
+    write_meta(path, restore_meta(size_multiple=2))
+    m = runtime.load(path)
+    x = _rgb(37, 23, dtype=np.float32, seed=9)
+    whole = m.restore(x, tile=0, tile_pad=0)
+    blocks = x[:36, :22].reshape(18, 2, 11, 2, 3).mean(axis=(1, 3)).repeat(4, 0).repeat(4, 1)
+    assert np.abs(whole[:72, :44] - blocks).max() <= 1e-6  # the block grid starts at the image's corner
+    for tile, pad in ((5, 1), (7, 3), (16, 2), (8, 0)):
+        tiled = m.restore(x, tile=tile, tile_pad=pad)
+        assert tiled.shape == (74, 46, 3)
+        assert np.abs(tiled - whole).max() <= 1e-6, (tile, pad, np.abs(tiled - whole).max())
+
+
 # == channels, depth, alpha ======================================================================
 def test_colour_through_a_gray_model_is_restored_channel_by_channel(models):
     x = _rgb(41, 30, dtype=np.float32, seed=3)

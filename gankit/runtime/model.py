@@ -367,12 +367,13 @@ class GankitModel:
         = the whole image in one run); each tile runs with ``tile_pad`` pixels of neighbouring
         context per side (default 16, reflected at the image border) and only its own region of
         the output is kept, so tiles meet without seams where ``tile_pad`` covers the model's
-        receptive field. Inputs are padded to the model's ``size_multiple``. ``batch_size``: tiles
-        per model call. A colour image through a grayscale model is restored channel by channel;
+        receptive field. For a model with ``size_multiple`` m, the image is extended to a multiple
+        of m and tile and tile_pad are rounded up to multiples of m, so every tile sees the model's
+        m x m block grid where a whole-image run does. ``batch_size``: model rows per call. A colour image through a grayscale model is restored channel by channel;
         a gray image through a colour model as gray RGB, then averaged back; alpha passes through
         (resized bicubically when ``scale`` > 1).
         """
-        from gankit.runtime.tiles import resize_plane, restore_any_size, restore_windows
+        from gankit.runtime.tiles import resize_plane, restore_any_size, restore_geometry
 
         self._require("restore")
         tile = RESTORE_TILE if tile is None else whole("tile", tile, 0, MAX_SIDE)
@@ -382,16 +383,15 @@ class GankitModel:
         as_pil = pil_in if as_pil is None else flag("as_pil", as_pil)
         img = as_image(image)
         h, w = img.shape[:2]
-        tile = tile or max(h, w)
         s = self.scale
         if not fits(h * w, 4 * s * s * max(img.shape[2], self.channels), MAX_RESULT_BYTES):  # float32 result
             raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
                                     "may return; restore it in parts")
-        wh, ww, th, tw = restore_windows(h, w, tile, tile_pad, self.size_multiple)
+        geometry = restore_geometry(h, w, tile, tile_pad, self.size_multiple)
+        wh, ww = geometry.window
         # model rows per call: a gray model takes each colour channel as a row of its own
         per_window = img.shape[2] - (img.shape[2] == 4) if self.channels == 1 else 1
-        windows = -(-h // th) * -(-w // tw)
-        rows = min(max(batch_size, per_window), windows * per_window)
+        rows = min(max(batch_size, per_window), geometry.count * per_window)
         if not fits(rows * wh * ww, 4 * s * s * self.channels, MAX_RESULT_BYTES):
             raise RuntimeInputError(f"{rows} windows of {wh}x{ww} (tile={tile}, tile_pad={tile_pad}) restored x{s} "
                                     f"exceed the {MAX_RESULT_BYTES >> 30} GiB one model call may return; "

@@ -7,7 +7,8 @@ smaller than the model is reflect-padded up to the model size first.
 
 Restore (:func:`restore_any_size`): the image is cut into a grid of tiles whose *own regions*
 partition it; each tile is run with ``pad`` pixels of real neighbouring context on every side
-(the whole image is reflect-padded by ``pad`` first, so border tiles get mirrored context), and
+(the whole image is reflect-padded by ``pad`` first, so border tiles get mirrored context;
+sizes are rounded up to the model's ``size_multiple``, see :class:`RestoreGeometry`), and
 only the tile's own region of the output (times the scale) is kept. Outputs never overlap and
 are never blended, so a pointwise model reassembles exactly and a convolutional one gives the
 same pixels as a whole-image run wherever ``pad`` covers its receptive field: no seams to hide.
@@ -20,6 +21,8 @@ caller's dtype.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,21 +63,45 @@ def inpaint_any_size(model, x: np.ndarray, mask: np.ndarray, batch_size: int = 6
 
 
 def _cuts(length: int, tile: int) -> list[tuple[int, int, int]]:
-    """(own start, own stop, window start) per tile along one axis; the window is ``tile`` long
-    (the whole axis when it is shorter than a tile)."""
-    if tile >= length:
-        return [(0, length, 0)]
+    """(own start, own stop, window start) per tile along one axis; the window is ``tile`` long."""
     return [(a, min(a + tile, length), min(a, length - tile)) for a in range(0, length, tile)]
 
 
-def restore_windows(h: int, w: int, tile: int, pad: int, multiple: int) -> tuple[int, int, int, int]:
-    """(window height, window width, tile height, tile width) for an ``h x w`` image: the tile
-    (own region) is at most ``tile`` per side; the window adds ``pad`` on each side and rounds
-    up to ``multiple`` (the extra rows/columns are more real context at the bottom/right)."""
-    th, tw = min(tile, h), min(tile, w)
-    wh = -(-(th + 2 * pad) // multiple) * multiple
-    ww = -(-(tw + 2 * pad) // multiple) * multiple
-    return wh, ww, th, tw
+def _up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+@dataclass(frozen=True)
+class RestoreGeometry:
+    """Where the tiles of an ``h x w`` image go, every size a multiple of the model's ``size_multiple`` m.
+
+    The image is extended to ``H x W`` (h, w rounded up to m, reflected at the bottom/right)
+    and reflect-padded by ``pad`` (tile_pad rounded up to m) on every side. Tiles of ``th x tw``
+    (tile rounded up to m, at most the image) start at multiples of m from the padded origin, so
+    a model that works on m x m blocks (strided or pixel-unshuffled layers) sees the same block
+    grid in every window as in a whole-image run: tiles agree with it, and with each other."""
+
+    H: int
+    W: int
+    th: int
+    tw: int
+    pad: int
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.th + 2 * self.pad, self.tw + 2 * self.pad
+
+    @property
+    def count(self) -> int:
+        return -(-self.H // self.th) * -(-self.W // self.tw)
+
+
+def restore_geometry(h: int, w: int, tile: int, pad: int, multiple: int = 1) -> RestoreGeometry:
+    """``tile``: the own-region side in input pixels (0 or more than the image: the whole image)."""
+    m = multiple
+    H, W = _up(h, m), _up(w, m)
+    t = _up(tile, m) if tile else max(H, W)
+    return RestoreGeometry(H=H, W=W, th=min(t, H), tw=min(t, W), pad=_up(pad, m))
 
 
 def restore_any_size(run, x: np.ndarray, *, channels: int, scale: int, tile: int, pad: int, multiple: int = 1,
@@ -83,19 +110,20 @@ def restore_any_size(run, x: np.ndarray, *, channels: int, scale: int, tile: int
 
     ``run(batch)`` takes float32 ``[n, channels, wh, ww]`` and returns ``[n, channels, scale*wh, scale*ww]``.
     When the model has one channel and the image more, each channel is a row of the batch.
-    ``tile``: own-region side in input pixels; ``pad``: context on each side; ``multiple``:
-    the model's ``size_multiple``; ``batch_size``: model rows per call.
+    ``tile``: own-region side in input pixels (0 = the whole image); ``pad``: context on each
+    side; ``multiple``: the model's ``size_multiple`` (tile, pad and the image are rounded up
+    to it, see :class:`RestoreGeometry`); ``batch_size``: model rows per call.
     """
     h, w, c = x.shape
-    wh, ww, th, tw = restore_windows(h, w, tile, pad, multiple)
-    # padded so that every window, the shifted last ones included, lies inside: pad before,
-    # pad + the size_multiple round-up after
-    xp = np.pad(x, ((pad, wh - th - pad), (pad, ww - tw - pad), (0, 0)), mode="reflect")
-    boxes = [(rows, cols) for rows in _cuts(h, th) for cols in _cuts(w, tw)]
+    g = restore_geometry(h, w, tile, pad, multiple)
+    p, (wh, ww) = g.pad, g.window
+    # every window, the shifted last ones included, lies inside the padded image
+    xp = np.pad(x, ((p, p + g.H - h), (p, p + g.W - w), (0, 0)), mode="reflect")
+    boxes = [(rows, cols) for rows in _cuts(g.H, g.th) for cols in _cuts(g.W, g.tw)]
     per_window = c if channels == 1 else 1  # gray model, colour image: channels become batch rows
     step = max(1, batch_size // per_window)
     s = scale
-    out = np.empty((s * h, s * w, c), np.float32)
+    out = np.empty((s * g.H, s * g.W, c), np.float32)
     for i in range(0, len(boxes), step):
         chunk = boxes[i : i + step]
         batch = np.stack([xp[wy : wy + wh, wx : wx + ww].transpose(2, 0, 1)
@@ -105,9 +133,9 @@ def restore_any_size(run, x: np.ndarray, *, channels: int, scale: int, tile: int
         res = run(np.ascontiguousarray(batch))
         res = res.reshape(len(chunk), c, s * wh, s * ww)
         for ((a, b, wy), (l, r, wx)), o in zip(chunk, res):
-            oy, ox = a - wy + pad, l - wx + pad  # the own region's offset inside the window
+            oy, ox = a - wy + p, l - wx + p  # the own region's offset inside the window
             out[s * a : s * b, s * l : s * r] = o[:, s * oy : s * (oy + b - a), s * ox : s * (ox + r - l)].transpose(1, 2, 0)
-    return out
+    return out[: s * h, : s * w]
 
 
 def resize_plane(plane: np.ndarray, scale: int) -> np.ndarray:
