@@ -248,7 +248,7 @@ def generate_cmd(
     _check_output(out, overwrite, ".png")
     m = runtime.load(model, backend=backend)
     if m.task != "generate":
-        raise UsageError(f"{model} is an {m.task} model; use `gankit {m.task}`")
+        raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; use `gankit {m.task}`")
     scale = 2 if m.height < 64 else 1
     _check_grid_size(n, m.height, m.width, scale, classes=m.num_classes if label is None else 0)
     if m.num_classes and label is None:
@@ -266,6 +266,10 @@ def generate_cmd(
 from gankit.cli_latent import add_commands as _add_latent_commands  # noqa: E402 - gankit mix, gankit interpolate
 
 _add_latent_commands(app)
+
+from gankit.cli_restore import add_commands as _add_restore_commands  # noqa: E402 - gankit restore
+
+_add_restore_commands(app)
 
 
 # --------------------------------------------------------------------------- inpaint

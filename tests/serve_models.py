@@ -63,22 +63,6 @@ def make_inpainter(path: Path, *, c=1, h=8, w=8) -> Path:
     return _save(graph, _meta("inpaint", "inpaint", 0, 0, c, h, w), path)
 
 
-class Upscaler:
-    """A restore model as the runtime will describe one (the runtime has no restore task yet)."""
-
-    task, plugin, channels, height, width = "restore", "test", 3, 0, 0
-    path = Path("up2.onnx")
-    metadata = {"gankit.task": "restore", "gankit.scale": "2"}
-
-    def __init__(self):
-        self.calls = 0
-
-    def restore(self, image):
-        self.calls += 1
-        a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-        return a.repeat(2, axis=0).repeat(2, axis=1)
-
-
 def make_truncation_generator(path: Path, *, latent=4, c=1, h=4, w=4, seed=0) -> Path:
     """image = tanh((z @ W) * truncation[:, None]): a generator with an optional-style truncation input."""
     rng = np.random.default_rng(seed)

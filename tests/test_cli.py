@@ -12,7 +12,7 @@ from tests.conftest import GANKIT, assert_one_line_error, run_subprocess
 def test_help_lists_commands(cli):
     r = cli("--help")
     assert r.code == 0
-    for cmd in ("train", "export", "generate", "inpaint", "evaluate", "plugins"):
+    for cmd in ("train", "export", "generate", "inpaint", "restore", "evaluate", "plugins"):
         assert cmd in r.out
 
 
@@ -32,6 +32,7 @@ def test_help_lists_commands(cli):
         ["train"],
         ["export", "/no/such/run"],
         ["generate", "/no/such/model.onnx"],
+        ["restore", "/no/such/model.onnx", "--image", "/no/such/image.png"],
         ["evaluate", "/no/such/thing"],
         ["frobnicate"],
     ],

@@ -131,7 +131,10 @@ HOSTILE_METADATA = [
     ("gan", {"value_range": "0,1"}, "value_range"),
     ("gan", {"value_range": "wide"}, "value_range"),
     ("gan", {"format": "2"}, "format"),
-    ("gan", {"task": "restore"}, "unknown task"),
+    ("gan", {"task": "upscale"}, "unknown task"),
+    ("gan", {"task": "restore"}, "latent_dim is 64; it must be between 0 and 0"),
+    ("gan", {"task": "restore", "latent_dim": "0"}, "lacks gankit.scale"),
+    ("gan", {"task": "restore", "latent_dim": "0", "scale": "1"}, "a gankit restore model has"),
     ("gan", {"inputs": "z,label"}, "gankit.inputs"),
     ("gan", {"output": "restored"}, "gankit.output"),
 ]

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_one_line_error, run_subprocess
-from tests.serve_models import Upscaler, make_generator, make_inpainter, make_truncation_generator, with_truncation_input
+from tests.restore_models import make_resize_restorer
+from tests.serve_models import make_generator, make_inpainter, make_truncation_generator, with_truncation_input
 from tests.serve_server import LiveServer, metric, wait_for
 
 
@@ -383,21 +384,78 @@ def test_page_docs_and_samples_are_served(serve):
     assert_json_error(httpx.get(srv.url + "/v1/samples/nope.png"), 404, "no sample")
 
 
-def test_restore_endpoint_serves_restore_models(files):
+def test_restore_endpoint_serves_restore_models(files, tmp_path):
+    """A real restore file (nearest x2): any size and mode, alpha kept, 16-bit scaled to 8, the
+    output-size limit, wrong tasks and junk refused; concurrent requests share runtime calls."""
+    from PIL import Image
+
     from gankit.serve import create_app
 
-    up = Upscaler()
-    srv = LiveServer(create_app([up, files["inp"]]))
+    up = make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2)
+    srv = LiveServer(create_app([up, files["inp"]], max_pixels=40_000))
+    url = srv.url + "/v1/models/up2/restore"
     try:
-        assert up.calls == 1  # warmed up before ready
-        img = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-        r = httpx.post(srv.url + "/v1/models/up2/restore", files={"image": ("i.png", png_bytes(img), "image/png")})
+        info = httpx.get(srv.url + "/v1/models/up2").json()
+        assert (info["task"], info["scale"], info["degradation"], info["endpoint"]) == ("restore", 2, "sr2", "/v1/models/up2/restore")
+        calls0 = metric(get_metrics(srv), "gankit_serve_batch_size_count", model="up2")
+        assert calls0 == 1  # warmed up through the batcher before ready
+        rng = np.random.default_rng(1)
+        for shape in ((5, 7, 3), (9, 4), (6, 6, 4), (300, 30, 3)):  # the last one runs in two tiles
+            img = rng.integers(0, 256, shape, dtype=np.uint8)
+            r = httpx.post(url, files={"image": ("i.png", png_bytes(img), "image/png")}, timeout=60)
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+            out = read_png(r.content)
+            if len(shape) == 3 and shape[2] == 4:
+                np.testing.assert_array_equal(out[..., :3], img[..., :3].repeat(2, 0).repeat(2, 1))
+                assert out.shape == (12, 12, 4)
+            else:
+                np.testing.assert_array_equal(out, img.repeat(2, 0).repeat(2, 1))
+        g16 = (np.arange(48, dtype=np.uint16).reshape(6, 8) * 1361)
+        buf = io.BytesIO()
+        Image.fromarray(g16).save(buf, format="PNG")
+        r = httpx.post(url, files={"image": ("g.png", buf.getvalue(), "image/png")})
         assert r.status_code == 200, r.text
-        np.testing.assert_array_equal(read_png(r.content), img.repeat(2, 0).repeat(2, 1))
+        from gankit.images import to_uint8
+
+        np.testing.assert_array_equal(read_png(r.content), to_uint8(g16).repeat(2, 0).repeat(2, 1))  # scaled, not wrapped
+
+        big = png_bytes(np.zeros((120, 100, 3), np.uint8))  # 12,000 pixels in, 48,000 out: over 40,000
+        assert_json_error(httpx.post(url, files={"image": ("i.png", big, "image/png")}), 422, "restored image would be 200x240")
+        huge = png_bytes(np.zeros((250, 200), np.uint8))
+        assert_json_error(httpx.post(url, files={"image": ("i.png", huge, "image/png")}), 413, "pixels")
         assert_json_error(httpx.post(srv.url + "/v1/models/inp/restore", files={"image": ("i.png", png_bytes(img), "image/png")}),
                           400, "does inpaint, not restore")
-        assert_json_error(httpx.post(srv.url + "/v1/models/up2/restore", files={"image": ("i.png", b"junk", "image/png")}),
-                          400, "not a readable image")
+        assert_json_error(httpx.post(srv.url + "/v1/models/up2/inpaint", files={"image": ("i.png", png_bytes(img), "image/png"),
+                                                                                 "mask": ("m.png", png_bytes(img), "image/png")}),
+                          400, "does restore, not inpaint")
+        assert_json_error(httpx.post(url, files={"image": ("i.png", b"junk", "image/png")}), 400, "not a readable image")
+        assert_json_error(httpx.post(url, json={"image": 1}), 415, "multipart")
+        assert 'status="500"' not in get_metrics(srv)
+    finally:
+        srv.stop()
+
+
+def test_concurrent_restore_requests_share_runtime_calls(tmp_path):
+    # max_batch 4 with a long wait: four one-window requests of one shape close the batch together
+    from gankit.serve import create_app
+
+    up = make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2)
+    srv = LiveServer(create_app([up], max_batch=4, max_wait_ms=20_000))
+    url = srv.url + "/v1/models/up2/restore"
+    images = np.random.default_rng(4).integers(0, 256, (4, 10, 12, 3), dtype=np.uint8)
+
+    def one(k):
+        r = httpx.post(url, files={"image": ("i.png", png_bytes(images[k]), "image/png")}, timeout=60)
+        assert r.status_code == 200, r.text
+        np.testing.assert_array_equal(read_png(r.content), images[k].repeat(2, 0).repeat(2, 1))
+
+    try:
+        before = metric(get_metrics(srv), "gankit_serve_batch_size_count", model="up2")
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(one, range(4)))
+        text = get_metrics(srv)
+        assert metric(text, "gankit_serve_batch_size_count", model="up2") == before + 1
+        assert metric(text, "gankit_serve_batch_requests_sum", model="up2") - 1 == 4  # (the warm-up was 1)
     finally:
         srv.stop()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serve_models import Upscaler, make_generator, make_inpainter
+from tests.restore_models import make_resize_restorer
+from tests.serve_models import make_generator, make_inpainter
 from tests.serve_server import LiveServer
 
 CHROMIUM = os.environ.get("GANKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,7 +58,7 @@ def test_page_paints_a_mask_and_inpaints_keeping_known_pixels(tmp_path, browser)
 
     inp = make_inpainter(tmp_path / "inpaint-demo.onnx", c=1, h=28, w=28)
     gen = make_generator(tmp_path / "cgan-demo.onnx", latent=8, classes=10, c=1, h=28, w=28)
-    server = LiveServer(create_app([gen, inp, Upscaler()]))
+    server = LiveServer(create_app([gen, inp, make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2)]))
     try:
         page = browser.new_page()
         errors = []
@@ -107,6 +108,7 @@ def test_page_paints_a_mask_and_inpaints_keeping_known_pixels(tmp_path, browser)
 
         # restore tab: a sample through the (test) 2x upscaler, before and after shown
         page.click("#tab-restore")
+        assert page.locator("#res-model option").all_inner_texts() == ["up2 (restore-test, ×2 sr2)"]
         page.select_option("#res-sample", "camera")
         page.wait_for_function("!document.getElementById('res-run').disabled", timeout=30_000)
         page.click("#res-run")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error, run_subprocess
+from tests.restore_models import make_resize_restorer
 from tests.serve_models import make_generator, make_inpainter
 
 
@@ -25,10 +26,11 @@ def test_triton_repository_matches_the_models(cli, tmp_path):
     cg = make_generator(tmp_path / "cgan-001.onnx", latent=16, classes=10, c=1, h=28, w=28)
     ug = make_generator(tmp_path / "gan_rgb.onnx", latent=4, classes=0, c=3, h=8, w=6)
     inp = make_inpainter(tmp_path / "inpaint-001.onnx", c=1, h=28, w=28)
+    res = make_resize_restorer(tmp_path / "restore-001.onnx", c=3, scale=2)
     repo = tmp_path / "repo"
-    r = cli("export", "--triton", repo, cg, ug, inp, "--triton-max-batch", "64")
+    r = cli("export", "--triton", repo, cg, ug, inp, res, "--triton-max-batch", "64")
     assert r.code == 0, r.err
-    assert sorted(p.name for p in repo.iterdir()) == ["cgan-001", "gan_rgb", "inpaint-001"]
+    assert sorted(p.name for p in repo.iterdir()) == ["cgan-001", "gan_rgb", "inpaint-001", "restore-001"]
     configs = {}
     for d in repo.iterdir():
         cfg, mc = parse_config(d / "config.pbtxt")
@@ -52,15 +54,17 @@ def test_triton_repository_matches_the_models(cli, tmp_path):
     image, mask = configs["inpaint-001"].input
     assert list(image.dims) == [1, 28, 28] and list(mask.dims) == [1, 28, 28]
     assert configs["inpaint-001"].output[0].name == "restored"
+    (image,), (restored,) = configs["restore-001"].input, configs["restore-001"].output
+    assert (image.name, list(image.dims), restored.name, list(restored.dims)) == ("image", [3, -1, -1], "restored", [3, -1, -1])
 
 
 def test_triton_cpu_kind_and_dynamic_sizes(cli, tmp_path):
     from gankit.serve.triton import model_config
     import onnx
 
-    inp = make_inpainter(tmp_path / "m.onnx", c=3, h=16, w=16)
+    inp = make_resize_restorer(tmp_path / "m.onnx", c=3, scale=4, height=16, width=16)
     model = onnx.load(str(inp))
-    meta = {p.key: p.value for p in model.metadata_props} | {"gankit.task": "restore"}
+    meta = {p.key: p.value for p in model.metadata_props}
     text = model_config("m", model, meta, max_batch=8, kind="KIND_CPU", delay_us=100)
     path = tmp_path / "config.pbtxt"
     path.write_text(text)

@@ -17,17 +17,26 @@ import numpy as np
 
 from gankit.errors import first_line
 from gankit.images import nchw_to_hwc_uint8
-from gankit.runtime.contract import check_graph, fits, parse_metadata, probe
+from gankit.runtime.contract import MAX_SIDE, check_graph, fits, parse_metadata, probe
 from gankit.runtime.engines import BACKENDS, default_providers, open_engine
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
-from gankit.runtime.inputs import (CODECS, as_image, as_mask, flag, in_range, model_path, pil_images, real_array,
-                                   seeded_rng, whole)
+from gankit.runtime.inputs import (CODECS, as_image, as_mask, asarray, flag, in_range, is_pil, model_path, pil_images,
+                                   real_array, seeded_rng, whole)
 
 MAX_BATCH = 256
 MAX_THREADS = 4096
 # What one call may return (bytes of the result array). Beyond this a request is refused up
 # front instead of failing half-way in an allocation (or being killed by the OOM killer).
 MAX_RESULT_BYTES = 2 << 30
+# restore's defaults. A 256-pixel tile keeps one run's activations small (a 64-channel conv
+# layer over a 288x288 window is 21 MB in float32, x16 at scale 4) while the context overhead
+# stays modest ((256 + 2*16)^2 / 256^2 = 1.27x the pixels of an untiled run); 16 pixels of
+# context cover the receptive field of a restore generator of up to 16 stacked 3x3 convolutions
+# at input resolution (each adds one pixel per side); deeper models want a larger tile_pad.
+RESTORE_TILE = 256
+RESTORE_TILE_PAD = 16
+RESTORE_BATCH = 4
+MAX_TILE_PAD = 1024
 
 
 def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
@@ -45,7 +54,7 @@ def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, thr
 
 
 class GankitModel:
-    """An exported generator or inpainting model, checked and ready to run."""
+    """An exported generator, inpainting or restore model, checked and ready to run."""
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[Any] | None = None, threads: int | None = None,
                  backend: str = "onnxruntime", **options: Any):
@@ -77,16 +86,34 @@ class GankitModel:
         """The providers the session really uses (after any fallback)."""
         return self.engine.providers
 
+    @property
+    def scale(self) -> int:
+        """Output side / input side: 2 or 4 for super-resolution, 1 for denoising etc. (1 unless restore)."""
+        return self.info.scale
+
+    @property
+    def degradation(self) -> str:
+        """What a restore model was trained to undo (``sr2``, ``noise``, ... or a family's own words; "" if not said)."""
+        return self.info.degradation
+
+    @property
+    def size_multiple(self) -> int:
+        """A restore model's input H and W must be multiples of this (the runtime pads to it)."""
+        return self.info.size_multiple
+
     def __repr__(self) -> str:
         shape = f"{self.channels}x{self.height}x{self.width}"
         cls = f", {self.num_classes} classes" if self.num_classes else ""
+        if self.task == "restore":
+            cls = f", x{self.scale}" + (f" {self.degradation}" if self.degradation else "")
         return f"GankitModel({self.path.name}: {self.plugin} {self.task} {shape}{cls}, {self.backend}: {self.providers})"
 
     # -- running -------------------------------------------------------------------------
     def _require(self, task: str) -> None:
         if self.task != task:
-            raise RuntimeInputError("this is an inpainting model; use inpaint()" if task == "generate"
-                                    else "this is a generator; use generate()")
+            use = {"generate": "this is a generator; use generate()", "inpaint": "this is an inpainting model; use inpaint()",
+                   "restore": "this is a restore model; use restore()"}[self.task]
+            raise RuntimeInputError(use)
 
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """One engine call; the backend's failures and non-finite outputs become gankit errors
@@ -291,5 +318,102 @@ class GankitModel:
             return pil_images(out[None])[0]
         return out
 
+    # -- restore -------------------------------------------------------------------------
+    def run_raw_restore(self, images: Any, batch_size: int = MAX_BATCH) -> np.ndarray:
+        """float32 ``[N, C, s*H, s*W]`` in [-1, 1] from images ``[N, C, H, W]`` in [-1, 1], H and W
+        multiples of ``size_multiple`` (no tiling, no padding: the graph as it is)."""
+        self._require("restore")
+        batch_size = whole("batch_size", batch_size, 1)
+        c, m, s = self.channels, self.size_multiple, self.scale
+        a = asarray("images", images)
+        if a.ndim != 4 or a.shape[1] != c:
+            raise RuntimeInputError(f"images must have shape [N, {c}, H, W], got {list(a.shape)}")
+        n, _, h, w = a.shape
+        if h < 1 or w < 1 or h % m or w % m:
+            raise RuntimeInputError(f"images are {h}x{w}; this model needs H and W to be positive multiples of {m}")
+        self._check_restore_size(n, h, w, "len(images)")
+        images = real_array("images", a, (None, c, h, w))
+        in_range("images", images, -1.0, 1.0)
+        out = np.empty((n, c, s * h, s * w), np.float32)
+        for i in range(0, n, batch_size):
+            out[i : i + batch_size] = self._run_restore(images[i : i + batch_size])
+        return out
 
-__all__ = ["load", "GankitModel", "default_providers", "BACKENDS", "MAX_BATCH", "MAX_RESULT_BYTES"]
+    def _run_restore(self, batch: np.ndarray) -> np.ndarray:
+        """One engine call on a tile batch; the output must be exactly ``scale`` times larger."""
+        out = self._run({"image": batch})
+        n, c, h, w = batch.shape
+        want = (n, c, self.scale * h, self.scale * w)
+        if out.shape != want:
+            raise ModelFormatError(f"{self.path} gave {list(out.shape)} for input {list(batch.shape)}; "
+                                   f"its gankit.scale {self.scale} promises {list(want)}")
+        return out
+
+    def _check_restore_size(self, n: int, h: int, w: int, what: str) -> None:
+        s = self.scale
+        if not fits(n * h * w, 4 * self.channels * s * s, MAX_RESULT_BYTES):
+            raise RuntimeInputError(f"{what}={n} images of {h}x{w} restored x{s} exceed {MAX_RESULT_BYTES >> 30} GiB "
+                                    "in one call; split the request")
+
+    def restore(self, image: Any, tile: int | None = None, tile_pad: int | None = None, *,
+                batch_size: int = RESTORE_BATCH, as_pil: bool | None = None):
+        """Restore one image of any size (upscaled ``scale`` times for super-resolution models).
+
+        ``image``: a PIL image of any mode, or an array ``[H, W]`` / ``[H, W, C]`` (C = 1, 3 or 4)
+        whose dtype says its range: uint8 0..255, uint16 0..65535, float in [0, 1] (other
+        integer dtypes must hold 0..255). The result has the same dtype and channel layout with
+        H and W times ``scale``; a PIL image gives a PIL image (``as_pil`` overrides).
+        ``tile``: the side, in input pixels, of the tiles the image is cut into (default 256; 0
+        = the whole image in one run); each tile runs with ``tile_pad`` pixels of neighbouring
+        context per side (default 16, reflected at the image border) and only its own region of
+        the output is kept, so tiles meet without seams where ``tile_pad`` covers the model's
+        receptive field. For a model with ``size_multiple`` m, the image is extended to a multiple
+        of m and tile and tile_pad are rounded up to multiples of m, so every tile sees the model's
+        m x m block grid where a whole-image run does. ``batch_size``: model rows per call. A colour image through a grayscale model is restored channel by channel;
+        a gray image through a colour model as gray RGB, then averaged back; alpha passes through
+        (resized bicubically when ``scale`` > 1).
+        """
+        from gankit.runtime.tiles import resize_plane, restore_any_size, restore_geometry
+
+        self._require("restore")
+        tile = RESTORE_TILE if tile is None else whole("tile", tile, 0, MAX_SIDE)
+        tile_pad = RESTORE_TILE_PAD if tile_pad is None else whole("tile_pad", tile_pad, 0, MAX_TILE_PAD)
+        batch_size = whole("batch_size", batch_size, 1, MAX_BATCH)
+        pil_in = is_pil(image)
+        as_pil = pil_in if as_pil is None else flag("as_pil", as_pil)
+        img = as_image(image)
+        h, w = img.shape[:2]
+        s = self.scale
+        if not fits(h * w, 4 * s * s * max(img.shape[2], self.channels), MAX_RESULT_BYTES):  # float32 result
+            raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
+                                    "may return; restore it in parts")
+        geometry = restore_geometry(h, w, tile, tile_pad, self.size_multiple)
+        wh, ww = geometry.window
+        # model rows per call: a gray model takes each colour channel as a row of its own
+        per_window = img.shape[2] - (img.shape[2] == 4) if self.channels == 1 else 1
+        rows = min(max(batch_size, per_window), geometry.count * per_window)
+        if not fits(rows * wh * ww, 4 * s * s * self.channels, MAX_RESULT_BYTES):
+            raise RuntimeInputError(f"{rows} windows of {wh}x{ww} (tile={tile}, tile_pad={tile_pad}) restored x{s} "
+                                    f"exceed the {MAX_RESULT_BYTES >> 30} GiB one model call may return; "
+                                    "use a smaller tile or batch_size")
+        alpha = img[..., 3] if img.shape[2] == 4 else None
+        rgb = img[..., :3] if img.shape[2] == 4 else img
+        encode, decode = CODECS[rgb.dtype.name]
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return decode(restore_any_size(self._run_restore, encode(x), channels=self.channels, scale=s, tile=tile,
+                                           pad=tile_pad, multiple=self.size_multiple, batch_size=batch_size))
+
+        if self.channels == 3 and rgb.shape[2] == 1:
+            out = run(np.repeat(rgb, 3, axis=2)).mean(axis=2, keepdims=True)
+            out = out.astype(np.float32) if rgb.dtype == np.float32 else \
+                np.clip(np.rint(out), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
+        else:  # a 1-channel model takes each colour channel as a batch row (restore_any_size)
+            out = run(rgb)
+        if alpha is not None:
+            out = np.concatenate([out, resize_plane(alpha, s)[..., None]], axis=2)
+        return pil_images(out[None])[0] if as_pil else out
+
+
+__all__ = ["load", "GankitModel", "default_providers", "BACKENDS", "MAX_BATCH", "MAX_RESULT_BYTES", "RESTORE_TILE",
+           "RESTORE_TILE_PAD"]

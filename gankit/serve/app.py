@@ -84,10 +84,19 @@ class ServedModel:
             self.shadow = copy.copy(model)
             self.shadow.run_raw_inpaint = lambda images, masks, batch_size=None: self.batcher.run_sync(
                 {"image": np.asarray(images, np.float32), "mask": np.asarray(masks, np.float32)})
+        elif self.task == "restore" and hasattr(model, "_run_restore"):
+            # the same for restore: the runtime's tiling, each tile batch through the batcher. Only
+            # windows of one shape can share a call, so the window shape is the batching key
+            # (with the default 256-pixel tiles every image of 288 pixels or more gives the same).
+            self.shadow = copy.copy(model)
+            self.shadow._run_restore = lambda batch: self.batcher.run_sync(
+                {"image": np.asarray(batch, np.float32)}, key=tuple(batch.shape[2:]))
 
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.task == "inpaint":
             return self.model.run_raw_inpaint(feed["image"], feed["mask"], batch_size=self.max_batch)
+        if self.task == "restore":
+            return self.model.run_raw_restore(feed["image"], batch_size=self.max_batch)
         if self.truncation_rank is None:
             return self.model.run_raw(feed["z"], feed.get("label"), batch_size=self.max_batch)
         outs = []  # a model with a truncation input: feed it in the rank the graph declares
@@ -111,6 +120,9 @@ class ServedModel:
             "metadata": dict(getattr(m, "metadata", {})),
             "endpoint": f"/v1/models/{self.name}/{self.task}",
         }
+        if self.task == "restore":
+            info["scale"] = getattr(m, "scale", 1)
+            info["degradation"] = getattr(m, "degradation", "")
         return info
 
     def warm(self) -> None:
@@ -128,7 +140,9 @@ class ServedModel:
             mask = np.zeros(img.shape[:2], bool)
             mask[: max(1, img.shape[0] // 2)] = True
             self.shadow.inpaint(img, mask)
-        elif hasattr(self.model, "restore"):
+        elif self.shadow is not None:  # restore: one tile through the batcher
+            self.shadow.restore(np.zeros((self.model.height, self.model.width, self.model.channels), np.uint8))
+        elif hasattr(self.model, "restore"):  # an embedding app's own restore object
             self.model.restore(np.zeros((self.model.height or 16, self.model.width or 16, self.model.channels), np.uint8))
 
 
@@ -444,7 +458,14 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
         _negotiate(request.headers.get("accept"), ["image/png"])
         files = await _read_form(request, ["image"])
         image = _decode_image(files["image"], "image", state.max_pixels)
-        # restore models tile large images themselves; each request runs on a pool thread
+        scale = int(getattr(sm.model, "scale", 1))
+        w, h = image.size
+        if w * h * scale * scale > state.max_pixels:
+            raise ServeError(422, f"the restored image would be {w * scale}x{h * scale}: over the limit of "
+                                  f"{state.max_pixels} pixels; send a smaller image")
+        # tiled on a pool thread; the tile batches of concurrent requests share runtime calls
+        if sm.shadow is not None:
+            return await _image_job(state, sm, request, lambda: sm.shadow.restore(image, as_pil=False))
         return await _image_job(state, sm, request, lambda: sm.model.restore(image))
 
     # -- sample images and the page ------------------------------------------------------

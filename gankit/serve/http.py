@@ -60,7 +60,9 @@ def _negotiate(accept: str | None, allowed: Sequence[str]) -> str:
 def _png(array: np.ndarray) -> bytes:
     from PIL import Image
 
-    a = np.asarray(array, np.uint8)
+    from gankit.images import to_uint8
+
+    a = to_uint8(array)  # 16-bit and float results are scaled to 8 bits, never wrapped or truncated
     im = Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a)
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)  # fast: this is on the request path

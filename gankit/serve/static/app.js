@@ -65,7 +65,9 @@ function buildTabs(models) {
     b.textContent = labels[t];
     b.onclick = () => selectTab(t);
     nav.appendChild(b);
-    const list = models.filter((m) => m.task === t).map((m) => [m.name, `${m.name} (${m.plugin}, ${m.channels}×${m.height}×${m.width})`]);
+    const what = (m) => m.task === "restore"
+      ? `×${m.scale}${m.degradation ? " " + m.degradation : ""}` : `${m.channels}×${m.height}×${m.width}`;
+    const list = models.filter((m) => m.task === t).map((m) => [m.name, `${m.name} (${m.plugin}, ${what(m)})`]);
     fillSelect($({ generate: "gen-model", inpaint: "inp-model", restore: "res-model" }[t]), list);
   }
   if (tasks.length) selectTab(tasks[0]);

@@ -1,0 +1,167 @@
+"""``gankit restore``: repair (or upscale) images with an exported restore model (no torch).
+
+One image (``--image IN --out OUT``) or every image of a folder (``--input-dir --output-dir``).
+Every output path is checked before the model is loaded or any image decoded: an existing
+file is never replaced without ``--overwrite``, and never when it is one of the inputs. Kept
+out of cli.py so that module stays small; :func:`add_commands` attaches it to the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gankit.errors import UsageError
+
+# what a folder run picks up: the formats gankit's reader (Pillow) decodes losslessly or commonly
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    from gankit.fileio import same_file
+
+    return same_file(a, b)
+
+
+def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tuple[Path, Path]]:
+    """(input, output) pairs for every image in ``input_dir`` (not recursive, hidden files
+    skipped); refuses outputs that exist (without --overwrite), collide or are inputs."""
+    from gankit.fileio import check_output
+
+    if not input_dir.is_dir():
+        raise UsageError(f"--input-dir {input_dir} is not a directory")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir} is not a directory")
+    inputs = sorted(p for p in input_dir.iterdir()
+                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not inputs:
+        raise UsageError(f"no images in {input_dir} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    jobs, seen = [], {}
+    for src in inputs:
+        dst = output_dir / f"{src.stem}.png"
+        if dst.name in seen:
+            raise UsageError(f"{seen[dst.name].name} and {src.name} would both be written to {dst}; rename one")
+        seen[dst.name] = src
+        if any(_same_file(dst, p) for p in inputs):
+            raise UsageError(f"{dst} is one of the input images; choose another --output-dir")
+        check_output(dst, overwrite=overwrite, suffix=".png")
+        jobs.append((src, dst))
+    return jobs
+
+
+def side_by_side(before, after, pad: int = 4):
+    """[input upscaled by nearest neighbour | restored], uint8 RGB: pixels the model invented
+    are easy to tell from the source's."""
+    import numpy as np
+
+    from gankit.images import to_uint8
+
+    def rgb(a):
+        a = to_uint8(a)
+        return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+    after = rgb(after)
+    h, w = after.shape[:2]
+    big = rgb(before).repeat(h // before.shape[0], axis=0).repeat(w // before.shape[1], axis=1)
+    out = np.full((h, 2 * w + pad, 3), 255, np.uint8)
+    out[:, :w], out[:, w + pad :] = big, after
+    return out
+
+
+def _restore_file(model, src: Path, dst: Path, tile: Optional[int], tile_pad: Optional[int],
+                  compare: Optional[Path] = None) -> tuple[int, int]:
+    """Restore one file into a lossless PNG; returns the output (width, height)."""
+    import numpy as np
+
+    from gankit.images import save_png, to_uint8, to_uint16
+    from gankit.runtime.io import read_image
+
+    img, alpha = read_image(src)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)
+    restored = model.restore(img, tile=tile, tile_pad=tile_pad)  # same dtype: 16-bit stays 16-bit
+    if restored.dtype == np.float32:  # PNG has no float pixels: 16 bits keep float files' precision
+        restored = to_uint16(restored)
+    if alpha is not None:  # Pillow's alpha modes are 8-bit; the alpha is resized like the image
+        from gankit.runtime.tiles import resize_plane
+
+        restored = np.concatenate([to_uint8(restored), resize_plane(alpha, model.scale)[..., None]], axis=2)
+    save_png(restored, dst)
+    if compare is not None:
+        save_png(side_by_side(img, restored[..., : img.shape[2]]), compare)
+    return restored.shape[1], restored.shape[0]
+
+
+def restore_cmd(
+    model: Path = typer.Argument(..., help="An exported gankit restore .onnx file."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image to restore (PNG/JPEG/TIFF...; gray, RGB, alpha, palette, 16-bit or float)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Restored PNG (default: restored.png)."),
+    input_dir: Optional[Path] = typer.Option(None, "--input-dir", help="Instead of --image: restore every image in this folder."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --input-dir: where the restored PNGs go (same names, .png)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile side in input pixels (default 256; 0 = whole image in one run)."),
+    tile_pad: Optional[int] = typer.Option(None, "--tile-pad", help="Context pixels around each tile (default 16); raise it if seams show."),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="With --image: also write a side-by-side picture here (the input upscaled by nearest neighbour, then the result)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+) -> None:
+    """Restore images (super-resolution, denoising, deblurring, JPEG repair) of any size with an exported model.
+
+    Large images run in tiles with context padding, so they fit in memory and meet without seams.
+    Outputs are lossless PNG; 16-bit inputs stay 16-bit, alpha passes through.
+    """
+    from gankit import runtime
+    from gankit.fileio import check_output
+
+    for name, value, low in (("--tile", tile, 0), ("--tile-pad", tile_pad, 0)):
+        if value is not None and value < low:
+            raise UsageError(f"{name} must be a non-negative integer, got {value}")
+    if (image is None) == (input_dir is None):
+        raise UsageError("give either --image FILE or --input-dir DIR (with --output-dir)")
+    if input_dir is not None:
+        if output_dir is None:
+            raise UsageError("--input-dir needs --output-dir (where the restored PNGs go)")
+        if out is not None or compare is not None:
+            raise UsageError("--out and --compare apply to --image; with --input-dir outputs go to --output-dir")
+        jobs = _folder_jobs(input_dir, output_dir, overwrite)
+    else:
+        if output_dir is not None:
+            raise UsageError("--output-dir applies to --input-dir; with --image use --out")
+        if not image.is_file():
+            raise UsageError(f"image not found: {image}")
+        out = out or Path("restored.png")
+        check_output(out, overwrite=overwrite, suffix=".png")
+        if _same_file(out, image):
+            raise UsageError(f"--out {out} is the input image; write the result elsewhere")
+        if compare is not None:
+            check_output(compare, overwrite=overwrite, suffix=".png")
+            if _same_file(out, compare) or _same_file(compare, image):
+                raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
+        jobs = [(image, out)]
+    m = runtime.load(model, backend=backend)
+    if m.task != "restore":
+        raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; gankit restore needs a restore model")
+    if image is not None:
+        w, h = _restore_file(m, image, out, tile, tile_pad, compare)
+        _console().print(f"wrote [bold]{out}[/bold] ({w}x{h}, x{m.scale})" + (f" and {compare}" if compare else ""))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=_console(stderr=True), transient=True) as progress:
+        task = progress.add_task("", total=len(jobs))
+        for src, dst in jobs:
+            progress.update(task, description=src.name)
+            _restore_file(m, src, dst, tile, tile_pad)
+            progress.advance(task)
+    _console().print(f"wrote {len(jobs)} restored image{'s' if len(jobs) != 1 else ''} (x{m.scale}) to [bold]{output_dir}[/bold]")
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command("restore")(restore_cmd)

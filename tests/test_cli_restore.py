@@ -1,0 +1,134 @@
+"""`gankit restore` (issue 24): one image or a folder, lossless PNG out, depth and alpha kept,
+every refusal one line with exit 2 before anything is written."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import GANKIT, assert_one_line_error, run_subprocess
+from tests.restore_models import make_resize_restorer
+from tests.serve_models import make_generator, make_inpainter
+
+
+@pytest.fixture(scope="module")
+def up2(tmp_path_factory):
+    return make_resize_restorer(tmp_path_factory.mktemp("restore-cli") / "up2.onnx", c=3, scale=2)
+
+
+def _img(h, w, c=3, seed=0):
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    return a[..., 0] if c == 1 else a
+
+
+def test_one_image_with_compare(cli, up2, tmp_path):
+    x = _img(37, 23)
+    Image.fromarray(x).save(tmp_path / "in.png")
+    r = cli("restore", up2, "--image", tmp_path / "in.png", "--out", tmp_path / "out.png", "--compare",
+            tmp_path / "cmp.png", "--tile", "8", "--tile-pad", "2")
+    assert r.code == 0, r.err
+    assert "46x74, x2" in r.out
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    np.testing.assert_array_equal(out, x.repeat(2, 0).repeat(2, 1))
+    cmp = np.asarray(Image.open(tmp_path / "cmp.png"))
+    assert cmp.shape == (74, 2 * 46 + 4, 3)
+    np.testing.assert_array_equal(cmp[:, :46], x.repeat(2, 0).repeat(2, 1))  # the input, upscaled nearest
+    np.testing.assert_array_equal(cmp[:, -46:], out)
+
+
+def test_sixteen_bit_stays_sixteen_bit_and_alpha_passes_through(cli, up2, tmp_path):
+    g16 = (np.arange(15 * 11, dtype=np.uint32).reshape(15, 11) * 397 % 65536).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    assert cli("restore", up2, "--image", tmp_path / "g16.png", "--out", tmp_path / "g16_out.png").code == 0
+    with Image.open(tmp_path / "g16_out.png") as im:
+        assert im.mode in ("I;16", "I") and im.size == (22, 30)
+        np.testing.assert_array_equal(np.asarray(im).astype(np.uint16), g16.repeat(2, 0).repeat(2, 1))
+    rgba = _img(9, 12, c=4, seed=2)
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    assert cli("restore", up2, "--image", tmp_path / "a.png", "--out", tmp_path / "a_out.png").code == 0
+    with Image.open(tmp_path / "a_out.png") as im:
+        assert im.mode == "RGBA" and im.size == (24, 18)
+        out = np.asarray(im)
+    np.testing.assert_array_equal(out[..., :3], rgba[..., :3].repeat(2, 0).repeat(2, 1))
+    assert abs(int(out[..., 3].astype(int).mean()) - int(rgba[..., 3].mean())) <= 3  # resized, not dropped
+
+
+def test_folder_mode_never_overwrites_without_asking(cli, up2, tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    images = {"a": _img(10, 14, seed=1), "b": _img(7, 5, c=1, seed=2), "c": _img(12, 9, seed=3)}
+    Image.fromarray(images["a"]).save(src / "a.png")
+    Image.fromarray(images["b"]).save(src / "b.png")
+    Image.fromarray(images["c"]).save(src / "c.jpg", quality=95)
+    (src / "notes.txt").write_text("not an image")
+    (src / ".hidden.png").write_bytes(b"junk")
+    r = cli("restore", up2, "--input-dir", src, "--output-dir", dst)
+    assert r.code == 0, r.err
+    assert "wrote 3 restored images" in r.out
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png", "c.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(dst / "a.png")), images["a"].repeat(2, 0).repeat(2, 1))
+    np.testing.assert_array_equal(np.asarray(Image.open(dst / "b.png")), images["b"].repeat(2, 0).repeat(2, 1))
+    assert Image.open(dst / "c.png").size == (18, 24)
+
+    # a second run: one existing output is enough to refuse, before any image is written
+    (dst / "a.png").unlink()
+    stamp = {p.name: p.stat().st_mtime_ns for p in dst.iterdir()}
+    r = cli("restore", up2, "--input-dir", src, "--output-dir", dst)
+    assert_one_line_error(r)
+    assert "already exists" in r.err and "--overwrite" in r.err
+    assert {p.name: p.stat().st_mtime_ns for p in dst.iterdir()} == stamp and not (dst / "a.png").exists()
+    assert cli("restore", up2, "--input-dir", src, "--output-dir", dst, "--overwrite").code == 0
+    assert (dst / "a.png").exists()
+
+
+def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
+    gen = make_generator(tmp_path / "gen.onnx", latent=4, classes=0, c=1, h=8, w=8)
+    inp = make_inpainter(tmp_path / "inp.onnx")
+    img = tmp_path / "in.png"
+    Image.fromarray(_img(8, 8)).save(img)
+    (tmp_path / "exists.png").write_bytes(b"keep me")
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(_img(8, 8)).save(src / "x.png")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "o.png"
+    cases = [
+        ((gen, "--image", img, "--out", out), "is a generate model; gankit restore needs a restore model"),
+        ((inp, "--image", img, "--out", out), "is an inpaint model; gankit restore needs a restore model"),
+        ((tmp_path / "missing.onnx", "--image", img, "--out", out), "not found"),
+        ((up2, "--image", tmp_path / "nope.png", "--out", out), "image not found"),
+        ((up2, "--out", out), "either --image"),
+        ((up2, "--image", img, "--input-dir", src, "--output-dir", tmp_path / "d"), "either --image"),
+        ((up2, "--input-dir", src), "needs --output-dir"),
+        ((up2, "--input-dir", tmp_path / "empty", "--output-dir", tmp_path / "d"), "no images"),
+        ((up2, "--input-dir", tmp_path / "nodir", "--output-dir", tmp_path / "d"), "not a directory"),
+        ((up2, "--input-dir", src, "--output-dir", src, "--overwrite"), "is one of the input images"),
+        ((up2, "--input-dir", src, "--output-dir", tmp_path / "d", "--compare", tmp_path / "c.png"), "apply to --image"),
+        ((up2, "--image", img, "--out", tmp_path / "exists.png"), "already exists"),
+        ((up2, "--image", img, "--out", img, "--overwrite"), "is the input image"),
+        ((up2, "--image", img, "--out", tmp_path / "o.jpg"), "should end in .png"),
+        ((up2, "--image", img, "--out", out, "--compare", out), "names the input or the --out file"),
+        ((up2, "--image", img, "--out", out, "--tile", "-1"), "--tile must be a non-negative integer"),
+        ((up2, "--image", img, "--out", out, "--tile-pad", "-3"), "--tile-pad must be"),
+        ((up2, "--image", img, "--out", out, "--tile", "x"), "--tile"),
+    ]
+    for args, needle in cases:
+        r = cli("restore", *args)
+        assert_one_line_error(r)
+        assert needle in r.err, (args, r.err)
+    assert not out.exists() and not (tmp_path / "d").exists()
+    assert (tmp_path / "exists.png").read_bytes() == b"keep me"
+
+
+def test_restore_command_runs_without_torch(up2, tmp_path):
+    Image.fromarray(_img(6, 6)).save(tmp_path / "in.png")
+    code = ("import sys; from gankit.cli import main; "
+            "rc = main(['restore', sys.argv[1], '--image', sys.argv[2], '--out', sys.argv[3]]); "
+            "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch imported'")
+    r = run_subprocess([sys.executable, "-c", code, str(up2), str(tmp_path / "in.png"), str(tmp_path / "o.png")])
+    assert r.returncode == 0, r.stderr
+    r = run_subprocess([*GANKIT, "restore", str(up2), "--image", str(tmp_path / "in.png"), "--out", str(tmp_path / "o.png")])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "already exists" in r.stderr
