@@ -440,7 +440,7 @@ def test_concurrent_restore_requests_share_runtime_calls(tmp_path):
     from gankit.serve import create_app
 
     up = make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2)
-    srv = LiveServer(create_app([up], max_batch=4, max_wait_ms=20_000))
+    srv = LiveServer(create_app([up], max_batch=4, max_wait_ms=20_000, linger="fixed"))
     url = srv.url + "/v1/models/up2/restore"
     images = np.random.default_rng(4).integers(0, 256, (4, 10, 12, 3), dtype=np.uint8)
 
