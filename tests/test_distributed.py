@@ -257,8 +257,9 @@ def test_stylegan_draws_do_not_depend_on_the_world_size(size):
 @pytest.mark.parametrize("batch", [2, 6, 8, 12])
 def test_path_length_rows_are_the_same_half_batch_for_every_world_size(batch):
     pytest.importorskip("gankit_stylegan")
-    from gankit.train.distributed import batch_rows, draw_rows
     from gankit_stylegan.regularizers import path_length_rows
+
+    from gankit.train.distributed import batch_rows, draw_rows
 
     values = torch.rand(batch, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     m1, lo1, hi1, scale1 = path_length_rows(None, batch)
@@ -276,7 +277,7 @@ def test_path_length_rows_are_the_same_half_batch_for_every_world_size(batch):
         for _, lo, hi, _ in parts:
             g = torch.Generator().manual_seed(3)
             with batch_rows(m1, lo, hi - lo):
-                ys.append(draw_rows(hi - lo, lambda k: torch.randn(k, 4, generator=g)))
+                ys.append(draw_rows(hi - lo, lambda k, g=g: torch.randn(k, 4, generator=g)))
         assert torch.equal(torch.cat(ys), torch.randn(m1, 4, generator=torch.Generator().manual_seed(3)))
 
 
@@ -445,8 +446,8 @@ def test_a_failed_rank_that_stays_alive_does_not_hang_the_others(procs):
     _, err = p.communicate(timeout=240)
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert p.returncode != 0
-    assert errors == ["error: rank 1: internal failure (RuntimeError: injected failure, rank still alive); "
-                      "rerun with GANKIT_DEBUG=1 for details"], err[-3000:]
+    assert errors == [("error: rank 1: internal failure (RuntimeError: injected failure, rank still alive); "
+                       "rerun with GANKIT_DEBUG=1 for details")], err[-3000:]
 
 
 def test_a_diverged_run_prints_one_line(procs, tmp_path):

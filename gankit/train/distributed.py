@@ -12,12 +12,12 @@ Why gradients are averaged by hand after each backward, not by ``DistributedData
   ``static_graph`` (and ``benchmarks/ddp_create_graph_check.py`` shows ``static_graph=True``
   giving wrong gradients for an R1 step with ``create_graph``; plain DDP got them right);
 * DDP's buffer broadcast rewrites BatchNorm statistics on every forward;
-* exactness: one flat all-reduce of the summed gradients, then a division by the number of
+* exactness: the ranks' gradients summed in rank order, then divided by the number of
   slices, is the same arithmetic as a single process that accumulates the slices' gradients
   (:class:`World` with ``virtual`` slices): the test reference the weights are compared with.
   (StyleGAN2-ADA reaches the same conclusion and all-reduces by hand as well.)
 
-So each module's gradients are all-reduced (sum, then divided by the number of slices) right
+So each module's gradients are summed over the ranks and divided by the number of slices right
 after its phase's backward, once per phase, in one flattened buffer.
 
 Exact for every world size: gradients of 2 ranks are summed by an all-reduce (a + b == b + a);
@@ -34,8 +34,8 @@ averaging equal values is not exact in floating point ((a + a + a) / 3 != a).
 BatchNorm on CPU (gloo): each rank normalises with the statistics of its own slice (a global
 batch of 64 on 2 ranks behaves like two batches of 32 for the batch statistics, and the running
 statistics are the mean of the ranks' running statistics). On CUDA (NCCL) BatchNorm layers
-become ``SyncBatchNorm`` (:func:`use_sync_batchnorm`): the batch statistics are those of the
-whole global batch, as in one process; see docs/distributed.md.
+become ``SyncBatchNorm`` (:func:`sync_batchnorm`): the batch statistics are those of the whole
+global batch, as in one process (the EMA copy keeps plain BatchNorm); see docs/distributed.md.
 
 Failures: a rank whose training raises writes ``failed`` to the rendezvous store before it
 stops; the first to do so prints the one error line, and a watchdog thread on every rank polls
