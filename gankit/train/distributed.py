@@ -430,7 +430,7 @@ class decide:
         if self.world.distributed:
             if exc is None:
                 self.world.broadcast(("ok", self.value))
-            elif not isinstance(exc, GankitError) or "lost contact" not in str(exc):
+            elif not isinstance(exc, LostContact):  # with a peer gone, a broadcast would fail too
                 self.world.broadcast(("error", int(getattr(exc, "exit_code", 1)), None))
         return False
 

@@ -90,9 +90,7 @@ class Trainer:
         self.ema_decay = float(config.get("ema", 0.0) or 0.0)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
         # NCCL: BatchNorm over the global batch (SyncBatchNorm); the EMA copy keeps plain BatchNorm
-        from gankit.train.distributed import sync_batchnorm
-
-        self.G, self.D = sync_batchnorm(self.world, self.G), sync_batchnorm(self.world, self.D)
+        self.G, self.D = distributed.sync_batchnorm(self.world, self.G), distributed.sync_batchnorm(self.world, self.D)
         # DCGAN's Adam settings unless the family or the user says otherwise
         betas = (float(config.get("beta1", 0.5)), float(config.get("beta2", 0.999)))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config.get("lr_g", 2e-4)), betas=betas, foreach=True)
@@ -451,8 +449,6 @@ class Trainer:
         Repeated failures (``MAX_ROLLBACKS``) or no checkpoint to go back to stop the run with
         a one-line explanation.
         """
-        from gankit.train.distributed import EveryRankError
-
         bad_step = self.step
         self.rollbacks += 1
         good = ckpt.latest(self.run.checkpoints)
@@ -461,7 +457,7 @@ class Trainer:
             self._append_metrics(event)
             why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
             # every rank meets this at the same step: one line for the job, not one per rank
-            raise EveryRankError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
+            raise distributed.EveryRankError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
         self.restore(good)
         self.lr_scale = 0.5**self.rollbacks  # halve the learning rates once per roll-back so far
         self._set_learning_rates()
