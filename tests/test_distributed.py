@@ -406,6 +406,69 @@ def test_sync_batchnorm_on_nccl_only():
 
 
 # --------------------------------------------------------------------------- failures
+class _DictStore:
+    """The four TCPStore calls report_failure and the watchdog use, in a dict."""
+
+    def __init__(self):
+        self.data: dict = {}
+
+    def add(self, key, n):
+        self.data[key] = self.data.get(key, 0) + n
+        return self.data[key]
+
+    def set(self, key, value):
+        self.data[key] = value.encode()
+
+    def check(self, keys):
+        return all(k in self.data for k in keys)
+
+    def get(self, key):
+        return self.data[key]
+
+
+def test_the_first_failing_rank_prints_the_one_line_and_names_itself(capsys, monkeypatch):
+    from gankit.errors import UsageError
+    from gankit.train.distributed import EveryRankError, World, report_failure
+
+    monkeypatch.delenv("GANKIT_DEBUG", raising=False)
+    store = _DictStore()
+    r0, r1 = World(rank=0, size=2, store=store), World(rank=1, size=2, store=store)
+    with pytest.raises(SystemExit) as first:
+        report_failure(r1, OSError("disk full"))
+    with pytest.raises(SystemExit) as second:  # rank 0 fails too, later: it says nothing
+        report_failure(r0, RuntimeError("lost it"))
+    assert (first.value.code, second.value.code) == (1, 1)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: rank 1: internal failure (OSError: disk full); rerun with GANKIT_DEBUG=1 for details"]
+    assert r0.failed_elsewhere() == (1, 1) and r1.failed_elsewhere() is None  # what rank 0's watchdog sees
+    # the same failure on every rank (bad input, divergence) names no rank; its exit code is kept
+    for exc, code in ((UsageError("bad --out"), 2), (EveryRankError("training diverged at step 3"), 1)):
+        with pytest.raises(SystemExit) as e:
+            report_failure(World(rank=1, size=2, store=_DictStore()), exc)
+        assert e.value.code == code
+        assert capsys.readouterr().err == f"error: {exc}\n"
+    report_failure(World(), OSError("one process"))  # one process: the CLI reports it as always
+    assert capsys.readouterr().err == ""
+
+
+def test_a_collective_that_fails_is_one_line_naming_the_rank(monkeypatch):
+    from gankit.train.distributed import LostContact, World
+
+    monkeypatch.delenv("GANKIT_LAUNCHER", raising=False)
+
+    def broken():
+        raise RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:4242\nmore detail")
+
+    with pytest.raises(LostContact, match=r"^lost contact with another rank \(RuntimeError: \[pair.cc:553\] "
+                                          r"Connection closed by peer \[127.0.0.1\]:4242\); the job is stopped$"):
+        World(rank=1, size=2)._call(broken)
+    # another rank already reported why: this one stops without a word
+    store = _DictStore()
+    store.set(World()._key("failed"), "0 1")
+    with pytest.raises(SystemExit):
+        World(rank=1, size=2, store=store)._call(broken)
+
+
 INJECT = ROOT / "tests" / "dist_inject"
 
 
