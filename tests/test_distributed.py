@@ -469,6 +469,34 @@ def test_a_collective_that_fails_is_one_line_naming_the_rank(monkeypatch):
         World(rank=1, size=2, store=store)._call(broken)
 
 
+def test_a_rank_killed_on_this_machine_is_named_by_the_rank_that_notices(capsys, monkeypatch):
+    """Under torchrun (no --nproc launcher to name it) the survivor's one line names the dead rank."""
+    from gankit.train.distributed import LostContact, World, report_failure
+
+    monkeypatch.delenv("GANKIT_LAUNCHER", raising=False)
+    monkeypatch.delenv("GANKIT_DEBUG", raising=False)
+    store = _DictStore()
+    World(rank=0, size=2, store=store).register_pid()  # alive: this test's process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    store.set(World()._key("pid/1"), f"{socket.gethostname()} {dead.pid}")
+    survivor = World(rank=0, size=2, store=store)
+    assert survivor.dead_peers() == [(1, dead.pid)]
+
+    def broken():
+        raise RuntimeError("Connection closed by peer")
+
+    with pytest.raises(LostContact) as lost:
+        survivor._call(broken)
+    with pytest.raises(SystemExit):
+        report_failure(survivor, lost.value)
+    assert capsys.readouterr().err == (f"error: rank 1 (pid {dead.pid}) died; rank 0 lost contact with it "
+                                       "(RuntimeError: Connection closed by peer); the job is stopped. "
+                                       "Resume with the same command and --resume\n")
+
+
 INJECT = ROOT / "tests" / "dist_inject"
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import threading
 from contextlib import contextmanager
@@ -118,8 +119,15 @@ class World:
                 # the rank that failed printed the one line (or, under `gankit train --nproc`, the
                 # launcher names the rank that died): stop without a word
                 raise SystemExit(LOST_CONTACT) from None
-            raise LostContact(f"lost contact with another rank ({first_line(exc, limit=120)}); "
-                              "the job is stopped") from None
+            why = first_line(exc, limit=120)
+            dead = self.dead_peers()
+            if dead:  # killed outright on this machine: name it, as the --nproc launcher does
+                gone = ", ".join(f"rank {r} (pid {pid})" for r, pid in dead)
+                err = LostContact(f"{gone} died; rank {self.rank} lost contact with it ({why}); the job is stopped. "
+                                  "Resume with the same command and --resume")
+                err.names_rank = True
+                raise err from None
+            raise LostContact(f"lost contact with another rank ({why}); the job is stopped") from None
 
     def all_reduce_sum_(self, t) -> None:
         if self.distributed:
@@ -260,6 +268,28 @@ class World:
         # a torchrun restart (--max-restarts) reuses the store: each attempt has its own keys
         return f"gankit/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{name}"
 
+    def register_pid(self) -> None:
+        """Say where this rank runs (host, pid), so a peer on the same machine can tell it died."""
+        if self.store is not None:
+            self.store.set(self._key(f"pid/{self.rank}"), f"{socket.gethostname()} {os.getpid()}")
+
+    def dead_peers(self) -> list[tuple[int, int]]:
+        """(rank, pid) of the other ranks on this machine whose process has ended."""
+        if self.store is None or not os.path.isdir("/proc/self"):
+            return []
+        host, out = socket.gethostname(), []
+        for r in range(self.size):
+            key = self._key(f"pid/{r}")
+            try:
+                if r == self.rank or not self.store.check([key]):
+                    continue
+                where, pid = self.store.get(key).decode().split()
+            except Exception:  # noqa: BLE001 - the store is gone: nothing to tell
+                return out
+            if where == host and _process_gone(int(pid)):
+                out.append((r, int(pid)))
+        return out
+
     def failed_elsewhere(self) -> tuple[int, int] | None:
         """(rank, exit code) of another rank that has reported a failure, else None."""
         return _failure(self.store, self._key("failed"), self.rank)
@@ -340,6 +370,17 @@ class EveryRankError(GankitError):
     the ranks' weights differ): reported once, without naming a rank."""
 
 
+def _process_gone(pid: int) -> bool:
+    """No such process, or a zombie its parent has not reaped yet (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+
+
 def _failure(store, key: str, me: int) -> tuple[int, int] | None:
     if store is None:
         return None
@@ -386,7 +427,7 @@ def report_failure(world: World, exc: BaseException) -> None:
     else:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         msg = f"internal failure ({type(exc).__name__}: {detail}); rerun with GANKIT_DEBUG=1 for details"
-    if not isinstance(exc, (UsageError, EveryRankError)) and code != 130:
+    if not isinstance(exc, (UsageError, EveryRankError)) and code != 130 and not getattr(exc, "names_rank", False):
         msg = f"rank {world.rank}: {msg}"
     print(f"error: {msg}", file=sys.stderr, flush=True)
     raise SystemExit(code) from None
@@ -468,6 +509,7 @@ def from_env(device: str | None) -> World:
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timeout)
     world = World(rank=rank, size=size, local_rank=local, forced=forced)
     world.store = _store_client()
+    world.register_pid()
     watch_store = _store_client()  # its own connection: the watchdog polls from another thread
     if watch_store is not None:
         stop = threading.Event()
