@@ -1,4 +1,4 @@
-"""Data-parallel training on CPU (gloo, world size 2): exactness, kill -9 and resume, torchrun.
+"""Data-parallel training on CPU (gloo, world sizes 2 and 3): exactness, failures, kill -9 and resume, torchrun.
 
 What "exact" means here: a step on 2 ranks computes each half of the global batch on its own
 rank and averages the two gradients; BatchNorm normalises each half with its own statistics.
