@@ -141,6 +141,9 @@ def train(
                                  created=created, ckpt=ckpt, world=world)
         finally:
             lock.release()
+    except BaseException as exc:
+        distributed.report_failure(world, exc)  # several ranks: one line for the job, the others stop
+        raise
     finally:
         distributed.close(world)
 

@@ -71,6 +71,9 @@ class RegularizerContext:
     # (``(total, first)``; None in one process). Draw per-image randomness for the whole global
     # batch and keep these rows (:meth:`per_image_rand`), so it does not depend on the world size.
     rows: "tuple[int, int] | None" = None
+    # and the generator inputs of that whole global batch (None in one process, where
+    # ``g_inputs`` is the whole batch): for a regulariser that picks its own rows of the step
+    global_g_inputs: "dict[str, torch.Tensor] | None" = None
 
     def per_image_rand(self, *shape: int) -> "torch.Tensor":
         """``torch.rand(N, *shape)`` from ``rng`` for this batch's images (see ``rows``)."""

@@ -1,4 +1,4 @@
-"""Data-parallel training on CPU (gloo, world size 2): exactness, kill -9 and resume, torchrun.
+"""Data-parallel training on CPU (gloo, world sizes 2 and 3): exactness, failures, kill -9 and resume, torchrun.
 
 What "exact" means here: a step on 2 ranks computes each half of the global batch on its own
 rank and averages the two gradients; BatchNorm normalises each half with its own statistics.
@@ -6,7 +6,9 @@ So the reference is not a plain single process on the whole batch (different ari
 one mean over B images vs the mean of two means over B/2; BatchNorm statistics of B vs B/2
 images) but one process that computes the same two halves one after the other, adds their
 gradients and divides by 2 (``World(virtual=2)``). The two must agree bit for bit, parameters
-and buffers (BatchNorm running statistics, the EMA generator) included.
+and buffers (BatchNorm running statistics, the EMA generator) included; and likewise 3 ranks
+against ``World(virtual=3)`` (where an all-reduce would add in its own order, and averaging
+constant buffers would change them).
 
 Every subprocess runs in its own session with a timeout and is killed (whole group) if a
 test fails; ports come from the kernel (torchrun --standalone, gankit's launcher: port 0).
@@ -101,31 +103,182 @@ def two_rank_weights(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("index", range(len(cases.CASES)), ids=[f"{p}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}"
-                                                               for p, o in cases.CASES])
+@pytest.fixture(scope="module")
+def three_rank_weights(tmp_path_factory):
+    """tests/distributed_cases.py's CASES_3 trained on 3 gloo ranks under torchrun (one launch)."""
+    out = tmp_path_factory.mktemp("ddp-cases-3")
+    ps = Procs()
+    try:
+        code, _, err = ps.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                               ROOT / "tests" / "distributed_cases.py", out])
+    finally:
+        ps.cleanup()
+    assert code == 0, err[-3000:]
+    return out
+
+
+def _reference(plugin, over, slices, tmp_path, batch):
+    from gankit.train.distributed import World
+
+    # the ranks ran with one thread each (the env above); a reduction split over two threads adds
+    # in another order, so the in-process reference must use one thread too to compare bitwise
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = cases.build(plugin, over, World(virtual=slices), tmp_path, batch)
+        cases.train(reference)
+    finally:
+        torch.set_num_threads(threads)
+    return reference
+
+
+def _ids(case_list):
+    return [f"{p}-{'-'.join(f'{k}={v}' for k, v in o.items()) or 'default'}" for p, o in case_list]
+
+
+@pytest.mark.parametrize("index", range(len(cases.CASES)), ids=_ids(cases.CASES))
 def test_two_ranks_equal_one_process_accumulating_both_halves(two_rank_weights, index, tmp_path):
     from gankit.train.distributed import World
 
     plugin, over = cases.CASES[index]
     if not cases.available(plugin):
         pytest.skip(f"family {plugin} is not installed")
-    import torch
-
     got = _tensors(two_rank_weights / f"{index}.safetensors")
-    # the ranks ran with one thread each (the env above); a reduction split over two threads adds
-    # in another order, so the in-process reference must use one thread too to compare bitwise
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        reference = cases.build(plugin, over, World(virtual=2), tmp_path)
-        cases.train(reference)
-    finally:
-        torch.set_num_threads(threads)
+    reference = _reference(plugin, over, 2, tmp_path, cases.BATCH)
     assert not _differences(cases.state(reference), got), f"{plugin} {over}: 2 ranks differ from the reference"
     # and the comparison has teeth: a plain single process on the whole batch is different arithmetic
     plain = cases.build(plugin, over, World(), tmp_path / "plain")
     cases.train(plain)
     assert _differences(cases.state(plain), got)
+
+
+@pytest.mark.parametrize("index", range(len(cases.CASES_3)), ids=_ids(cases.CASES_3))
+def test_three_ranks_equal_one_process_accumulating_three_slices(three_rank_weights, index, tmp_path):
+    """Gradients summed in rank order (not by an all-reduce's own order) and constant buffers left
+    alone: 3 ranks are bit for bit the in-process reference too."""
+    from gankit.train.distributed import World
+
+    plugin, over = cases.CASES_3[index]
+    if not cases.available(plugin):
+        pytest.skip(f"family {plugin} is not installed")
+    got = _tensors(three_rank_weights / f"{index}.safetensors")
+    reference = _reference(plugin, over, 3, tmp_path, cases.BATCH_3)
+    assert not _differences(cases.state(reference), got), f"{plugin} {over}: 3 ranks differ from the reference"
+    # constant buffers (StyleGAN's noise_const, layer_index) are still exactly what a new model has
+    fresh = cases.state(cases.build(plugin, over, World(), tmp_path / "fresh", cases.BATCH_3))
+    constant = [k for k in fresh if "noise_const" in k or "layer_index" in k]
+    assert (plugin != "stylegan") == (not constant)
+    assert all(torch.equal(got[k], fresh[k]) for k in constant)
+
+
+def test_buffers_are_averaged_only_where_the_slices_differ():
+    from gankit.train.distributed import World
+
+    own = [torch.zeros(3), torch.zeros(2)]
+    a = 0.1 + torch.arange(3.0) / 7
+    # slice values: the first tensor is equal on all 3 slices except its last element
+    copies = [[a.clone(), torch.tensor([1.0, 2.0])], [a.clone(), torch.tensor([4.0, 2.0])],
+              [torch.cat([a[:2], torch.tensor([9.0])]), torch.tensor([7.0, 2.0])]]
+    World(virtual=3).average_buffers_(own, copies)
+    assert torch.equal(own[0][:2], a[:2])  # kept as they are, not ((a + a) + a) / 3
+    assert own[0][2] == ((a[2] + a[2]) + 9.0) / 3
+    assert torch.equal(own[1], torch.tensor([4.0, 2.0]))
+    # and the point of it: averaging equal values is not exact in floating point
+    x = torch.rand(10_000, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(((x + x) + x) / 3, x)
+
+
+def test_a_constant_buffer_stays_bit_identical_over_three_slices(tmp_path):
+    """StyleGAN's noise_const is a buffer no step changes: three slices (ranks) leave it bit-identical."""
+    from gankit.train.distributed import World
+
+    if not cases.available("stylegan"):
+        pytest.skip("stylegan is not installed")
+    t = cases.build("stylegan", {}, World(virtual=3), tmp_path / "a", 6)
+    fresh = cases.state(cases.build("stylegan", {}, World(), tmp_path / "b", 6))
+    cases.train(t, 1)
+    got = cases.state(t)
+    constant = [k for k in got if "noise_const" in k]
+    assert constant and all(torch.equal(got[k], fresh[k]) for k in constant)
+    assert not torch.equal(got["G/w_avg"], fresh["G/w_avg"])  # a buffer the step does change: averaged
+
+
+# --------------------------------------------------------------------------- StyleGAN's draws
+def _as_ranks(size: int, batch: int, fn, seed: int = 0):
+    """What ``fn(lo, hi)`` returns on each of ``size`` ranks (torch's generator seeded alike on
+    every rank, the rows of the global batch set as the trainer sets them), concatenated."""
+    from gankit.train.distributed import batch_rows
+
+    out = []
+    per = batch // size
+    for r in range(size):
+        torch.manual_seed(seed)
+        if size == 1:
+            out.append(fn(0, batch))
+        else:
+            with batch_rows(batch, r * per, per):
+                out.append(fn(r * per, (r + 1) * per))
+    return torch.cat(out)
+
+
+class _FirstInput(torch.nn.Module):
+    def forward(self, x, *rest, **kw):
+        return x
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_stylegan_draws_do_not_depend_on_the_world_size(size):
+    """Style mixing's z2 and crossover and the injected noise: the rows the ranks get, put
+    together, are the single-process draws (they were drawn at the slice's size before)."""
+    pytest.importorskip("gankit_stylegan")
+    from gankit_stylegan.networks import Generator, SynthesisLayer
+
+    batch = 6
+    G = Generator({"latent_dim": 8, "w_dim": 8, "height": 28, "width": 28, "channels": 1, "g_channels": 8,
+                   "g_min_channels": 4, "style_mixing": 0.5}).train()
+    G.mapping = _FirstInput()  # w = z: the styles show z, z2 and the crossover exactly
+    z = torch.randn(batch, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        one = _as_ranks(1, batch, lambda lo, hi: G.styles(z[lo:hi]))
+        got = _as_ranks(size, batch, lambda lo, hi: G.styles(z[lo:hi]))
+    assert torch.equal(got, one)
+    assert not torch.equal(one, z.unsqueeze(1).expand_as(one))  # some rows mixed: the test has teeth
+
+    layer = SynthesisLayer(4, 4, 8, (5, 5), up=False, noise_seed=0).train()
+    layer.conv = _FirstInput()  # the output is then lrelu(noise + 0): the noise itself
+    layer.noise_strength.data.fill_(1.0)
+    x, w = torch.zeros(batch, 4, 5, 5), torch.zeros(batch, 8)
+    with torch.no_grad():
+        one = _as_ranks(1, batch, lambda lo, hi: layer(x[lo:hi], w[lo:hi]))
+        got = _as_ranks(size, batch, lambda lo, hi: layer(x[lo:hi], w[lo:hi]))
+    assert torch.equal(got, one)
+
+
+@pytest.mark.parametrize("batch", [2, 6, 8, 12])
+def test_path_length_rows_are_the_same_half_batch_for_every_world_size(batch):
+    pytest.importorskip("gankit_stylegan")
+    from gankit_stylegan.regularizers import path_length_rows
+
+    from gankit.train.distributed import batch_rows, draw_rows
+
+    values = torch.rand(batch, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    m1, lo1, hi1, scale1 = path_length_rows(None, batch)
+    assert (lo1, hi1, scale1) == (0, m1, 1) and m1 == max(1, batch // 2)
+    for size in (s for s in (2, 3) if batch % s == 0):
+        per = batch // size
+        parts = [path_length_rows((batch, r * per), per) for r in range(size)]
+        assert [p[0] for p in parts] == [m1] * size
+        assert [i for _, lo, hi, _ in parts for i in range(lo, hi)] == list(range(m1))  # the same rows, split
+        # the slices' scaled means, averaged as the gradients are, are the mean over those rows
+        mean = sum(s * values[lo:hi].mean() for _, lo, hi, s in parts if hi > lo) / size
+        assert torch.isclose(mean, values[:m1].mean())
+        # and each slice's noise y is its rows of the draw for the whole half batch
+        ys = []
+        for _, lo, hi, _ in parts:
+            g = torch.Generator().manual_seed(3)
+            with batch_rows(m1, lo, hi - lo):
+                ys.append(draw_rows(hi - lo, lambda k, g=g: torch.randn(k, 4, generator=g)))
+        assert torch.equal(torch.cat(ys), torch.randn(m1, 4, generator=torch.Generator().manual_seed(3)))
 
 
 def test_uneven_global_batch_is_refused():
@@ -240,6 +393,162 @@ def test_mixed_devices_are_refused():
     refuse_mixed_devices(["cpu", "cpu"])
     with pytest.raises(UsageError, match=r"mixed devices across ranks \(rank 0: cuda, rank 1: cpu\)"):
         refuse_mixed_devices(["cuda", "cpu"])
+
+
+def test_sync_batchnorm_on_nccl_only():
+    from gankit.train.distributed import World, sync_batchnorm, sync_batchnorm_wanted
+
+    assert sync_batchnorm_wanted("nccl", True)
+    assert not sync_batchnorm_wanted("nccl", False)  # nothing to convert
+    assert not sync_batchnorm_wanted("gloo", True)  # CPU: each rank's own statistics
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    assert sync_batchnorm(World(), net) is net and isinstance(net[1], torch.nn.BatchNorm2d)
+
+
+# --------------------------------------------------------------------------- failures
+class _DictStore:
+    """The four TCPStore calls report_failure and the watchdog use, in a dict."""
+
+    def __init__(self):
+        self.data: dict = {}
+
+    def add(self, key, n):
+        self.data[key] = self.data.get(key, 0) + n
+        return self.data[key]
+
+    def set(self, key, value):
+        self.data[key] = value.encode()
+
+    def check(self, keys):
+        return all(k in self.data for k in keys)
+
+    def get(self, key):
+        return self.data[key]
+
+
+def test_the_first_failing_rank_prints_the_one_line_and_names_itself(capsys, monkeypatch):
+    from gankit.errors import UsageError
+    from gankit.train.distributed import EveryRankError, World, report_failure
+
+    monkeypatch.delenv("GANKIT_DEBUG", raising=False)
+    store = _DictStore()
+    r0, r1 = World(rank=0, size=2, store=store), World(rank=1, size=2, store=store)
+    with pytest.raises(SystemExit) as first:
+        report_failure(r1, OSError("disk full"))
+    with pytest.raises(SystemExit) as second:  # rank 0 fails too, later: it says nothing
+        report_failure(r0, RuntimeError("lost it"))
+    assert (first.value.code, second.value.code) == (1, 1)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: rank 1: internal failure (OSError: disk full); rerun with GANKIT_DEBUG=1 for details"]
+    assert r0.failed_elsewhere() == (1, 1) and r1.failed_elsewhere() is None  # what rank 0's watchdog sees
+    # the same failure on every rank (bad input, divergence) names no rank; its exit code is kept
+    for exc, code in ((UsageError("bad --out"), 2), (EveryRankError("training diverged at step 3"), 1)):
+        with pytest.raises(SystemExit) as e:
+            report_failure(World(rank=1, size=2, store=_DictStore()), exc)
+        assert e.value.code == code
+        assert capsys.readouterr().err == f"error: {exc}\n"
+    report_failure(World(), OSError("one process"))  # one process: the CLI reports it as always
+    assert capsys.readouterr().err == ""
+
+
+def test_a_collective_that_fails_is_one_line_naming_the_rank(monkeypatch):
+    from gankit.train.distributed import LostContact, World
+
+    monkeypatch.delenv("GANKIT_LAUNCHER", raising=False)
+
+    def broken():
+        raise RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:4242\nmore detail")
+
+    with pytest.raises(LostContact, match=r"^lost contact with another rank \(RuntimeError: \[pair.cc:553\] "
+                                          r"Connection closed by peer \[127.0.0.1\]:4242\); the job is stopped$"):
+        World(rank=1, size=2)._call(broken)
+    # another rank already reported why: this one stops without a word
+    store = _DictStore()
+    store.set(World()._key("failed"), "0 1")
+    with pytest.raises(SystemExit):
+        World(rank=1, size=2, store=store)._call(broken)
+
+
+def test_a_rank_killed_on_this_machine_is_named_by_the_rank_that_notices(capsys, monkeypatch):
+    """Under torchrun (no --nproc launcher to name it) the survivor's one line names the dead rank."""
+    from gankit.train.distributed import LostContact, World, report_failure
+
+    monkeypatch.delenv("GANKIT_LAUNCHER", raising=False)
+    monkeypatch.delenv("GANKIT_DEBUG", raising=False)
+    store = _DictStore()
+    World(rank=0, size=2, store=store).register_pid()  # alive: this test's process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    store.set(World()._key("pid/1"), f"{socket.gethostname()} {dead.pid}")
+    survivor = World(rank=0, size=2, store=store)
+    assert survivor.dead_peers() == [(1, dead.pid)]
+
+    def broken():
+        raise RuntimeError("Connection closed by peer")
+
+    with pytest.raises(LostContact) as lost:
+        survivor._call(broken)
+    with pytest.raises(SystemExit):
+        report_failure(survivor, lost.value)
+    assert capsys.readouterr().err == (f"error: rank 1 (pid {dead.pid}) died; rank 0 lost contact with it "
+                                       "(RuntimeError: Connection closed by peer); the job is stopped. "
+                                       "Resume with the same command and --resume\n")
+
+
+INJECT = ROOT / "tests" / "dist_inject"
+
+
+def _inject_env(spec: str) -> dict:
+    # tests/dist_inject/sitecustomize.py changes the rank named in GANKIT_TEST_INJECT
+    path = os.pathsep.join([str(INJECT), os.environ.get("PYTHONPATH", "")])
+    return {**_env(), "PYTHONPATH": path, "GANKIT_TEST_INJECT": spec, "GANKIT_DIST_TIMEOUT": "600"}
+
+
+@pytest.mark.parametrize("spec", ["save:0", "step:1"])
+def test_a_failing_rank_stops_the_job_with_one_line_naming_it(procs, tmp_path, spec):
+    """Under plain torchrun, a rank that raises outside the collectives (rank 0's checkpoint
+    write, rank 1 mid-run): the job stops long before the collective timeout (600 s here; a
+    hang fails the test by its own timeout), with exactly one error line, naming the rank.
+    (The --nproc launcher's side of a reported failure: test_a_diverged_run_prints_one_line.)"""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "gankit",
+           "train", *COMMON, "--steps", "3", "--out", tmp_path / "r"]
+    p = subprocess.Popen([str(a) for a in cmd], env=_inject_env(spec), start_new_session=True, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.started.append(p)
+    _, err = p.communicate(timeout=240)
+    rank = spec.split(":")[1]
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert p.returncode != 0
+    assert len(errors) == 1 and errors[0].startswith(f"error: rank {rank}: ") and "injected" in errors[0], err[-3000:]
+
+
+def test_a_failed_rank_that_stays_alive_does_not_hang_the_others(procs):
+    """The watchdog: rank 1 reports a failure but keeps its connections open (a collective would
+    not notice), rank 0 waits in a barrier; rank 0 stops on the report, torchrun ends the job."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           ROOT / "tests" / "distributed_cases.py", "--fail-and-hold"]
+    p = subprocess.Popen([str(a) for a in cmd], env={**_env(), "GANKIT_DIST_TIMEOUT": "600"}, start_new_session=True,
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.started.append(p)
+    _, err = p.communicate(timeout=240)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert p.returncode != 0
+    assert errors == [("error: rank 1: internal failure (RuntimeError: injected failure, rank still alive); "
+                       "rerun with GANKIT_DEBUG=1 for details")], err[-3000:]
+
+
+def test_a_diverged_run_prints_one_line(procs, tmp_path):
+    """Every rank diverges at the same step: one line for the job, not one per rank."""
+    cmd = _gankit("train", *COMMON, "--steps", "3", "--out", tmp_path / "r", "--nproc", "2")
+    p = subprocess.Popen([str(a) for a in cmd], env=_inject_env("nan:all"), start_new_session=True, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.started.append(p)
+    _, err = p.communicate(timeout=240)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert p.returncode == 1
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged at step 1"), err[-3000:]
 
 
 def test_ctrl_c_stops_every_rank_after_the_same_step_with_one_line(procs, tmp_path):

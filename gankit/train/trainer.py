@@ -28,6 +28,7 @@ from gankit.data import Dataset
 from gankit.devices import resolve_device  # noqa: F401 - also imported from here
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
+from gankit.train import distributed
 from gankit.train import rng as rng_state
 from gankit.train.interrupt import Interrupted, StopOnInterrupt
 from gankit.train.augment import diff_augment, parse_policy
@@ -88,6 +89,8 @@ class Trainer:
             self.D = self.D.to(memory_format=torch.channels_last)
         self.ema_decay = float(config.get("ema", 0.0) or 0.0)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if self.ema_decay > 0 else None
+        # NCCL: BatchNorm over the global batch (SyncBatchNorm); the EMA copy keeps plain BatchNorm
+        self.G, self.D = distributed.sync_batchnorm(self.world, self.G), distributed.sync_batchnorm(self.world, self.D)
         # DCGAN's Adam settings unless the family or the user says otherwise
         betas = (float(config.get("beta1", 0.5)), float(config.get("beta2", 0.999)))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=float(config.get("lr_g", 2e-4)), betas=betas, foreach=True)
@@ -286,7 +289,7 @@ class Trainer:
                     loss_d = loss_d + ac_d
                     part["ac_d"] = float(ac_d.detach())
                 if due:
-                    ctx = self._reg_context("D", d_iter, real_in, fake.detach(), labels, g_in, d_real, d_fake)
+                    ctx = self._reg_context("D", d_iter, real_in, fake.detach(), labels, g_in, d_real, d_fake, g_all)
                     for reg in due:
                         term = reg(ctx)
                         loss_d = loss_d + reg.weight * term
@@ -324,7 +327,7 @@ class Trainer:
             loss_g = self.adv_weight * adv + sum(extra.values()) if extra else self.adv_weight * adv
             part = {}
             if g_due:
-                ctx = self._reg_context("G", self.step, real.detach(), fake, labels, g_in, None, d_fake_g)
+                ctx = self._reg_context("G", self.step, real.detach(), fake, labels, g_in, None, d_fake_g, g_all)
                 for reg in g_due:
                     term = reg(ctx)
                     loss_g = loss_g + reg.weight * term
@@ -361,6 +364,7 @@ class Trainer:
         """
         self._rows = None
         self._slice_count = n
+        distributed.set_batch_rows(None)
         if n == 1:
             self._slice_state = None
             return
@@ -375,6 +379,8 @@ class Trainer:
 
     def _enter_slice(self, s: int, lo: int, total: int) -> None:
         self._rows = None if (lo, self._slice_count * self.world.size) == (0, 1) else (total, lo)
+        if self._rows is not None:  # a family's own per-row draws (style mixing...) keep these rows too
+            distributed.set_batch_rows((total, lo, total // (self._slice_count * self.world.size)))
         st = self._slice_state
         if st is None:
             return
@@ -395,30 +401,33 @@ class Trainer:
         if st is not None:
             st["bufs"][s] = [m._buffers[k] for m, k in st["slots"]]
         self._rows = None
+        distributed.set_batch_rows(None)
 
     def _end_slices(self) -> None:
-        """Average the BatchNorm running statistics over all slices (ranks): every rank the same."""
+        """Make the buffers the same on every rank (``World.average_buffers_``): where the slices'
+        values differ (BatchNorm running statistics) their mean, elsewhere (constants) untouched."""
         st = self._slice_state
+        distributed.set_batch_rows(None)
         if st is None and not self.world.distributed:
             return
-        if st is not None:  # this process's slices: their sum (exactly what an all-reduce of ranks adds)
-            for j, ((m, k), own) in enumerate(zip(st["slots"], st["own"])):
-                m._buffers[k] = own
-                if own.is_floating_point():
-                    acc = st["bufs"][0][j].clone()
-                    for i in range(1, len(st["bufs"])):
-                        acc += st["bufs"][i][j]
-                    own.copy_(acc)
-                else:
-                    own.copy_(st["bufs"][0][j])  # counters: the same in every slice
-        self.world.average_tensors_([b for net in (self.G, self.D) for b in net.buffers() if b.is_floating_point()])
+        copies = None
+        if st is None:
+            own = [m._buffers[k] for m, k in self._buffer_slots()]
+        else:  # this process's slices: each one's copy, combined like the ranks' copies are
+            own = st["own"]
+            for j, (m, k) in enumerate(st["slots"]):
+                m._buffers[k] = own[j]
+                if not own[j].is_floating_point():
+                    own[j].copy_(st["bufs"][0][j])  # counters: the same in every slice
+            copies = [[b for b in bufs if b.is_floating_point()] for bufs in st["bufs"]]
+        self.world.average_buffers_([b for b in own if b.is_floating_point()], copies)
         self._slice_state = None
 
-    def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake) -> RegularizerContext:
+    def _reg_context(self, phase, iteration, real, fake, labels, g_in, d_real, d_fake, g_all) -> RegularizerContext:
         return RegularizerContext(phase=phase, step=self.step, iteration=iteration, config=self.config,
                                   family=self.family, D=self.D, G=self.G, real=real, fake=fake, labels=labels,
                                   g_inputs=g_in, d_real=d_real, d_fake=d_fake, rng=self.aug_rng, augment=self._augment,
-                                  rows=self._rows)
+                                  rows=self._rows, global_g_inputs=None if self._rows is None else g_all)
 
     def _class_logits(self):
         """The class head's logits from the discriminator's latest forward pass."""
@@ -440,8 +449,6 @@ class Trainer:
         Repeated failures (``MAX_ROLLBACKS``) or no checkpoint to go back to stop the run with
         a one-line explanation.
         """
-        from gankit.errors import GankitError
-
         bad_step = self.step
         self.rollbacks += 1
         good = ckpt.latest(self.run.checkpoints)
@@ -449,7 +456,8 @@ class Trainer:
         if good is None or self.rollbacks > self.MAX_ROLLBACKS:
             self._append_metrics(event)
             why = "no checkpoint to roll back to" if good is None else f"{self.MAX_ROLLBACKS} roll-backs did not help"
-            raise GankitError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
+            # every rank meets this at the same step: one line for the job, not one per rank
+            raise distributed.EveryRankError(f"training diverged at step {bad_step} (non-finite loss; {why}); lower --lr")
         self.restore(good)
         self.lr_scale = 0.5**self.rollbacks  # halve the learning rates once per roll-back so far
         self._set_learning_rates()

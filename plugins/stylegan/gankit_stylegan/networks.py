@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.train.distributed import draw_rows
+
 SQRT2 = math.sqrt(2.0)
 
 
@@ -155,7 +157,8 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally after 2x upsampling) + noise with a learned strength + bias + lrelu.
 
     Training draws fresh noise per call (from torch's global generator, which checkpoints save,
-    so resuming stays exact); eval mode - sampling, evaluation, export - adds the fixed
+    so resuming stays exact; drawn for the whole global batch and sliced, see
+    ``gankit.train.distributed.draw_rows``, so it does not depend on the world size); eval mode - sampling, evaluation, export - adds the fixed
     ``noise_const`` buffer instead, so the exported graph has no random op and the same z
     always gives the same image.
     """
@@ -171,11 +174,30 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         x = self.conv(x, w)
         if self.training:
-            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+            noise = injection_noise(x)
         else:
             noise = self.noise_const
         x = x + noise * self.noise_strength
         return lrelu(x + self.bias[None, :, None, None])
+
+
+def injection_noise(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel noise [N, 1, H, W] for a training batch ``x`` (its rows of the global batch's draw)."""
+    return draw_rows(x.shape[0], lambda m: torch.randn(m, 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype))
+
+
+def mixing_draws(z: torch.Tensor, num_layers: int, mixing_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Style mixing's random second latents and crossover layers for the training batch ``z``.
+
+    Each is drawn for the whole global batch and sliced to ``z``'s rows, in the order z2, cut,
+    keep (so one process draws exactly what it always did), from torch's global generator.
+    """
+    n = z.shape[0]
+    z2 = draw_rows(n, lambda m: torch.randn((m, *z.shape[1:]), device=z.device, dtype=z.dtype))
+    cut = draw_rows(n, lambda m: torch.randint(1, num_layers, (m,), device=z.device)) if num_layers > 1 \
+        else torch.zeros(n, dtype=torch.long, device=z.device)
+    keep = draw_rows(n, lambda m: torch.rand(m, device=z.device)) >= mixing_prob
+    return z2, torch.where(keep, torch.full_like(cut, num_layers), cut)
 
 
 class ToRGB(nn.Module):
@@ -328,12 +350,7 @@ class Generator(nn.Module):
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
             if z2 is None and crossover is None and self.mixing_prob > 0:
-                n = z.shape[0]
-                z2 = torch.randn(z.shape, device=z.device, dtype=z.dtype)
-                cut = torch.randint(1, self.num_layers, (n,), device=z.device) if self.num_layers > 1 \
-                    else torch.zeros(n, dtype=torch.long, device=z.device)
-                keep = torch.rand(n, device=z.device) >= self.mixing_prob
-                crossover = torch.where(keep, torch.full_like(cut, self.num_layers), cut)
+                z2, crossover = mixing_draws(z, self.num_layers, self.mixing_prob)
         ws = w.unsqueeze(1)
         if z2 is not None:
             w2 = self.mapping(z2, label).unsqueeze(1)

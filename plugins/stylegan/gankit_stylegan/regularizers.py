@@ -18,28 +18,56 @@ def _r1(ctx):
     return r1_penalty(ctx.d_real, ctx.real)
 
 
+def path_length_rows(rows: tuple[int, int] | None, n: int) -> tuple[int, int, int, float]:
+    """The path-length pass's rows: ``(m, lo, hi, scale)``.
+
+    One process: the first half of the batch, ``m = max(1, B // 2)`` rows (StyleGAN2's
+    pl_batch_shrink). Data-parallel, the same ``m`` rows of the global batch are shared out
+    over the S slices (ranks) of ``n`` rows: slice k takes rows ``[k*m//S, (k+1)*m//S)`` and
+    scales its mean by ``(hi - lo) * S / m``, so the mean over the slices is the mean over the
+    m rows however many slices there are (``scale`` is 1 in one process).
+    """
+    total, first = rows or (n, 0)
+    slices, k = total // n, first // n
+    m = max(1, total // 2)
+    lo, hi = k * m // slices, (k + 1) * m // slices
+    return m, lo, hi, (hi - lo) * slices / m
+
+
 def _path_length(ctx):
     """E[(|J_w^T y| - a)^2]: J the Jacobian of the image w.r.t. w, y random image-space noise.
 
-    Run on half the batch (StyleGAN2's pl_batch_shrink) with fresh w's from the step's z; the
-    noise comes from ``ctx.rng`` (saved in checkpoints) so resuming stays exact.
+    Run on half the batch (StyleGAN2's pl_batch_shrink, :func:`path_length_rows`) with fresh
+    w's from the step's z; y and the synthesis noise come from the draws for that whole half,
+    sliced (from ``ctx.rng`` and torch's generator, both saved in checkpoints, so resuming
+    stays exact and the numbers do not depend on the world size). The running mean ``a``
+    (``pl_mean``) is updated from this slice's path lengths; the ranks' means are averaged at
+    the end of the step.
     """
     import torch
 
+    from gankit.train.distributed import batch_rows, draw_rows
+
     G = ctx.G
-    n = max(1, ctx.fake.shape[0] // 2)
-    z = ctx.g_inputs["z"][:n]
-    label = ctx.g_inputs.get("label")
-    w = G.mapping(z, None if label is None else label[:n])
-    ws = w.unsqueeze(1).repeat(1, G.num_layers, 1)
-    img = G.synthesis(ws)
-    h, wd = img.shape[2], img.shape[3]
-    y = torch.randn(img.shape, generator=ctx.rng).to(img.device, img.dtype) / math.sqrt(h * wd)
+    m, lo, hi, scale = path_length_rows(ctx.rows, ctx.fake.shape[0])
+    if hi == lo:  # more slices than path-length rows: this one has none
+        return torch.zeros((), device=ctx.fake.device)
+    inputs = ctx.global_g_inputs if ctx.global_g_inputs is not None else ctx.g_inputs
+    z = inputs["z"][lo:hi]
+    label = inputs.get("label")
+    with batch_rows(m, lo, hi - lo):
+        w = G.mapping(z, None if label is None else label[lo:hi])
+        ws = w.unsqueeze(1).repeat(1, G.num_layers, 1)
+        img = G.synthesis(ws)
+        h, wd = img.shape[2], img.shape[3]
+        y = draw_rows(hi - lo, lambda k: torch.randn((k, *img.shape[1:]), generator=ctx.rng))
+    y = y.to(img.device, img.dtype) / math.sqrt(h * wd)
     (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = grad.square().sum(2).mean(1).sqrt()
     with torch.no_grad():
         G.pl_mean.copy_(G.pl_mean.lerp(lengths.mean(), 0.01))
-    return (lengths - G.pl_mean).square().mean()
+    term = (lengths - G.pl_mean).square().mean()
+    return term if scale == 1 else term * scale
 
 
 LAZY_R1 = Regularizer(
