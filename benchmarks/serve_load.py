@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import signal
@@ -110,7 +111,10 @@ class Conn:
 
     async def request(self, method: str, path: str, body: bytes = b"", ctype: str = "application/json",
                       accept: str = "image/png") -> tuple[int, dict[str, str], bytes]:
-        if self.writer is None:
+        if self.writer is None or self.reader.at_eof():
+            # a pooled connection the server has closed meanwhile (uvicorn drops keep-alive
+            # connections idle for 5 s): reconnect, as every HTTP client library does
+            self.close()
             await self.open()
         head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\naccept: {accept}\r\n"
                 f"content-type: {ctype}\r\ncontent-length: {len(body)}\r\n\r\n").encode()
@@ -190,13 +194,14 @@ async def open_loop(url: str, body_fn, rate: float, seconds: float, concurrency:
     """Requests started at a fixed rate (not waiting for answers), at most ``concurrency`` in flight."""
     host, port, path = _split(url)
     lat, errors, statuses = [], 0, {}
-    idle = [Conn(host, port) for _ in range(concurrency)]  # a pool: one connection per request in flight
+    # a FIFO pool, one connection per request in flight: each is reused about equally often
+    idle = collections.deque(Conn(host, port) for _ in range(concurrency))
     sem = asyncio.Semaphore(concurrency)
 
     async def one(i: int):
         nonlocal errors
         async with sem:
-            conn = idle.pop()
+            conn = idle.popleft()
             t0 = time.perf_counter()
             try:
                 status, _, _ = await conn.request("POST", path, _body(body_fn(i)))
@@ -311,6 +316,8 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="fresh-init weights even when a trained run exists")
     ap.add_argument("--short", action="store_true", help="seconds=3, soak=5, queue=32, models=cgan: checks the script runs")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--soak-rate", type=float, default=None,
+                    help="soak and burst only, at this many requests/s (skips the server comparison)")
     args = ap.parse_args()
     if args.short:
         args.seconds, args.soak, args.queue, args.models = 3.0, 5.0, 32, "cgan"
@@ -322,7 +329,7 @@ def main() -> None:
     models = pick_models(args.models, workdir, args.fresh)
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     report = {"machine": _machine(), "args": vars(args) | {"json": str(args.json)}, "models": {}}
-    for name, bm in models.items():
+    for name, bm in (models.items() if args.soak_rate is None else ()):
         onnx = bm.onnx_path
         classes = int(bm.config.get("num_classes", 0) or 0) if bm.family.condition == "label" else 0
         body_fn = (lambda i, c=classes: {"seed": i, "labels": i % c}) if classes else (lambda i: {"seed": i})
@@ -366,7 +373,7 @@ def main() -> None:
     try:
         srv.wait_ready()
         url = f"{srv.url}/v1/models/{onnx.stem}/generate"
-        rate = 0.8 * report["models"][name]["gankit serve (micro-batching)"]["throughput"]
+        rate = args.soak_rate or 0.8 * report["models"][name]["gankit serve (micro-batching)"]["throughput"]
         _arun(closed_loop(url, body_fn, args.clients, min(2.0, args.soak), 5_000))  # reach steady state first
         rss0 = rss_mb(srv.proc.pid)
         soak = _arun(open_loop(url, body_fn, max(rate, 1.0), args.soak))
