@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "gan_weight": 0.01,
     "vgg_weights": "",
     "vgg_weight": 1.0,
-    "steps": 1000,
+    "steps": 600,  # about 8 minutes of GAN training on a shared 2-core machine (benchmarks/RESULTS.md)
     "batch_size": 16,
     "lr_g": 4e-4,
     "lr_d": 2e-4,
