@@ -403,6 +403,7 @@ def plot_perception_distortion(recs: dict[str, dict[str, Any]], out: str | Path,
     ax.set_ylabel(("judge" if key == "judge_fd" else "patch-statistics") + " Frechet distance (lower: more realistic)")
     ax.set_title(title or f"perception-distortion: {first['degradation']} on {first['dataset']}")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.35, y=0.12)  # room for the labels
     fig.tight_layout()
     path = _save(fig, Path(out))
     plt.close(fig)

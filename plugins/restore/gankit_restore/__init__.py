@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "blocks": 6,
     "disc_width": 32,
     "l1_weight": 1.0,
-    "gan_weight": 0.01,
+    "gan_weight": 0.1,
     "vgg_weights": "",
     "vgg_weight": 1.0,
     "steps": 600,  # about 8 minutes of GAN training on a shared 2-core machine (benchmarks/RESULTS.md)
@@ -78,7 +78,7 @@ def _feature_matching(ctx) -> Any:
 FEATURE_MATCHING = Regularizer(
     "feature_matching", _feature_matching, phase="G",
     weight=lambda cfg: float(cfg.get("fm_weight", 0.0)) if float(cfg.get("gan_weight", 0.0)) > 0 else 0.0,
-    config_keys={"fm_weight": Key(float, 0.1, ge=0, help="feature matching on D's activations (when gan_weight > 0)")},
+    config_keys={"fm_weight": Key(float, 1.0, ge=0, help="feature matching on D's activations (when gan_weight > 0)")},
     description="L1 between the discriminator's activations on restored and real images",
 )
 
