@@ -5,7 +5,7 @@ Generator (EDSR/ESRGAN-like, small enough for a CPU): a 3x3 head, ``blocks`` res
 whole image, which is what the runtime feeds), a conv closing the body's long skip, then
 sub-pixel upsampling (conv to 4x the channels + PixelShuffle(2), once per factor 2; exported
 as DepthToSpace) and a 3x3 tail whose output is *added* to the input enlarged by bicubic
-interpolation (ONNX Resize with scales, so any input size works). The tail starts at zero, so
+interpolation (:class:`BicubicUpsample`: a fixed convolution, so any input size works). The tail starts at zero, so
 an untrained generator is exactly the bicubic baseline and training learns the correction.
 
 For scale 1 (denoising, deblurring, JPEG) the head is a stride-2 conv and the body runs at half
@@ -13,7 +13,7 @@ resolution (FFDNet's trick): a quarter of the cost per image, a receptive field 
 wide, and PixelShuffle brings it back to full size. Inputs must then have even sides
 (``gankit.size_multiple`` = 2 in the file).
 
-Only convolutions, ReLU/LeakyReLU, Resize, DepthToSpace, Add and Clip: no shape arithmetic,
+Only Pad, convolutions, ReLU/LeakyReLU, DepthToSpace, Add and Clip: no shape arithmetic,
 so the exported graph has dynamic height and width.
 
 Discriminator: a PatchGAN (three stride-2 4x4 convs, then a 3x3 conv to one logit per patch);
@@ -37,12 +37,42 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
+def _cubic(d: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with PyTorch's a = -0.75."""
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d**3 - (a + 3) * d**2 + 1
+    return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a if d < 2 else 0.0
+
+
+class BicubicUpsample(nn.Module):
+    """``F.interpolate(x, scale_factor=s, mode="bicubic")`` as edge padding, a fixed depthwise 5x5
+    convolution (one filter per output phase) and PixelShuffle: the same numbers (within 3e-7),
+    but ONNX Pad/Conv/DepthToSpace instead of a cubic Resize, which OpenCV's classic DNN importer
+    refuses. Output pixel ``s*k + r`` samples the input at ``k + (r + 0.5)/s - 0.5`` (half-pixel
+    centres); edge padding is PyTorch's clamping of indices at the border."""
+
+    def __init__(self, channels: int, scale: int):
+        super().__init__()
+        taps = torch.tensor([[_cubic(t - ((r + 0.5) / scale - 0.5)) for t in range(-2, 3)] for r in range(scale)])
+        taps = taps / taps.sum(1, keepdim=True)
+        kernel = torch.einsum("ai,bj->abij", taps, taps).reshape(scale * scale, 1, 5, 5)
+        # not persistent: a fixed function of the scale, rebuilt with the module, never in checkpoints
+        self.register_buffer("kernel", kernel.repeat(channels, 1, 1, 1).float(), persistent=False)
+        self.channels, self.scale = channels, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        return F.pixel_shuffle(F.conv2d(x, self.kernel, groups=self.channels), self.scale)
+
+
 class RestoreGenerator(nn.Module):
     def __init__(self, channels: int = 3, scale: int = 2, features: int = 48, blocks: int = 6):
         super().__init__()
         if scale not in (1, 2, 4):
             raise ValueError(f"scale must be 1, 2 or 4, got {scale}")
         self.scale = scale
+        self.enlarge = BicubicUpsample(channels, scale) if scale > 1 else nn.Identity()
         ups = 1 if scale == 1 else scale.bit_length() - 1  # PixelShuffle(2) stages
         self.head = nn.Conv2d(channels, features, 3, 2 if scale == 1 else 1, 1)
         self.body = nn.Sequential(*[ResidualBlock(features) for _ in range(blocks)])
@@ -56,8 +86,7 @@ class RestoreGenerator(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        base = image if self.scale == 1 else F.interpolate(image, scale_factor=float(self.scale), mode="bicubic",
-                                                            align_corners=False)
+        base = self.enlarge(image)
         h = self.head(image)
         h = h + self.body_end(self.body(h))
         return torch.clamp(base + self.tail(self.up(h)), -1.0, 1.0)

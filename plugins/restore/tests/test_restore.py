@@ -46,7 +46,7 @@ def test_dynamic_size_export_matches_pytorch(tmp_path, degradation, sizes):
     ops = {n.op_type for n in model.graph.node}
     assert "Shape" not in ops and "Reshape" not in ops  # nothing computed from the input's size
     if config["scale"] > 1:
-        assert "DepthToSpace" in ops and "Resize" in ops
+        assert "DepthToSpace" in ops and "Resize" not in ops  # OpenCV's classic importer refuses cubic Resize
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     s = config["scale"]
     for h, w in sizes:
@@ -82,12 +82,13 @@ def test_untrained_generator_is_the_bicubic_enlargement():
     G = family.build_generator(config).eval()
     x = torch.rand(1, 3, 8, 8) * 1.6 - 0.8
     with torch.no_grad():
-        assert torch.equal(G(image=x), F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False).clamp(-1, 1))
+        ref = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False).clamp(-1, 1)
+        assert (G(image=x) - ref).abs().max() < 1e-6  # PyTorch's bicubic, as a fixed convolution
 
 
 def _gankit(*args, cwd):
     env = {**os.environ, "GANKIT_CACHE": str(Path(cwd) / "cache")}
-    return subprocess.run([sys.executable, "-c", "from gankit.cli import main; main()", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "gankit", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
