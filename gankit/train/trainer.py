@@ -248,7 +248,7 @@ class Trainer:
 
         fam, cfg, D = self.family, self.config, self.D
         self._set_learning_rates()
-        if self.adv_weight == 0 and not self.g_regularizers and not self.ac_weight:
+        if self.adv_weight == 0 and not (self.g_regularizers or self.ac_weight or self.mode_seeking):
             return self._supervised_step()  # nothing reads D: do not train it
         D.requires_grad_(True)
         bs = int(cfg["batch_size"])
