@@ -18,12 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-Task = Literal["generate", "inpaint"]
+Task = Literal["generate", "inpaint", "restore"]
 
 #: config keys the core's trainer needs; a family that leaves one out of its ``defaults`` gets these
 # the core keys' defaults a family most often sets itself (every core key: gankit.config.CORE_KEYS)
 CORE_DEFAULTS: dict[str, Any] = {k: CORE_KEYS[k].default for k in ("steps", "batch_size")}
-Condition = Literal["none", "label", "masked-image"]
+Condition = Literal["none", "label", "masked-image", "image"]
 
 
 class ModelFamily:
@@ -47,9 +47,12 @@ class ModelFamily:
     name:
         Unique name, used as ``gankit train --plugin NAME``.
     task:
-        ``"generate"`` (noise [+ label] -> image) or ``"inpaint"`` (masked image -> image).
+        ``"generate"`` (noise [+ label] -> image), ``"inpaint"`` (masked image -> image) or
+        ``"restore"`` (low-quality image -> image ``config["scale"]`` times larger; the generator
+        is fed ``image`` at ``height // scale`` and must be fully convolutional).
     condition:
-        What the generator is conditioned on: ``"none"``, ``"label"`` or ``"masked-image"``.
+        What the generator is conditioned on: ``"none"``, ``"label"``, ``"masked-image"`` or
+        ``"image"`` (restore).
     description:
         One line for ``gankit plugins``.
     defaults:
@@ -171,10 +174,24 @@ class ModelFamily:
             image = torch.rand(batch, c, h, w, generator=g) * 2 - 1
             mask = (torch.rand(batch, 1, h, w, generator=g) > 0.6).float()
             return {"image": image, "mask": mask}
+        if self.task == "restore":
+            # the low-quality input: the run's image size divided by the family's scale
+            c, s = int(config["channels"]), int(config.get("scale", 1))
+            h, w = int(config["height"]) // s, int(config["width"]) // s
+            return {"image": torch.rand(batch, c, h, w, generator=g) * 2 - 1}
         inputs = {"z": torch.randn(batch, int(config["latent_dim"]), generator=g)}
         if self.condition == "label":
             inputs["label"] = torch.randint(0, int(config["num_classes"]), (batch,), generator=g)
         return inputs
+
+    def adversarial_weight(self, config: dict[str, Any]) -> float:
+        """A factor on the trainer's adversarial loss (``adv_weight``); 1 by default.
+
+        0 makes training purely supervised (e.g. restore's ``gan_weight=0``, the PSNR-oriented
+        model): the trainer then never runs the discriminator, unless a generator-side
+        regulariser needs it.
+        """
+        return 1.0
 
     def export_module(self, generator: "nn.Module", config: dict[str, Any]) -> "nn.Module":
         """The module to hand to ``torch.onnx.export`` (override for export-only swaps)."""
@@ -200,4 +217,4 @@ class ModelFamily:
 
     @property
     def output_name(self) -> str:
-        return "restored" if self.task == "inpaint" else "image"
+        return "restored" if self.task in ("inpaint", "restore") else "image"

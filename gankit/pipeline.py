@@ -45,6 +45,8 @@ def sampler_for(family, dataset, config):
             return grid(nchw_to_hwc_uint8(rows.numpy()), nrow=n)
 
         return sample
+    if family.task == "restore":
+        return _restore_sampler(family, dataset, config)
     if family.condition == "label":
         k = config["num_classes"]
         per = 10
@@ -64,6 +66,27 @@ def sampler_for(family, dataset, config):
                 kw["label"] = y.to(dev)
             out = G(**kw).cpu().numpy()
         return grid(nchw_to_hwc_uint8(out), nrow=per)
+
+    return sample
+
+
+def _restore_sampler(family, dataset, config):
+    """Rows: the degraded input (pixels enlarged, nearest), the restored image, the original."""
+    import torch
+
+    from gankit.images import grid, nchw_to_hwc_uint8
+
+    n = 8
+    x = torch.from_numpy(dataset.x_test[np.linspace(0, len(dataset.x_test) - 1, n).astype(int)]).float() / 127.5 - 1
+    lq = family.generator_inputs(x, torch.zeros(n, dtype=torch.long), config, torch.Generator().manual_seed(1234))["image"]
+    before = torch.nn.functional.interpolate(lq, size=x.shape[2:], mode="nearest")
+
+    def sample(G):
+        G.eval()
+        dev = next(G.parameters()).device
+        with torch.no_grad():
+            out = G(image=lq.to(dev)).cpu()
+        return grid(nchw_to_hwc_uint8(torch.cat([before, out, x]).numpy()), nrow=n)
 
     return sample
 
@@ -292,6 +315,8 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
         console.print("next:")
         if family.task == "inpaint":
             console.print(f"  gankit inpaint {path} --image IN.png --mask MASK.png --out restored.png --compare before_after.png")
+        elif family.task == "restore":
+            console.print(f"  gankit restore {path} --image IN.png --out restored.png")
         else:
             lab = " --label 7" if family.condition == "label" else ""
             console.print(f"  gankit generate {path} --n 64{lab} --out grid.png")
@@ -311,6 +336,11 @@ def _remove_if_unused(run: RunDir) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
+def _d(losses) -> str:
+    """D's loss for the progress line ("-" when training was supervised only)."""
+    return f"{losses['d_loss']:.3f}" if "d_loss" in losses else "-"
+
+
 def _fit_with_progress(trainer, console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -320,7 +350,7 @@ def _fit_with_progress(trainer, console):
 
         def report(step, total, losses):
             if step % every == 0 or step == total:
-                console.print(f"step {step}/{total}  D {losses['d_loss']:.3f}  G {losses['g_loss']:.3f}")
+                console.print(f"step {step}/{total}  D {_d(losses)}  G {losses['g_loss']:.3f}")
 
         return trainer.fit(report)
     cols = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[speed]}"),
@@ -336,6 +366,6 @@ def _fit_with_progress(trainer, console):
                 return
             rate = (step - s0) / max(time.perf_counter() - t0, 1e-9)
             progress.update(task, completed=step, speed=f"{rate:.1f} it/s",
-                            losses=f"D {losses['d_loss']:.3f} G {losses['g_loss']:.3f}")
+                            losses=f"D {_d(losses)} G {losses['g_loss']:.3f}")
 
         return trainer.fit(report)

@@ -260,7 +260,7 @@ def _validate_family(obj: Any) -> str:
         if not isinstance(value, dict):
             hint = " (ModelFamily is a plain class, not a dataclass: write {attr} = {{...}})" if type(value).__name__ == "Field" else ""
             raise GankitError(f"family {obj.name!r}: {attr} must be a dict, got {type(value).__name__}{hint.format(attr=attr)}")
-    if obj.task not in ("generate", "inpaint"):
+    if obj.task not in ("generate", "inpaint", "restore"):
         raise GankitError(f"family {obj.name!r} has unknown task {obj.task!r}")
     return obj.name
 

@@ -4,7 +4,8 @@ For generators: the judge's conditional accuracy (next to its own accuracy on th
 split), the normalised entropy of the predicted classes (``class_entropy``), and the Frechet distance in judge-feature space between generated
 samples and the test split (next to the floor: the same distance between as many real
 *train* images and the test split). For inpainting models: hole PSNR/L1 and SSIM next to
-classical baselines (see :mod:`gankit.evaluate.inpainting`).
+classical baselines (see :mod:`gankit.evaluate.inpainting`). For restoration models: PSNR/SSIM
+and realism next to classical baselines (see :mod:`gankit.evaluate.restoration`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
         from gankit.evaluate.inpainting import training_evaluator as inpaint_eval
 
         return inpaint_eval(dataset, config)
+    if family.task == "restore":
+        from gankit.evaluate.restoration import training_evaluator as restore_eval
+
+        return restore_eval(dataset, config)
     if dataset.num_classes < 2:
         return None  # a judge needs at least two classes
     n = int(samples or config.get("eval_samples") or 1000)
@@ -172,6 +177,8 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
         family, config, G, step = load_run_generator(target)
         dataset = load_dataset(data or config["data"])
         source = {"run": str(target), "step": step}
+        if family.task == "restore":
+            return _evaluate_restore_run(target, family, config, G, step, dataset, seed)
         if family.task == "inpaint":
             from gankit.evaluate.inpainting import evaluate_inpainting, torch_inpaint_fn
 
@@ -180,6 +187,9 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
             rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]),
                                      conditional=family.condition == "label", samples=samples, seed=seed)
     else:
+        meta = _onnx_metadata(target)
+        if meta.get("gankit.task") == "restore":
+            return _evaluate_restore_file(target, meta, data, seed)
         from gankit import runtime
 
         model = runtime.load(target)
@@ -204,9 +214,63 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
     return rec
 
 
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props`` ({} when it is not one: the runtime then says why)."""
+    try:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        return dict(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                    .get_modelmeta().custom_metadata_map)
+    except Exception:
+        return {}
+
+
+def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, seed: int) -> dict[str, Any]:
+    """A restore run: the table's numbers appended to its metrics.jsonl, the perception-distortion plot beside them."""
+    from gankit.evaluate.restoration import evaluate_restoration, plot_perception_distortion, torch_restore_fn
+    from gankit.train.run import RunDir
+
+    rec = evaluate_restoration(torch_restore_fn(G), dataset, degradation=str(config["degradation"]), seed=seed,
+                               slow_baselines=True)
+    rec["source"] = {"run": str(target), "step": step}
+    label = "GAN" if float(config.get("gan_weight", 0) or 0) > 0 else "PSNR-oriented"
+    rec["plot"] = plot_perception_distortion({f"{target.name} ({label})": rec}, target / "perception_distortion.png")
+    run = RunDir(target)
+    run.append_metrics({"step": step, "eval": rec, "source": "gankit evaluate"})
+    return rec
+
+
+def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None, seed: int) -> dict[str, Any]:
+    from gankit.evaluate.restoration import evaluate_restoration, onnx_restore_fn
+    from gankit.plugins import load_dataset
+
+    data_name = data or meta.get("gankit.data")
+    if not data_name:
+        raise UsageError(f"{target} does not record its dataset; pass --data")
+    degradation = meta.get("gankit.degradation", "")
+    from gankit.data.degradations import NAMES
+
+    if degradation not in NAMES:
+        raise UsageError(f"{target} was trained for degradation {degradation!r}; gankit evaluate knows {', '.join(NAMES)}")
+    dataset = load_dataset(data_name)
+    want = (meta.get("gankit.channels"), meta.get("gankit.height"), meta.get("gankit.width"))
+    if tuple(str(s) for s in dataset.shape) != want:
+        raise UsageError(f"dataset {data_name} has shape {dataset.shape}, the model ({', '.join(map(str, want))})")
+    rec = evaluate_restoration(onnx_restore_fn(target), dataset, degradation=degradation, seed=seed, slow_baselines=True)
+    rec["source"] = {"model": str(target), "providers": ["CPUExecutionProvider"]}
+    return rec
+
+
 def format_report(rec: dict[str, Any]):
     """A rich table of an evaluation record."""
     from rich.table import Table
+
+    if rec.get("kind") == "restore":
+        from gankit.evaluate.restoration import format_table
+
+        return format_table(rec)
 
     if rec.get("kind") == "inpaint":
         from gankit.evaluate.inpainting import format_table

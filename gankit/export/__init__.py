@@ -106,6 +106,9 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     output_name = family.output_name
     batch = torch.export.Dim("batch", min=1, max=65536)
     dynamic = tuple({0: batch} if example[n].dim() else None for n in names)  # scalars have no batch axis
+    if family.task == "restore":  # fully convolutional: any input size (the file contract's height/width)
+        dynamic = ({0: batch, 2: torch.export.Dim("height", min=1, max=65536),
+                    3: torch.export.Dim("width", min=1, max=65536)},) + dynamic[1:]
     try:
         with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
@@ -117,6 +120,8 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
         raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
     model = program.model_proto
     portable_reshapes(model)
+    if family.task == "restore":
+        _name_output_axes(model, output_name)
     _add_input_defaults(model, family.export_input_defaults(config))
     meta = {**metadata(family, config), **(extra_metadata or {})}
     del model.metadata_props[:]
@@ -165,6 +170,30 @@ def portable_reshapes(model) -> int:
     return changed
 
 
+def _name_output_axes(model, output_name: str) -> None:
+    """The contract's names for a restore output's size: ``out_height``/``out_width`` (the exporter writes e.g. ``2*height``)."""
+    for out in model.graph.output:
+        if out.name == output_name:
+            dims = out.type.tensor_type.shape.dim
+            for i, name in ((2, "out_height"), (3, "out_width")):
+                if len(dims) > i and not dims[i].dim_value:
+                    dims[i].dim_param = name
+    del model.graph.value_info[:]  # intermediate shapes in the old symbols: onnxruntime infers them again
+
+
+def _restore_sizes(family, config, inputs: dict[str, Any], i: int) -> dict[str, Any]:
+    """A restore model's parity input at another, non-square size (run ``i``): dynamic H and W must really work."""
+    if family.task != "restore" or i == 0:
+        return inputs
+    import torch
+
+    m = int(family.export_metadata(config).get("gankit.size_multiple", "1") or 1)
+    image = inputs["image"]
+    n, c, h, w = image.shape
+    g = torch.Generator().manual_seed(2000 + i)
+    return {**inputs, "image": torch.rand(n, c, h + m, w + 3 * m, generator=g) * 2 - 1}
+
+
 def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float = TOLERANCE,
                  batches: tuple[int, ...] = PARITY_BATCHES) -> dict[str, float]:
     """Compare onnxruntime (CPU) with PyTorch on fresh random inputs; raise on a mismatch."""
@@ -176,7 +205,8 @@ def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float
     so.log_severity_level = 3
     sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
     worst: dict[str, float] = {}
-    runs = [(b, _example_inputs(family, config, b, seed=1000 + i)) for i, b in enumerate(batches)]
+    runs = [(b, _restore_sizes(family, config, _example_inputs(family, config, b, seed=1000 + i), i))
+            for i, b in enumerate(batches)]
     defaults = family.export_input_defaults(config)
     if defaults:  # and once with the contract's inputs only: the file's defaults must match PyTorch's
         runs.append((batches[-1], family.export_inputs(config, batches[-1], seed=1000 + len(batches))))

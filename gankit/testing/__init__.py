@@ -119,11 +119,13 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
         _validate_family(family)
     except Exception as exc:
         raise _fail("contract", str(exc)) from None
-    if family.condition not in ("none", "label", "masked-image"):
+    if family.condition not in ("none", "label", "masked-image", "image"):
         raise _fail("contract", f"unknown condition {family.condition!r}")
-    if (family.task == "inpaint") != (family.condition == "masked-image"):
+    if (family.task == "inpaint") != (family.condition == "masked-image") or \
+            (family.task == "restore") != (family.condition == "image"):
         raise _fail("contract", f"task {family.task!r} does not fit condition {family.condition!r} "
-                                "(inpainting families condition on the masked image, generators do not)")
+                                "(inpainting families condition on the masked image, restorers on the image, "
+                                "generators on neither)")
     from gankit.train.regularizers import validate
 
     for reg in family.regularizers:
@@ -175,7 +177,8 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
             raise _fail("build", f"the {role} has no trainable parameters")
     inputs = _call("inputs", "export_inputs(config, batch, seed)", family.export_inputs, config, batch_size, seed=0)
     declared = list(inputs)
-    expected = ["image", "mask"] if family.task == "inpaint" else (["z", "label"] if family.condition == "label" else ["z"])
+    expected = {"inpaint": ["image", "mask"], "restore": ["image"]}.get(
+        family.task, ["z", "label"] if family.condition == "label" else ["z"])
     if declared != expected:
         raise _fail("inputs", f"export_inputs gives {declared}, the runtime feeds {expected}", declared)
     train_inputs = _call("inputs", "generator_inputs(real, labels, config, rng)", family.generator_inputs,
@@ -252,6 +255,10 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     report.passed.append("export")
 
     # -- runtime ---------------------------------------------------------------------------
+    if family.task == "restore":
+        _check_restore_file(family, config2, G2, onnx_path, report)
+        report.passed.append("runtime")
+        return report
     import gankit.runtime as rt
 
     try:
@@ -306,3 +313,55 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
                                f"{TOLERANCE:g}", diff)
     report.passed.append("runtime")
     return report
+
+
+def _check_restore_file(family, config, G, onnx_path: Path, report: ConformanceReport) -> None:
+    """A restore file: its metadata, and any-size inputs through onnxruntime and (once it knows
+    the task) gankit.runtime, against the trained generator."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from gankit.export import TOLERANCE
+
+    c, h, w = report.shape
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    scale = int(meta.get("gankit.scale", "0") or 0)
+    multiple = int(meta.get("gankit.size_multiple", "1") or 1)
+    want = {"gankit.task": "restore", "gankit.channels": str(c), "gankit.height": str(h), "gankit.width": str(w)}
+    bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
+    if bad or scale not in (1, 2, 4) or h % scale or multiple < 1 or not meta.get("gankit.degradation"):
+        raise _fail("metadata", f"restore metadata wrong or missing: {bad or meta}", bad or meta)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    if [i.name for i in sess.get_inputs()] != ["image"] or [o.name for o in sess.get_outputs()] != ["restored"]:
+        raise _fail("runtime", "a restore file takes 'image' and returns 'restored'")
+    worst = 0.0
+    # the trained size and two others (one not square): H and W are dynamic in the file
+    for hh, ww in ((h // scale, w // scale), (2 * multiple, 3 * multiple), (h // scale + multiple, w // scale + 2 * multiple)):
+        x = torch.rand(2, c, hh, ww, generator=torch.Generator().manual_seed(hh * 1000 + ww)) * 2 - 1
+        with torch.no_grad():
+            ref = G(image=x).float().numpy()
+        try:
+            got = sess.run(None, {"image": x.numpy()})[0]
+        except Exception as exc:
+            raise _fail("runtime", f"the file refused a {hh}x{ww} input: {type(exc).__name__}: {exc}") from None
+        if got.shape != (2, c, hh * scale, ww * scale):
+            raise _fail("runtime", f"{hh}x{ww} in gave {list(got.shape)} out (scale {scale})", got.shape)
+        worst = max(worst, float(np.max(np.abs(got - ref))))
+    if not worst <= TOLERANCE:
+        raise _fail("runtime", f"onnxruntime differs from the PyTorch generator by {worst:.3g} (max abs) > {TOLERANCE:g}", worst)
+    report.parity_max_abs_diff = worst
+    from gankit.runtime import contract
+
+    if "restore" in getattr(contract, "TASKS", ()):  # the runtime side of the restore task is present
+        import gankit.runtime as rt
+
+        try:
+            model = rt.load(onnx_path, providers=["CPUExecutionProvider"])
+            img = np.random.default_rng(0).integers(0, 256, (h // scale + multiple, w // scale + multiple, c), dtype=np.uint8)
+            out = np.asarray(model.restore(img if c > 1 else img[..., 0]))
+        except Exception as exc:
+            raise _fail("runtime", f"gankit.runtime could not restore with the file: {type(exc).__name__}: {exc}") from None
+        size = (img.shape[0] * scale, img.shape[1] * scale)
+        if out.shape[:2] != size or out.dtype != np.uint8:
+            raise _fail("runtime", f"restore returned {out.shape} {out.dtype} for a {img.shape} uint8 image")

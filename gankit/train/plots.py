@@ -23,7 +23,7 @@ def _plt():
 
 
 def plot_losses(run: RunDir) -> str | None:
-    recs = [r for r in run.read_metrics() if "d_loss" in r]
+    recs = [r for r in run.read_metrics() if "g_loss" in r]  # supervised runs (adversarial weight 0) log no d_loss
     if not recs:
         return None
     plt = _plt()
@@ -54,7 +54,7 @@ def plot_quality(run: RunDir) -> str | None:
         for old, new in (("coverage", "class_entropy"), ("hole_psnr_db", "hole_psnr_rect_db")):
             if old in ev and new not in ev:
                 ev[new] = ev[old]
-    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db") if k in recs[-1]["eval"]]
+    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db", "psnr_db") if k in recs[-1]["eval"]]
     if not keys:
         return None
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), dpi=100, squeeze=False)

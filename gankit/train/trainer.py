@@ -104,7 +104,7 @@ class Trainer:
         self.diffaug = parse_policy(config.get("diffaug"))
         self.aug_rng = torch.Generator().manual_seed(seed + 2)
         self.monitor = TrainingMonitor(self.loss, run, family, total_steps=int(config.get("steps", 0)), config=config)
-        self.adv_weight = float(config.get("adv_weight", 1.0))
+        self.adv_weight = float(config.get("adv_weight", 1.0)) * float(family.adversarial_weight(config))
         self.clip_grad = float(config.get("clip_grad", 0.0) or 0.0)  # max gradient norm, 0 = off
         # auxiliary classifier (AC-GAN, Odena et al. 2017) for label-conditioned families: the
         # discriminator's class head learns the classes from real images, and the generator is
@@ -251,6 +251,8 @@ class Trainer:
 
         fam, cfg, D = self.family, self.config, self.D
         self._set_learning_rates()
+        if self.adv_weight == 0 and not (self.g_regularizers or self.ac_weight or self.mode_seeking):
+            return self._supervised_step()  # nothing reads D: do not train it
         D.requires_grad_(True)
         bs = int(cfg["batch_size"])
         slices = self.world.slices(bs)
@@ -353,6 +355,46 @@ class Trainer:
         out.update(g_stats)
         out["d_real_logit"], out["d_fake_logit"] = d_real, d_fake
         return self.world.average_floats(out)
+
+    def _supervised_step(self) -> dict[str, float]:
+        """A generator update from the family's losses alone (adversarial weight 0, e.g. a
+        PSNR-oriented restorer): the discriminator is neither run nor updated, which saves
+        its cost; the data and noise streams advance as in a GAN step."""
+        import torch
+
+        fam, cfg = self.family, self.config
+        bs = int(cfg["batch_size"])
+        slices = self.world.slices(bs)
+        self._begin_slices(len(slices))
+        real_all, labels_all = self.real_batch(self.step * self.n_critic + self.n_critic - 1)
+        g_all = {k: v.to(self.device) for k, v in fam.generator_inputs(real_all, labels_all, cfg, self.noise).items()}
+        self.opt_g.zero_grad(set_to_none=True)
+        per_slice = []
+        for s, (lo, hi) in enumerate(slices):
+            self._enter_slice(s, lo, bs)
+            real = real_all[lo:hi]
+            g_in = {k: v[lo:hi] for k, v in g_all.items()}
+            fake = self.G(**g_in)
+            extra = fam.extra_generator_loss(fake, real.detach(), g_in, cfg)
+            if not extra:
+                from gankit.errors import UsageError
+
+                raise UsageError(f"{fam.name}: with an adversarial weight of 0 the generator needs the family's own losses")
+            loss_g = sum(extra.values())
+            loss_g.backward()
+            per_slice.append({"g_loss": float(loss_g.detach()), **{k: float(v.detach()) for k, v in extra.items()}})
+            self._leave_slice(s)
+        self.world.average_gradients(self.G)
+        if self.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.G.parameters(), self.clip_grad)
+        self.opt_g.step()
+        self._end_slices()
+        if self.G_ema is not None:
+            self._update_ema()
+        self.step += 1
+        g_stats = _sum_parts(per_slice)
+        # no d_loss / g_adv: nothing adversarial ran (a 0 would read as a saturated discriminator)
+        return self.world.average_floats({"g_loss": g_stats.pop("g_loss"), **g_stats})
 
     # -- data-parallel slices ------------------------------------------------------------
     def _begin_slices(self, n: int) -> None:
