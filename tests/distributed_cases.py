@@ -28,6 +28,9 @@ CASES = [
     ("gan", {"r1": 1.0, "loss": "hinge"}),
     # lazy R1 and path length (a G-phase regulariser with its own buffer) every step
     ("stylegan", {"pl_weight": 2.0, "pl_every": 1, "r1_every": 1}),
+    # degradations drawn for the global batch; the GAN model, and the supervised one that skips D
+    ("restore", {}),
+    ("restore", {"gan_weight": 0.0, "degradation": "noise"}),
 ]
 # 3 ranks (an all-reduce would add in its own order; BatchNorm; constant buffers; style mixing)
 BATCH_3 = 6
