@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit import __version__
-from gankit.errors import GankitError, UsageError, first_line
+from gankit.errors import GankitError, first_line
 from gankit.fileio import atomic_write_bytes
 from gankit.train.run import load_run_generator
 

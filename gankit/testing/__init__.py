@@ -237,7 +237,6 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
     report.passed.append("train")
 
     # -- export (parity + metadata) -------------------------------------------------------
-    from gankit.export import ExportError
     from gankit.train.run import load_run_generator
 
     try:
