@@ -339,16 +339,7 @@ class Trainer:
             part.update({k: float(v.detach()) for k, v in extra.items()})
             per_slice.append(part)
             self._leave_slice(s)
-        self.world.average_gradients(self.G)
-        if self.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.G.parameters(), self.clip_grad)
-        self.opt_g.step()
-        self._end_slices()
-
-        if self.G_ema is not None:
-            self._update_ema()
-        self.step += 1
-        g_stats = _sum_parts(per_slice)
+        g_stats = self._finish_g_step(per_slice)
         out = {"d_loss": stats.pop("d_loss"), "g_loss": g_stats.pop("g_loss"), "g_adv": g_stats.pop("g_adv")}
         d_real, d_fake = stats.pop("d_real_logit"), stats.pop("d_fake_logit")
         out.update(stats)
@@ -360,8 +351,6 @@ class Trainer:
         """A generator update from the family's losses alone (adversarial weight 0, e.g. a
         PSNR-oriented restorer): the discriminator is neither run nor updated, which saves
         its cost; the data and noise streams advance as in a GAN step."""
-        import torch
-
         fam, cfg = self.family, self.config
         bs = int(cfg["batch_size"])
         slices = self.world.slices(bs)
@@ -384,6 +373,16 @@ class Trainer:
             loss_g.backward()
             per_slice.append({"g_loss": float(loss_g.detach()), **{k: float(v.detach()) for k, v in extra.items()}})
             self._leave_slice(s)
+        g_stats = self._finish_g_step(per_slice)
+        # no d_loss / g_adv: nothing adversarial ran (a 0 would read as a saturated discriminator)
+        return self.world.average_floats({"g_loss": g_stats.pop("g_loss"), **g_stats})
+
+    # -- data-parallel slices ------------------------------------------------------------
+    def _finish_g_step(self, per_slice: list[dict]) -> dict:
+        """The end of every G phase: average the slices' gradients, clip, step, settle the
+        buffers, update the EMA copy and count the step; returns the summed slice statistics."""
+        import torch
+
         self.world.average_gradients(self.G)
         if self.clip_grad:
             torch.nn.utils.clip_grad_norm_(self.G.parameters(), self.clip_grad)
@@ -392,11 +391,8 @@ class Trainer:
         if self.G_ema is not None:
             self._update_ema()
         self.step += 1
-        g_stats = _sum_parts(per_slice)
-        # no d_loss / g_adv: nothing adversarial ran (a 0 would read as a saturated discriminator)
-        return self.world.average_floats({"g_loss": g_stats.pop("g_loss"), **g_stats})
+        return _sum_parts(per_slice)
 
-    # -- data-parallel slices ------------------------------------------------------------
     def _begin_slices(self, n: int) -> None:
         """Start a step computed as ``n`` slices in this process (1 except in the exact reference).
 
