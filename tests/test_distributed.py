@@ -89,32 +89,28 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------- exactness
-@pytest.fixture(scope="module")
-def two_rank_weights(tmp_path_factory):
-    """Every case of tests/distributed_cases.py trained on 2 gloo ranks under torchrun (one launch)."""
-    out = tmp_path_factory.mktemp("ddp-cases")
+def _train_cases(out, ranks: int):
+    """Run tests/distributed_cases.py on ``ranks`` gloo ranks under torchrun (one launch) into ``out``."""
     ps = Procs()
     try:
-        code, _, err = ps.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                               ROOT / "tests" / "distributed_cases.py", out])
+        code, _, err = ps.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                               str(ranks), ROOT / "tests" / "distributed_cases.py", out])
     finally:
         ps.cleanup()
     assert code == 0, err[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def two_rank_weights(tmp_path_factory):
+    """Every case of tests/distributed_cases.py trained on 2 gloo ranks."""
+    return _train_cases(tmp_path_factory.mktemp("ddp-cases"), 2)
 
 
 @pytest.fixture(scope="module")
 def three_rank_weights(tmp_path_factory):
-    """tests/distributed_cases.py's CASES_3 trained on 3 gloo ranks under torchrun (one launch)."""
-    out = tmp_path_factory.mktemp("ddp-cases-3")
-    ps = Procs()
-    try:
-        code, _, err = ps.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
-                               ROOT / "tests" / "distributed_cases.py", out])
-    finally:
-        ps.cleanup()
-    assert code == 0, err[-3000:]
-    return out
+    """tests/distributed_cases.py's CASES_3 trained on 3 gloo ranks."""
+    return _train_cases(tmp_path_factory.mktemp("ddp-cases-3"), 3)
 
 
 def _reference(plugin, over, slices, tmp_path, batch):
