@@ -148,3 +148,37 @@ def test_training_speed_and_time_to_quality_records():
         assert [c["step"] for c in curve] == [2, 4]
         assert all(0 <= c["conditional_accuracy"] <= 1 for c in curve)
     assert "Time to quality (cgan" in markdown([ttq])
+
+
+
+def test_bench_counts_the_flops_of_a_trained_stylegan_run(cli):
+    """stylegan passes its learned constant, a parameter, straight into a layer; torch's FLOP
+    counter hooks every module input that requires grad and used to fail on it."""
+    from gankit.bench.models import count_flops, prepare_model
+
+    r = cli("train", "--plugin", "stylegan", "--steps", "2", "--batch-size", "4", "--out", "run", "--no-evaluate",
+            "--no-export")
+    assert r.code == 0, r.err
+    Path("work").mkdir()
+    model = prepare_model("run", Path("work"))
+    assert count_flops(model, 3) == pytest.approx(3 * count_flops(model, 1), rel=1e-6) and count_flops(model, 1) > 0
+
+
+def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(cli):
+    """The restore family through the whole bench: timed on 256x256 input tiles (not the 14x14
+    training patch), int8 calibrated on real degraded patches and judged by held-out PSNR."""
+    from gankit.bench.models import RESTORE_BENCH_SIDE, example_inputs, prepare_model
+
+    r = cli("train", "--plugin", "restore", "--data", "mnist5k", "--steps", "2", "--batch-size", "4", "--out", "run",
+            "--no-evaluate", "--no-export")
+    assert r.code == 0, r.err
+    r = cli("bench", "--models", "run", "--batch", "1", "--no-train", "--no-cold", "--no-compile", "--budget", "0.02",
+            "--quality-samples", "64", "--json", "b.json")
+    assert r.code == 0, r.err
+    timed = [rec for rec in json.loads(Path("b.json").read_text()) if rec["kind"] == "inference" and rec.get("median_ms")]
+    assert {"pytorch eager fp32", "onnxruntime fp32", "onnxruntime int8 QDQ"} <= {rec["backend"] for rec in timed}
+    int8 = next(rec for rec in timed if rec["backend"] == "onnxruntime int8 QDQ")
+    assert "psnr_db" in int8["quality"] and int8["max_abs_diff_vs_fp32"] > 0
+    Path("work").mkdir()
+    model = prepare_model("run", Path("work"))
+    assert example_inputs(model, 1)["image"].shape[2:] == (RESTORE_BENCH_SIDE, RESTORE_BENCH_SIDE)

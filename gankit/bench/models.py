@@ -68,15 +68,28 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
             G = family.build_generator(config)
             weights = "fresh init (no trained run found under runs/)"
         name = spec
-    module = prepare_for_export(family.export_module(G, config)).eval()
+    # inference only: no parameter needs a gradient. torch's FLOP counter hooks every module
+    # input that requires grad, and fails on a parameter passed straight into a submodule
+    # (stylegan's learned constant) under no_grad
+    module = prepare_for_export(family.export_module(G, config)).eval().requires_grad_(False)
     onnx_path = workdir / f"{name}.onnx"
     export_generator(family, config, G, onnx_path)
     dataset = load_dataset(config["data"]) if config.get("data") else None
     return BenchModel(name, family, config, module, onnx_path, weights, dataset)
 
 
+# A restore file takes any size; the bench times it on windows of the runtime's default tile
+# side (what `gankit restore` runs on a large image), not on the small training patch, whose
+# per-call overhead would hide the work per pixel that the roof measures.
+RESTORE_BENCH_SIDE = 256
+
+
 def example_inputs(model: BenchModel, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in model.family.export_inputs(model.config, batch, seed=seed).items()}
+    config = model.config
+    if model.family.task == "restore":
+        s = int(config.get("scale", 1))
+        config = {**config, "height": RESTORE_BENCH_SIDE * s, "width": RESTORE_BENCH_SIDE * s}
+    return {k: v.numpy() for k, v in model.family.export_inputs(config, batch, seed=seed).items()}
 
 
 def count_flops(model: BenchModel, batch: int) -> float:

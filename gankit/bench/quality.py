@@ -1,5 +1,6 @@
 """Quality through a backend: reduced precision is reported only with proof that the model
-still does its job (judge metrics for generators, hole PSNR for inpainting)."""
+still does its job (judge metrics for generators, hole PSNR for inpainting,
+PSNR on the held-out degraded set for restoration)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from gankit.evaluate.metrics import psnr
 
 
 def quality(model: BenchModel, backend: Backend, samples: int = 512, batch: int = 64) -> dict[str, float]:
-    """Judge metrics (generators) or hole PSNR (inpainting) computed through ``backend``."""
+    """Judge metrics (generators), hole PSNR (inpainting) or held-out PSNR (restore) computed
+    through ``backend``."""
 
     def call(inputs):
         run = backend.prepare(inputs)
@@ -33,6 +35,16 @@ def quality(model: BenchModel, backend: Backend, samples: int = 512, batch: int 
             hole = np.broadcast_to(m, x.shape).astype(bool)
             res[f"hole_psnr_{kind}_db"] = round(min(psnr(out[hole], x[hole], data_range=2.0), 999.0), 3)
         return res
+    if model.family.task == "restore":
+        from gankit.evaluate.restoration import evaluate_restoration
+
+        def restore(lq):
+            return np.concatenate([call({"image": np.ascontiguousarray(lq[i:i + batch], np.float32)})
+                                   for i in range(0, len(lq), batch)])
+
+        rec = evaluate_restoration(restore, ds, degradation=str(model.config["degradation"]), limit=samples,
+                                   baselines=False, realism=False)
+        return {"psnr_db": rec["psnr_db"]}
     from gankit.evaluate import evaluate_generator
 
     conditional = model.family.condition == "label"

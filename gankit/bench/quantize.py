@@ -71,6 +71,15 @@ def calibration_inputs(model: BenchModel, batch: int, seed: int) -> dict[str, np
         x = to_float(model.dataset.x_test[rng.choice(len(model.dataset.x_test), batch)])
         m = mixed_masks(batch, x.shape[2], x.shape[3], seed=seed).astype(np.float32)
         return {"image": x * (1 - m), "mask": m}
+    if model.family.task == "restore" and model.dataset is not None:
+        # real degraded held-out patches at the run's size: the bench times 256x256 tiles, but
+        # the calibrator keeps every activation of every batch, and 8 x 32 such tiles through
+        # 48-channel layers at 2x size need tens of GiB
+        from gankit.evaluate.restoration import eval_set
+
+        _, lq = eval_set(model.dataset, str(model.config["degradation"]), seed=1000 + seed)  # not the judged draws
+        rng = np.random.default_rng(seed)
+        return {"image": np.ascontiguousarray(lq[rng.choice(len(lq), batch)], np.float32)}
     return example_inputs(model, batch, seed=100 + seed)
 
 
