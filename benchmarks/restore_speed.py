@@ -1,7 +1,8 @@
 """Speed and seams of a restore model through gankit.runtime on a 512x512 photo, tiled vs untiled,
 with OpenCV bicubic resizing as the floor.
 
-Usage: python benchmarks/restore_speed.py [MODEL.onnx] [--threads 2] [--repeats 5] [--tile 256] [--tile-pad 16]
+Usage: python benchmarks/restore_speed.py [MODEL.onnx] [--run RUN_DIR] [--threads 2] [--repeats 5]
+       [--tile 256] [--tile-pad 16]
 
 Without MODEL a stand-in is exported to a temporary folder (needs torch): 14 random 3x3
 convolutions of 48 channels at input resolution, then nearest x2 and a global residual; about
@@ -14,6 +15,10 @@ The photo is scikit-image's ``astronaut`` (512x512 RGB, one of the images gankit
 on); a x2 model makes it 1024x1024. Reported: seconds per image (median of ``--repeats`` after
 a warm-up), output megapixels per second, and for seams the largest |tiled - untiled| on the
 rows/columns next to a tile border against the largest elsewhere (uint8 levels).
+
+With ``--run RUN_DIR`` (the training run MODEL was exported from) the same generator also runs in
+PyTorch (eager, inference mode, the same threads): the whole photo in one call, and the same
+tiles through the same tiling code, so "gankit restore vs PyTorch" compares like with like.
 """
 
 from __future__ import annotations
@@ -49,6 +54,31 @@ def _stand_in(folder: Path) -> Path:
     return path
 
 
+def _torch_rows(run: Path, m, photo: np.ndarray, tile: int, pad: int, threads: int, repeats: int,
+                out_px: int) -> dict:
+    """The run's generator in PyTorch: whole photo, and the same tiles (gankit's tiling code)."""
+    import torch
+
+    from gankit.runtime.tiles import restore_any_size
+    from gankit.train.run import load_run_generator
+
+    torch.set_num_threads(threads)
+    _, _, G, _ = load_run_generator(run)
+    G = G.eval()
+
+    def run_batch(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return G(image=torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+    hwc = photo.astype(np.float32) / 127.5 - 1  # the runtime's encoding: [-1, 1]
+    hwc = hwc[:, :, None] if hwc.ndim == 2 else hwc
+    whole = _median_seconds(lambda: run_batch(hwc.transpose(2, 0, 1)[None]), repeats)
+    tiled = _median_seconds(lambda: restore_any_size(run_batch, hwc, channels=m.channels, scale=m.scale, tile=tile,
+                                                     pad=pad, multiple=m.size_multiple), repeats)
+    return {"torch_untiled_s": round(whole, 3), "torch_untiled_mp_per_s": round(out_px / whole / 1e6, 2),
+            "torch_tiled_s": round(tiled, 3), "torch_tiled_mp_per_s": round(out_px / tiled / 1e6, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?")
@@ -56,6 +86,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--tile-pad", type=int, default=None)
+    ap.add_argument("--run", type=Path, help="the run MODEL came from: time its generator in PyTorch too")
     args = ap.parse_args()
 
     import cv2
@@ -78,6 +109,8 @@ def main() -> None:
         size = (photo.shape[1] * m.scale, photo.shape[0] * m.scale)
         bicubic_s = _median_seconds(lambda: cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), max(args.repeats, 20))
 
+        torch_rows = _torch_rows(args.run, m, photo, tile, pad, args.threads, args.repeats, out_px) if args.run else {}
+
         tiled = m.restore(photo, tile=tile, tile_pad=pad).astype(np.int16)
         whole = m.restore(photo, tile=0, tile_pad=pad).astype(np.int16)
         diff = np.abs(tiled - whole).max(axis=-1) if tiled.ndim == 3 else np.abs(tiled - whole)
@@ -95,6 +128,9 @@ def main() -> None:
             "untiled_s": round(whole_s, 3), "untiled_mp_per_s": round(out_px / whole_s / 1e6, 2),
             "opencv_bicubic_s": round(bicubic_s, 5), "opencv_bicubic_mp_per_s": round(out_px / bicubic_s / 1e6, 1),
             "tiled_over_untiled": round(tiled_s / whole_s, 2),
+            **torch_rows,
+            **({"gankit_tiled_vs_torch_best": round(min(torch_rows["torch_untiled_s"], torch_rows["torch_tiled_s"]) / tiled_s, 2)}
+               if torch_rows else {}),
             "seam_max_diff_at_borders": int(diff[border].max()) if border.any() else None,
             "seam_max_diff_inside": int(diff[~border].max()),
         }, indent=2))
