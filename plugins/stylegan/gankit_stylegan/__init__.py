@@ -35,7 +35,7 @@ DEFAULTS = {
     "d_min_channels": 16,
     # 6,000 steps: about 11 minutes of training on 2 quiet cores (12.9 min for 7,000 measured),
     # inside the 15-minute budget with room for a slower CPU. FD/floor falls fast to step 4,000
-    # (30x, 10.5x, 6.0x, 4.1x at 1k-4k) and then wanders between 3.4x and 3.9x; a linear
+    # (30x, 10.5x, 6.0x, 4.1x at 1k-4k, seed 0, R1 0.05) and then wanders between 3.4x and 3.9x; a linear
     # learning-rate decay over 4k-7k and a G twice as wide did not help (benchmarks/RESULTS.md)
     "steps": 6000,
     "batch_size": 32,
