@@ -33,11 +33,12 @@ DEFAULTS = {
     "base_convs": 2,
     "d_channels": 64,
     "d_min_channels": 16,
-    # 6,000 steps: about 11 minutes of training on 2 quiet cores (12.9 min for 7,000 measured),
-    # inside the 15-minute budget with room for a slower CPU. FD/floor falls fast to step 4,000
-    # (30x, 10.5x, 6.0x, 4.1x at 1k-4k, seed 0, R1 0.05) and then wanders between 3.4x and 3.9x; a linear
-    # learning-rate decay over 4k-7k and a G twice as wide did not help (benchmarks/RESULTS.md)
-    "steps": 6000,
+    # 6,500 steps: about 12.5-13 minutes of training on 2 quiet cores (0.11-0.12 s a step),
+    # inside the 15-minute budget with a little room for a slower CPU. FD/floor with the R1
+    # weight below, seeds 0 / 1: 3.4x / 3.6x at 4k, 1.86x / 2.57x at 6k, 1.80x / 2.31x at 6.5k,
+    # 1.76x / 2.03x at 7k; 7,000 steps would cost over 15 minutes on the slower hours measured
+    # (0.137 s a step). benchmarks/RESULTS.md has the curves and what else was tried
+    "steps": 6500,
     "batch_size": 32,
     # StyleGAN2's optimiser: Adam(0.0025, betas 0, 0.99) with equalised learning rates
     "lr_g": 0.0025,
@@ -46,7 +47,7 @@ DEFAULTS = {
     "beta2": 0.99,
     "loss": "bce",  # non-saturating logistic loss
     "ema": 0.998,
-    # No augmentation by default: within a 6,000-step budget D does not overfit 4,000 images, and
+    # No augmentation by default: within a 6,500-step budget D does not overfit 4,000 images, and
     # augmentation (and heavy style mixing) only slowed G down: at step 1,500 FD/floor was 29.4x
     # with translation+cutout and mixing 0.9, 14.5x without augmentation and mixing 0.5
     # (benchmarks/RESULTS.md). `--diffaug translation,cutout` (Zhao et al. 2020) stays available
