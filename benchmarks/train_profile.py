@@ -46,18 +46,29 @@ def profile_loop(name: str, step, steps: int) -> dict:
             step()
         wall = (time.perf_counter() - t0) / steps * 1e3
     by_kind: dict[str, float] = {}
+    by_op: dict[str, float] = {}
     for ev in prof.key_averages():
         if not ev.key.startswith("aten::"):
             continue
-        by_kind[kind_of(ev.key)] = by_kind.get(kind_of(ev.key), 0.0) + ev.self_cpu_time_total / 1e3 / steps
-    ops = sum(by_kind.values())
-    # the profiler's own bookkeeping inflates the wall time; the unprofiled time is measured too
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    plain_wall = (time.perf_counter() - t0) / steps * 1e3
+        ms = ev.self_cpu_time_total / 1e3 / steps
+        by_kind[kind_of(ev.key)] = by_kind.get(kind_of(ev.key), 0.0) + ms
+        by_op[ev.key] = ms
     del torch
-    return {"name": name, "wall_ms": wall, "unprofiled_ms": plain_wall, "ops_ms": ops, "by_kind": by_kind}
+    return {"name": name, "wall_ms": wall, "ops_ms": sum(by_kind.values()), "by_kind": by_kind, "by_op": by_op}
+
+
+def unprofiled(loops: dict, steps: int) -> dict[str, float]:
+    """Median ms per step of each loop without the profiler, the loops interleaved step by step
+    (the profiler's bookkeeping inflates wall time; interleaving spreads the VM's drift)."""
+    import statistics
+
+    times: dict[str, list[float]] = {k: [] for k in loops}
+    for _ in range(steps):
+        for name, fn in loops.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -66,6 +77,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--top", type=int, default=15, help="operators listed per loop")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE for gankit's loop only")
     args = ap.parse_args()
 
@@ -88,6 +100,7 @@ def main() -> None:
             for _ in range(args.warmup):
                 fn()
         rows = [profile_loop(name, fn, args.steps) for name, fn in loops.items()]
+        walls = unprofiled(loops, 2 * args.steps)
     kinds = sorted({k for r in rows for k in r["by_kind"]}, key=lambda k: -rows[0]["by_kind"].get(k, 0))
     print(f"{args.plugin}, batch {base['batch_size']}, {torch.get_num_threads()} threads, {args.steps} steps each "
           f"(ms per step; operators' self time on the calling thread)")
@@ -97,7 +110,12 @@ def main() -> None:
         print(f"| {k} | " + " | ".join(f"{r['by_kind'].get(k, 0.0):.1f}" for r in rows) + " |")
     print("| all operators | " + " | ".join(f"{r['ops_ms']:.1f}" for r in rows) + " |")
     print("| wall, profiled | " + " | ".join(f"{r['wall_ms']:.1f}" for r in rows) + " |")
-    print("| wall, unprofiled | " + " | ".join(f"{r['unprofiled_ms']:.1f}" for r in rows) + " |")
+    print("| wall, unprofiled (median, interleaved) | " + " | ".join(f"{walls[r['name']]:.1f}" for r in rows) + " |")
+    for r in rows:
+        top = sorted(r["by_op"].items(), key=lambda kv: -kv[1])[:args.top]
+        print(f"\n{r['name']}: the {args.top} costliest operators (ms per step)")
+        for op, ms in top:
+            print(f"  {ms:6.2f}  {op}  [{kind_of(op)}]")
 
 
 if __name__ == "__main__":

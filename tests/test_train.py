@@ -246,3 +246,33 @@ def test_bad_discriminator_layer_counts_are_refused_in_one_line(cli, tmp_path, k
     assert_one_line_error(r, 2)
     assert f"--set {key}: input should be" in r.err and repr(bad) in r.err
     assert not (tmp_path / "r").exists()  # refused before the run directory was made
+
+
+@pytest.mark.parametrize("precision,dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
+def test_precision_sets_the_arithmetic_of_the_training_step(tmp_path, precision, dtype):
+    import torch
+
+    from gankit.bench.training import _gankit_stepper
+    from gankit.plugins import get_family, load_dataset
+    from gankit.train.config import build_config
+
+    family, dataset = get_family("cgan"), load_dataset("mnist5k")
+    config = build_config(family, dataset, data="mnist5k", seed=0, device="cpu",
+                          overrides={"precision": precision, "batch_size": 8})
+    step = _gankit_stepper(family, dataset, config, tmp_path)
+    trainer = step.trainer
+    seen = []
+    trainer.G.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    losses = step()
+    assert seen and {str(d).removeprefix("torch.") for d in seen} == {dtype}
+    assert all(np.isfinite(v) for v in losses.values())
+    # the weights and the optimiser state stay fp32 either way (autocast casts per op)
+    assert {p.dtype for p in trainer.G.parameters()} == {torch.float32}
+
+
+def test_unknown_precision_is_refused_in_one_line(cli, tmp_path):
+    r = cli("train", "--plugin", "cgan", "--steps", "2", "--set", "precision=fp16", "--out", tmp_path / "r",
+            "--no-export", "--no-evaluate")
+    assert_one_line_error(r)
+    assert "precision" in r.err
+    assert not (tmp_path / "r").exists()

@@ -58,7 +58,9 @@ def markdown(records: list[dict[str, Any]]) -> str:
     for t in s["training"]:
         lines.append("")
         lines.append(f"Training ({t['model']}, batch {t['batch']}): gankit {t['gankit_images_per_s']:.0f} images/s, "
-                     f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x")
+                     f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x"
+                     + (f"; with `--set precision=bf16` {t['gankit_bf16_images_per_s']:.0f} images/s: {t['bf16_ratio']:.2f}x"
+                        if "bf16_ratio" in t else ""))
     for t in (r for r in records if r.get("kind") == "time_to_quality"):
         def fmt(side):
             return (f"{side['train_s'] / 60:.1f} min (step {side['step']}, FD {side['fd_ratio']:.1f}x then)" if side.get("reached")

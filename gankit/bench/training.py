@@ -99,6 +99,9 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     with tempfile.TemporaryDirectory() as tmp:
         steppers = {"gankit": _gankit_stepper(family, dataset, config, Path(tmp) / "a"),
                     "plain": _plain_stepper(family, dataset, config)}
+        if native_bf16():  # the opt-in bf16 recipe, where the CPU has bf16 arithmetic to gain from
+            bf16 = build_config(family, dataset, data=data, seed=0, device="cpu", overrides={**SAME_RECIPE, "precision": "bf16"})
+            steppers["gankit_bf16"] = _gankit_stepper(family, dataset, bf16, Path(tmp) / "b")
         for fn in steppers.values():
             for _ in range(warmup):
                 fn()
@@ -115,7 +118,22 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
            "ratio": round(ips["gankit"] / ips["plain"], 3), "channels_last": bool(config.get("channels_last", False))}
     log(f"training {plugin}: gankit {rec['gankit_images_per_s']:.0f} images/s, plain loop "
         f"{rec['plain_images_per_s']:.0f} images/s ({rec['ratio']:.2f}x)")
+    if "gankit_bf16" in ips:
+        rec["gankit_bf16_images_per_s"] = round(ips["gankit_bf16"], 1)
+        rec["bf16_ratio"] = round(ips["gankit_bf16"] / ips["plain"], 3)
+        log(f"  with --set precision=bf16: {rec['gankit_bf16_images_per_s']:.0f} images/s ({rec['bf16_ratio']:.2f}x the plain loop)")
     return [rec]
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX-512 bf16 / AMX) for oneDNN; elsewhere bf16 is
+    emulated and slower than fp32, so the bf16 row would only measure the emulation."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[], Any], evaluate, target: float,

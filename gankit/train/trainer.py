@@ -239,6 +239,24 @@ class Trainer:
         return diff_augment(x, self.diffaug, self.aug_rng, self._rows) if self.diffaug else x
 
     def train_step(self) -> dict[str, float]:
+        """One training step (:meth:`_train_step`) in the run's arithmetic (``precision``)."""
+        with self._autocast():
+            return self._train_step()
+
+    def _autocast(self):
+        """bf16 mixed precision (``precision = "bf16"``): convolutions and matrix products in
+        bf16, losses, reductions and the weights in fp32, as torch.autocast decides per op. No
+        loss scaling: bf16 has fp32's exponent range. The backward pass runs inside the same
+        context, so each gradient op uses its forward op's dtype."""
+        import contextlib
+
+        import torch
+
+        if self.config.get("precision", "fp32") != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _train_step(self) -> dict[str, float]:
         """One generator update after ``n_critic`` discriminator updates (each on its own batch).
 
         Data-parallel (``self.world``): every rank draws the whole global batch's noise and
