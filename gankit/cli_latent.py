@@ -1,4 +1,5 @@
-"""``gankit mix`` and ``gankit interpolate``: latent-space pictures from an exported file (no torch).
+"""``gankit mix`` and ``gankit interpolate``: latent-space pictures from an exported file (no
+torch); ``gankit project``: a picture's w, optimised in torch from a run directory.
 
 Kept out of cli.py so that module stays small; :func:`add_commands` attaches them to the app.
 """
@@ -90,6 +91,58 @@ def interpolate_cmd(
     _console().print(f"wrote {frames} frames to [bold]{out}[/bold]")
 
 
+def project_cmd(
+    run: Path = typer.Argument(..., help="A run directory of a family with a style space (stylegan)."),
+    image: Path = typer.Option(..., "--image", help="The picture to reproduce (resized to the model's size)."),
+    steps: int = typer.Option(300, "--steps", help="Optimisation steps."),
+    wplus: bool = typer.Option(False, "--wplus", help="One w per layer (W+): closer, less typical."),
+    variations: int = typer.Option(6, "--variations", help="Images generated from the result: its coarse styles, random fine ones."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the exploration noise and the variations."),
+    out: Path = typer.Option(Path("projection.png"), "--out", help="Output PNG: target, projection, variations."),
+    save_w: Optional[Path] = typer.Option(None, "--save-w", help="Also write the found styles [layers, w_dim] as .npy."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Find the w whose image reproduces a picture (optimised in torch from the run's weights), then generate from it."""
+    import numpy as np
+
+    from gankit.images import grid, read_image, save_png
+
+    if variations < 0:
+        raise UsageError(f"--variations must be 0 or more, got {variations}")
+    _check_output(out, overwrite, ".png")
+    if save_w is not None:
+        _check_output(save_w, overwrite, ".npy")
+    pixels, _alpha = read_image(image)  # before torch loads: a bad picture fails fast
+    from gankit.train.project import fit_image, project, variations as make_variations
+    from gankit.train.run import load_run_generator
+
+    family, config, G, step = load_run_generator(run)
+    space = family.latent_space(G, config)
+    if space is None:
+        raise UsageError(f"{run} is a {family.name} run; project needs a family with a style space (e.g. stylegan)")
+    target = fit_image(pixels, int(config["channels"]), int(config["height"]), int(config["width"]))
+    result = project(space, target, steps=steps, wplus=wplus, seed=seed)
+    import torch
+
+    pictures = [target, result.image]
+    if variations:
+        pictures.append(make_variations(space, result.w, variations, seed=seed))
+    x = torch.cat(pictures).clamp(-1, 1)
+    tiles = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    save_png(grid(tiles, nrow=len(tiles)), out, scale=2 if int(config["height"]) < 64 else 1)
+    if save_w is not None:
+        from gankit.fileio import atomic_path
+
+        with atomic_path(save_w) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, result.w.numpy().astype(np.float32))
+    _console().print(f"projected {image} onto {run} (step {step}) in {steps} steps: PSNR {result.psnr_db:.2f} dB "
+                     f"(the average w: {result.start_psnr_db:.2f} dB); wrote [bold]{out}[/bold] (target, projection"
+                     + (f", {variations} variations" if variations else "") + ")"
+                     + (f" and [bold]{save_w}[/bold]" if save_w is not None else ""))
+
+
 def add_commands(app: typer.Typer) -> None:
     app.command("mix")(mix_cmd)
     app.command("interpolate")(interpolate_cmd)
+    app.command("project")(project_cmd)

@@ -10,7 +10,8 @@ Nothing here imports torch at module level: listing families must stay instant.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 from gankit.config import CORE_KEYS
 
@@ -24,6 +25,22 @@ Task = Literal["generate", "inpaint", "restore"]
 # the core keys' defaults a family most often sets itself (every core key: gankit.config.CORE_KEYS)
 CORE_DEFAULTS: dict[str, Any] = {k: CORE_KEYS[k].default for k in ("steps", "batch_size")}
 Condition = Literal["none", "label", "masked-image", "image"]
+
+
+@dataclass
+class LatentSpace:
+    """A generator's intermediate latent space W, for ``gankit project`` (:meth:`ModelFamily.latent_space`).
+
+    ``synthesize`` maps styles ``ws`` [N, num_layers, w_dim] to images [N, C, H, W] in [-1, 1]
+    (differentiably, with fixed noise); ``sample_w(n, generator)`` draws n w's [n, w_dim] of
+    random latents (their spread scales the projector's exploration noise); ``w_avg`` [w_dim] is
+    where a projection starts.
+    """
+
+    num_layers: int
+    w_avg: "torch.Tensor"
+    sample_w: "Callable[[int, torch.Generator], torch.Tensor]"
+    synthesize: "Callable[[torch.Tensor], torch.Tensor]"
 
 
 class ModelFamily:
@@ -192,6 +209,10 @@ class ModelFamily:
         regulariser needs it.
         """
         return 1.0
+
+    def latent_space(self, generator: "nn.Module", config: dict[str, Any]) -> LatentSpace | None:
+        """The generator's style space for ``gankit project`` (None by default: the family has none)."""
+        return None
 
     def export_module(self, generator: "nn.Module", config: dict[str, Any]) -> "nn.Module":
         """The module to hand to ``torch.onnx.export`` (override for export-only swaps)."""

@@ -104,6 +104,24 @@ class StyleGANFamily(ModelFamily):
                 m.portable = True
         return generator
 
+    def latent_space(self, generator, config):
+        """W for ``gankit project``: the synthesis network on [N, layers, w] styles, in eval mode
+        (fixed noise, as the exported file); random w's from the mapping network (random labels
+        for the conditional variant)."""
+        import torch
+
+        from gankit.family import LatentSpace
+
+        G = generator.eval()
+
+        def sample_w(n, gen):
+            z = torch.randn(n, G.z_dim, generator=gen)
+            label = torch.randint(0, G.num_classes, (n,), generator=gen) if G.num_classes else None
+            return G.mapping(z, label)
+
+        return LatentSpace(num_layers=G.num_layers, w_avg=G.w_avg.detach().clone(), sample_w=sample_w,
+                           synthesize=G.synthesis)
+
     # -- the exported file's optional inputs (gankit.family's export hooks) ----------------
     def export_optional_inputs(self, config, batch, seed=0):
         """Example values of ``z2``, ``crossover`` and ``truncation`` for tracing and parity checks."""

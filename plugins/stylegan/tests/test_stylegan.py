@@ -364,3 +364,57 @@ def test_bench_quantises_a_copy_with_the_defaults_as_constants(exported, tmp_pat
         feed["label"] = np.arange(3, dtype=np.int64)
     assert np.abs(_session(const).run(None, feed)[0] - _session(copy).run(None, feed)[0]).max() <= 1e-6
     assert _defaults_as_constants(const) == const  # nothing left to fold: the file itself
+
+
+# -- projection (gankit project) ----------------------------------------------------------------
+@pytest.mark.parametrize("wplus", [False, True])
+def test_projection_recovers_an_image_of_the_generator(wplus):
+    from gankit.train.project import project
+
+    family, config = _config()
+    G = _trained_w_avg_generator(family, config)
+    space = family.latent_space(G, config)
+    with torch.no_grad():
+        w_true = space.sample_w(1, torch.Generator().manual_seed(5))
+        target = space.synthesize(w_true[:, None].expand(1, space.num_layers, -1))
+    a = project(space, target, steps=150, wplus=wplus, seed=0)
+    b = project(space, target, steps=150, wplus=wplus, seed=0)
+    assert a.w.shape == (space.num_layers, config["w_dim"])
+    assert wplus or bool((a.w == a.w[0]).all()), "in W every layer shares one w"
+    # the found w reproduces the picture far better than where the search started
+    assert a.psnr_db > a.start_psnr_db + 6, (a.psnr_db, a.start_psnr_db)
+    assert torch.equal(a.w, b.w), "same seed, same projection"
+
+
+def test_cli_project_writes_target_projection_and_variations_and_refuses_bad_input(tmp_path, capsys):
+    from PIL import Image
+
+    from gankit.cli import main
+    from gankit.pipeline import train
+
+    common = dict(batch_size=8, steps=2, evaluate=False, export=False, quiet=True, device="cpu")
+    train(plugin="stylegan", out=tmp_path / "sg", overrides={**SMALL, "sample_every": 2}, **common)
+    train(plugin="gan", out=tmp_path / "gan", overrides={"sample_every": 2}, **common)
+    digit = tmp_path / "digit.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(digit)  # any size, colour
+    out, w = tmp_path / "p.png", tmp_path / "w.npy"
+    argv = ["project", str(tmp_path / "sg"), "--image", str(digit), "--steps", "5", "--variations", "3",
+            "--out", str(out), "--save-w", str(w)]
+    assert main(argv) == 0
+    assert "PSNR" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.size[0] > 4 * im.size[1]  # one row: target, projection, 3 variations
+    assert np.load(w).shape[1] == SMALL["w_dim"]
+    before = out.read_bytes()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    for args in (argv,  # outputs exist: refused, not overwritten
+                 ["project", str(tmp_path / "gan"), "--image", str(digit), "--out", str(tmp_path / "q.png")],
+                 ["project", str(tmp_path / "sg"), "--image", str(bad), "--out", str(tmp_path / "q.png")],
+                 ["project", str(tmp_path / "sg"), "--image", str(digit), "--steps", "0", "--out", str(tmp_path / "q.png")],
+                 ["project", str(tmp_path / "nothing"), "--image", str(digit), "--out", str(tmp_path / "q.png")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err, err
+    assert out.read_bytes() == before
+    assert not (tmp_path / "q.png").exists()
