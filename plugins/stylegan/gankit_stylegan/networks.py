@@ -92,16 +92,32 @@ class Upsample2x(nn.Module):
     convolution with the filter's outer product as kernel; with ``groups = channels`` it is a
     plain ONNX ConvTranspose (no custom op). The kernel sums to 4, undoing the zero
     insertion's 1/4 density, so a constant image stays constant.
+
+    ``portable`` (the export copy) computes the same thing as nearest-neighbour 2x upsampling
+    followed by a depthwise 3x3 convolution with ``[1, 2, 1]`` outer ``[1, 2, 1]`` / 16 (zero
+    padding): each output pixel is (3 x[m] + x[m -/+ 1]) / 4 along each axis either way. The
+    reason is speed: oneDNN has no bf16 kernel for a depthwise *transposed* convolution, and
+    PyTorch's and OpenVINO's fallback made the whole bf16 generator 5x slower than fp32
+    (benchmarks/RESULTS.md), while Resize and a depthwise convolution are fast in every backend.
+    Training keeps the transposed form, so trained runs and their seeded results do not change.
     """
+
+    portable = False  # True on the export copy (StyleGANFamily.export_module)
 
     def __init__(self, channels: int):
         super().__init__()
         f = torch.tensor([1.0, 3.0, 3.0, 1.0])
         k = torch.outer(f, f) / 16.0
         self.register_buffer("kernel", k.expand(channels, 1, 4, 4).contiguous(), persistent=False)
+        g = torch.tensor([1.0, 2.0, 1.0])
+        k3 = torch.outer(g, g) / 16.0
+        self.register_buffer("kernel3", k3.expand(channels, 1, 3, 3).contiguous(), persistent=False)
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.portable:
+            up = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            return F.conv2d(up, self.kernel3, padding=1, groups=self.channels)
         return F.conv_transpose2d(x, self.kernel, stride=2, padding=1, groups=self.channels)
 
 
