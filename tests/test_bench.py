@@ -182,3 +182,20 @@ def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(
     Path("work").mkdir()
     model = prepare_model("run", Path("work"))
     assert example_inputs(model, 1)["image"].shape[2:] == (RESTORE_BENCH_SIDE, RESTORE_BENCH_SIDE)
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed (optional extra gankit[openvino])")
+def test_openvino_results_are_owned_copies_at_any_batch(tiny_runs):
+    # the engine lends the inputs to OpenVINO and copies the output out: a result must not
+    # change when the next call reuses the request, and strided inputs must be read correctly
+    path = tiny_runs["cgan"]["onnx"]
+    ov = runtime.load(path, backend="openvino", precision="f32")
+    ort_model = runtime.load(path)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((10, 2 * ort_model.latent_dim)).astype(np.float32)[:, ::2]  # not contiguous
+    first = ov.run_raw(z[:6], np.arange(6) % 10)
+    kept = first.copy()
+    second = ov.run_raw(z[6:8], np.arange(2))
+    assert np.array_equal(first, kept), "a later call overwrote an earlier result"
+    assert np.abs(first - ort_model.run_raw(np.ascontiguousarray(z[:6]), np.arange(6) % 10)).max() < 1e-4
+    assert np.abs(second - ort_model.run_raw(np.ascontiguousarray(z[6:8]), np.arange(2))).max() < 1e-4

@@ -418,3 +418,17 @@ def test_cli_project_writes_target_projection_and_variations_and_refuses_bad_inp
         assert err.startswith("error:") and "\n" not in err, err
     assert out.read_bytes() == before
     assert not (tmp_path / "q.png").exists()
+
+
+def test_openvino_runs_the_optional_inputs_like_onnxruntime(exported):
+    pytest.importorskip("openvino")
+    from gankit import runtime
+
+    family, config, G, path = exported
+    ov, ort_model = runtime.load(path, backend="openvino", precision="f32"), runtime.load(path)
+    label = 3 if family.condition == "label" else None
+    for kw in ({"truncation": 0.6}, {}):
+        a = ov.generate(5, labels=label, seed=1, **kw)
+        b = ort_model.generate(5, labels=label, seed=1, **kw)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert np.abs(ov.mix(2, 3, seed=0, label=label).astype(int) - ort_model.mix(2, 3, seed=0, label=label).astype(int)).max() <= 1
