@@ -41,9 +41,6 @@ tin = {k: torch.from_numpy(v) for k, v in inp.items()}
 def tr():
     with torch.inference_mode(): return net(**tin).numpy()
 variants["torch cl"] = tr
-torch.set_num_threads(1)
-def tr1():
-    with torch.inference_mode(): return net(**tin).numpy()
 for f in variants.values():
     for _ in range(50): f()
 res = {k: [] for k in variants}
@@ -52,7 +49,6 @@ for r in range(30):
         t0 = time.perf_counter()
         for _ in range(20): f()
         res[k].append((time.perf_counter() - t0) / 20)
-torch.set_num_threads(2)
 for k, v in res.items(): print(f"{k:20s} {statistics.median(v)*1e3:.3f} ms")
 # per-op profile, 1 and 2 threads
 for t in (1, 2):

@@ -105,14 +105,17 @@ def project_cmd(
     """Find the w whose image reproduces a picture (optimised in torch from the run's weights), then generate from it."""
     import numpy as np
 
-    from gankit.images import grid, read_image, save_png
+    from gankit.extras import require_train
+    from gankit.images import grid, read_image, save_png, to_uint8
 
+    require_train("project")
     if variations < 0:
         raise UsageError(f"--variations must be 0 or more, got {variations}")
     _check_output(out, overwrite, ".png")
     if save_w is not None:
         _check_output(save_w, overwrite, ".npy")
     pixels, _alpha = read_image(image)  # before torch loads: a bad picture fails fast
+    pixels = to_uint8(pixels)  # 16-bit and float pictures: scaled to 8 bits, never clipped
     from gankit.train.project import fit_image, project, variations as make_variations
     from gankit.train.run import load_run_generator
 

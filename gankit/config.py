@@ -116,7 +116,8 @@ CORE_KEYS: dict[str, Key] = {
     "diffaug": Key(str, None, nullable=True, help="DiffAugment policy for D: color,translation,cutout, all or none"),
     "spectral_norm": Key(bool, False, help="spectral normalisation on every D layer"),
     "channels_last": Key(bool, False, help="NHWC memory format (faster convolutions on oneDNN/cuDNN)"),
-    "precision": Key(str, "fp32", choices=("fp32", "bf16"), volatile=True,
+    # not volatile: bf16 changes the result (benchmarks/RESULTS.md), so a resume that switches it needs --force
+    "precision": Key(str, "fp32", choices=("fp32", "bf16"),
                      help="training arithmetic: fp32, or bf16 autocast (fast where the CPU has AMX/AVX-512 bf16, or on CUDA)"),
     "adv_weight": Key(float, 1.0, ge=0, help="weight of G's adversarial loss"),
     "clip_grad": Key(float, 0.0, ge=0, help="max gradient norm of each update (0 = off)"),

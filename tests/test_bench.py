@@ -185,17 +185,22 @@ def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed (optional extra gankit[openvino])")
-def test_openvino_results_are_owned_copies_at_any_batch(tiny_runs):
+def test_openvino_engine_results_are_owned_copies_and_strided_inputs_are_read(tiny_runs):
     # the engine lends the inputs to OpenVINO and copies the output out: a result must not
-    # change when the next call reuses the request, and strided inputs must be read correctly
+    # change when the next call reuses the request, strided inputs must be read correctly, and
+    # a left-out input is an error rather than the previous call's tensor
     path = tiny_runs["cgan"]["onnx"]
-    ov = runtime.load(path, backend="openvino", precision="f32")
+    engine = runtime.load(path, backend="openvino", precision="f32").engine
     ort_model = runtime.load(path)
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((10, 2 * ort_model.latent_dim)).astype(np.float32)[:, ::2]  # not contiguous
-    first = ov.run_raw(z[:6], np.arange(6) % 10)
+    z = rng.standard_normal((10, 2 * ort_model.latent_dim)).astype(np.float32)[:, ::2]
+    assert not z.flags.c_contiguous
+    labels = np.arange(10, dtype=np.int64) % 10
+    first = engine.run({"z": z[:6], "label": labels[:6]})
     kept = first.copy()
-    second = ov.run_raw(z[6:8], np.arange(2))
+    second = engine.run({"z": z[6:8], "label": labels[6:8]})
     assert np.array_equal(first, kept), "a later call overwrote an earlier result"
-    assert np.abs(first - ort_model.run_raw(np.ascontiguousarray(z[:6]), np.arange(6) % 10)).max() < 1e-4
-    assert np.abs(second - ort_model.run_raw(np.ascontiguousarray(z[6:8]), np.arange(2))).max() < 1e-4
+    assert np.abs(first - ort_model.run_raw(np.ascontiguousarray(z[:6]), labels[:6])).max() < 1e-4
+    assert np.abs(second - ort_model.run_raw(np.ascontiguousarray(z[6:8]), labels[6:8])).max() < 1e-4
+    with pytest.raises(runtime.RuntimeInputError, match="missing input 'label'"):
+        engine.run({"z": np.ascontiguousarray(z[:2])})

@@ -270,6 +270,15 @@ def test_precision_sets_the_arithmetic_of_the_training_step(tmp_path, precision,
     assert {p.dtype for p in trainer.G.parameters()} == {torch.float32}
 
 
+def test_switching_precision_on_resume_needs_force(cli, tmp_path):
+    out = tmp_path / "r"
+    common = ("--plugin", "cgan", "--batch-size", "8", "--out", out, "--no-export", "--no-evaluate")
+    assert cli("train", *common, "--steps", "2").code == 0
+    r = cli("train", *common, "--steps", "3", "--resume", "--set", "precision=bf16")
+    assert_one_line_error(r)
+    assert "precision" in r.err
+
+
 def test_unknown_precision_is_refused_in_one_line(cli, tmp_path):
     r = cli("train", "--plugin", "cgan", "--steps", "2", "--set", "precision=fp16", "--out", tmp_path / "r",
             "--no-export", "--no-evaluate")

@@ -126,14 +126,12 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
 
 
 def native_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX-512 bf16 / AMX) for oneDNN; elsewhere bf16 is
-    emulated and slower than fp32, so the bf16 row would only measure the emulation."""
-    import torch
+    """Whether this CPU has bf16 arithmetic (AVX-512 bf16 / AMX); elsewhere bf16 is emulated and
+    slower than fp32, so the bf16 row would only measure the emulation. (torch's own
+    ``_is_mkldnn_bf16_supported`` is also true on plain AVX-512 CPUs, where it emulates.)"""
+    from gankit.runtime.engines import cpu_has_bf16
 
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return cpu_has_bf16()
 
 
 def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[], Any], evaluate, target: float,

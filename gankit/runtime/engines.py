@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -199,6 +200,7 @@ class OpenVINOEngine:
         self.precision = precision
         self.request = self.compiled.create_infer_request()
         self._ov = ov
+        self._lock = threading.Lock()
 
     def _without_defaults(self, path: Path, names: list[str], tmp: Path) -> Path:
         """A copy of the file whose inputs ``names`` have no initializer; their values go to ``self.defaults``."""
@@ -206,9 +208,12 @@ class OpenVINOEngine:
         from onnx import numpy_helper
 
         model = onnx.load(str(path))
+        # onnxruntime's rule: an initializer is an overridable default only when it is also a
+        # graph input (a file whose defaults were folded into constants keeps them as constants)
+        graph_inputs = {i.name for i in model.graph.input}
         keep = []
         for init in model.graph.initializer:
-            if init.name in names:
+            if init.name in names and init.name in graph_inputs:
                 self.defaults[init.name] = np.array(numpy_helper.to_array(init))  # an owned, writable copy
             else:
                 keep.append(init)
@@ -232,12 +237,21 @@ class OpenVINOEngine:
         return [f"OpenVINO CPU ({self.precision})"]
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        # The inputs are lent to OpenVINO as they are (shared_memory: no copy; infer() is
-        # synchronous, so they outlive the call) and only the first output is copied out:
-        # request.infer(dict) copies every input and wraps every output, which cost more than
-        # the whole batch-1 inference of the DCGAN generators (0.56 ms against 0.36 ms per
-        # call for gan's; benchmarks/RESULTS.md)
+        missing = [n for n in self.input_names if n not in feed]
+        if missing:  # a left-out input would silently reuse the previous call's tensor
+            raise RuntimeInputError(f"missing input {missing[0]!r} (the file takes {', '.join(self.input_names)})")
+        with self._lock:  # one infer request per engine: calls from several threads take turns
+            return self._run(feed)
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        # The inputs are lent to OpenVINO as they are (shared_memory: no copy) and only the first
+        # output is copied out: request.infer(dict) copies every input and wraps every output,
+        # which cost more than the whole batch-1 inference of the DCGAN generators (0.56 ms
+        # against 0.36 ms per call for gan's; benchmarks/RESULTS.md). The request keeps only a
+        # pointer: ``lent`` holds every array (a contiguous copy made here included) until
+        # infer() has returned.
         ov = self._ov
+        lent = []
         for name, value in self.defaults.items():
             if name not in feed:
                 self.request.set_tensor(name, ov.Tensor(value, shared_memory=True))
@@ -246,8 +260,11 @@ class OpenVINOEngine:
             if not value.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d scalar 1-d)
                 value = np.array(value, order="C")
             # OpenVINO shares only writable memory; a read-only array (a broadcast view) is copied
-            self.request.set_tensor(name, ov.Tensor(value, shared_memory=bool(value.flags.writeable)))
+            tensor = ov.Tensor(value, shared_memory=bool(value.flags.writeable))
+            lent.append((value, tensor))
+            self.request.set_tensor(name, tensor)
         self.request.infer()
+        del lent
         return self.request.get_output_tensor(0).data.copy()
 
 

@@ -34,7 +34,7 @@ DEFAULTS = {
     "d_channels": 64,
     "d_min_channels": 16,
     # 6,500 steps: about 12.5-13 minutes of training on 2 quiet cores (0.11-0.12 s a step),
-    # inside the 15-minute budget with a little room for a slower CPU. FD/floor with the R1
+    # and 14.8 minutes at the slowest speed measured (0.137 s a step): inside the 15-minute budget. FD/floor with the R1
     # weight below, seeds 0 / 1: 3.4x / 3.6x at 4k, 1.86x / 2.57x at 6k, 1.80x / 2.31x at 6.5k,
     # 1.76x / 2.03x at 7k; 7,000 steps would cost over 15 minutes on the slower hours measured
     # (0.137 s a step). benchmarks/RESULTS.md has the curves and what else was tried
@@ -112,7 +112,7 @@ class StyleGANFamily(ModelFamily):
 
         from gankit.family import LatentSpace
 
-        G = generator.eval()
+        G = generator.eval().requires_grad_(False)  # only w is optimised: no weight gradients
 
         def sample_w(n, gen):
             z = torch.randn(n, G.z_dim, generator=gen)

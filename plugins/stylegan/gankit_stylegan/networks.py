@@ -364,7 +364,8 @@ class Generator(nn.Module):
         w = self.mapping(z, label)
         if self.training:
             with torch.no_grad():
-                self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                # in fp32 whatever the forward pass's autocast dtype (bf16 training): the buffer is fp32
+                self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
             if z2 is None and crossover is None and self.mixing_prob > 0:
                 z2, crossover = mixing_draws(z, self.num_layers, self.mixing_prob)
         ws = w.unsqueeze(1)

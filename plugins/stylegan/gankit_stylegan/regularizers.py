@@ -65,7 +65,7 @@ def _path_length(ctx):
     (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = grad.square().sum(2).mean(1).sqrt()
     with torch.no_grad():
-        G.pl_mean.copy_(G.pl_mean.lerp(lengths.mean(), 0.01))
+        G.pl_mean.copy_(G.pl_mean.lerp(lengths.detach().float().mean(), 0.01))  # fp32 under bf16 autocast too
     term = (lengths - G.pl_mean).square().mean()
     return term if scale == 1 else term * scale
 

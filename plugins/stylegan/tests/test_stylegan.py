@@ -432,3 +432,19 @@ def test_openvino_runs_the_optional_inputs_like_onnxruntime(exported):
         b = ort_model.generate(5, labels=label, seed=1, **kw)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert np.abs(ov.mix(2, 3, seed=0, label=label).astype(int) - ort_model.mix(2, 3, seed=0, label=label).astype(int)).max() <= 1
+
+
+def test_bf16_training_keeps_the_running_averages_in_fp32(tmp_path):
+    from safetensors.numpy import load_file
+
+    from gankit.pipeline import train
+
+    # every regulariser on every step: R1 and path length differentiate twice under autocast
+    train(plugin="stylegan", out=tmp_path / "r", steps=2, batch_size=8, evaluate=False, export=False, quiet=True,
+          device="cpu", overrides={**SMALL, "precision": "bf16", "sample_every": 2, "r1_every": 1,
+                                   "pl_weight": 2.0, "pl_every": 1})
+    last = sorted((tmp_path / "r" / "checkpoints").glob("step-*.safetensors"))[-1]
+    w = load_file(str(last))
+    assert w["G/w_avg"].dtype == np.float32 and float(np.abs(w["G/w_avg"]).max()) > 0
+    assert w["G/pl_mean"].dtype == np.float32 and float(w["G/pl_mean"]) > 0
+    assert all(np.isfinite(v).all() for k, v in w.items() if k.startswith("G/"))
