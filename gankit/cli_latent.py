@@ -107,6 +107,7 @@ def project_cmd(
 
     from gankit.extras import require_train
     from gankit.images import grid, read_image, save_png, to_uint8
+    from gankit.runtime.latent import to_uint8 as latent_uint8  # [-1, 1] NCHW -> uint8 NHWC
 
     require_train("project")
     if variations < 0:
@@ -130,8 +131,7 @@ def project_cmd(
     pictures = [target, result.image]
     if variations:
         pictures.append(make_variations(space, result.w, variations, seed=seed))
-    x = torch.cat(pictures).clamp(-1, 1)
-    tiles = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    tiles = latent_uint8(torch.cat(pictures).numpy())
     save_png(grid(tiles, nrow=len(tiles)), out, scale=2 if int(config["height"]) < 64 else 1)
     if save_w is not None:
         from gankit.fileio import atomic_path

@@ -87,6 +87,7 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     import torch
 
     from gankit.plugins import get_family, load_dataset
+    from gankit.runtime.engines import cpu_has_bf16
     from gankit.train.config import build_config
 
     if threads:
@@ -99,7 +100,9 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     with tempfile.TemporaryDirectory() as tmp:
         steppers = {"gankit": _gankit_stepper(family, dataset, config, Path(tmp) / "a"),
                     "plain": _plain_stepper(family, dataset, config)}
-        if native_bf16():  # the opt-in bf16 recipe, where the CPU has bf16 arithmetic to gain from
+        # the opt-in bf16 recipe, only where the CPU has bf16 arithmetic (AMX / AVX-512 bf16; torch's
+        # own _is_mkldnn_bf16_supported is also true on plain AVX-512, where bf16 is emulated)
+        if cpu_has_bf16():
             bf16 = build_config(family, dataset, data=data, seed=0, device="cpu", overrides={**SAME_RECIPE, "precision": "bf16"})
             steppers["gankit_bf16"] = _gankit_stepper(family, dataset, bf16, Path(tmp) / "b")
         for fn in steppers.values():
@@ -123,15 +126,6 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
         rec["bf16_ratio"] = round(ips["gankit_bf16"] / ips["plain"], 3)
         log(f"  with --set precision=bf16: {rec['gankit_bf16_images_per_s']:.0f} images/s ({rec['bf16_ratio']:.2f}x the plain loop)")
     return [rec]
-
-
-def native_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX-512 bf16 / AMX); elsewhere bf16 is emulated and
-    slower than fp32, so the bf16 row would only measure the emulation. (torch's own
-    ``_is_mkldnn_bf16_supported`` is also true on plain AVX-512 CPUs, where it emulates.)"""
-    from gankit.runtime.engines import cpu_has_bf16
-
-    return cpu_has_bf16()
 
 
 def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[], Any], evaluate, target: float,

@@ -12,8 +12,8 @@ on it. ``w+`` (``wplus``) gives each layer its own w: closer reconstructions, le
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +26,6 @@ class Projection:
     image: Any  # torch.Tensor [1, C, H, W] in [-1, 1]
     psnr_db: float  # of the projection against the target
     start_psnr_db: float  # of the average w's image against the target
-    curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def psnr(a, b) -> float:
@@ -41,6 +40,8 @@ def fit_image(pixels: np.ndarray, channels: int, height: int, width: int):
     import torch
     from PIL import Image
 
+    if channels not in (1, 3):
+        raise UsageError(f"project supports grey or colour generators, not {channels} channels")
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise UsageError(f"expected a grey or colour image, got pixels of shape {pixels.shape}")
     im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
@@ -49,13 +50,11 @@ def fit_image(pixels: np.ndarray, channels: int, height: int, width: int):
         im = im.resize((width, height), Image.Resampling.LANCZOS)
     a = np.asarray(im, np.float32) / 127.5 - 1
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if channels not in (1, 3):
-        raise UsageError(f"project supports grey or colour generators, not {channels} channels")
     return torch.from_numpy(np.ascontiguousarray(a))[None]
 
 
 def project(space, target, *, steps: int = 300, lr: float = 0.1, wplus: bool = False, seed: int = 0,
-            noise_scale: float = 0.05, log_every: int = 0, log: Callable[[str], None] | None = None) -> Projection:
+            noise_scale: float = 0.05) -> Projection:
     """Optimise w so that ``space.synthesize`` reproduces ``target`` [1, C, H, W] in [-1, 1]."""
     import torch
 
@@ -69,7 +68,6 @@ def project(space, target, *, steps: int = 300, lr: float = 0.1, wplus: bool = F
     layers = space.num_layers if wplus else 1
     w = space.w_avg.detach().clone().expand(1, layers, -1).contiguous().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
-    curve = []
     for t in range(steps):
         frac = t / steps
         # warm up over the first 5%, cosine down over the last 25% (StyleGAN2's projector schedule)
@@ -85,14 +83,10 @@ def project(space, target, *, steps: int = 300, lr: float = 0.1, wplus: bool = F
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if log_every and (t + 1) % log_every == 0:
-            curve.append({"step": t + 1, "mse": float(loss.detach())})
-            if log:
-                log(f"step {t + 1}/{steps}  mse {float(loss.detach()):.5f}")
     with torch.no_grad():
         ws = w.detach().expand(1, space.num_layers, -1)
         image = space.synthesize(ws)
-    return Projection(ws[0].clone(), image, psnr(image, target), psnr(start, target), curve)
+    return Projection(ws[0].clone(), image, psnr(image, target), psnr(start, target))
 
 
 def variations(space, w, n: int, seed: int = 0, crossover: int | None = None):
