@@ -6,6 +6,8 @@ hole pixels (weights ``adv_weight``, ``l1_weight``, ``l2_weight``). L1 alone dro
 generator to paint every digit hole black (the per-pixel median); the L2 term, which
 rewards the conditional mean, is what hole PSNR measures and kept training moving.
 Masks are a seeded mix of rectangles and free-form strokes (:mod:`gankit.data.masks`).
+On photos the adversarial term carries 100x the digits' weight: it is what puts texture into
+holes that the reconstruction losses alone fill smoothly.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ DEFAULTS = {
 
 # 64x64 RGB photo patches: the U-Net refines a classical biharmonic fill (from zero it stayed
 # 2.6 dB below the biharmonic baseline after 600 steps); batches of 16, because the fill and
-# the 64x64 U-Net make a step ~10x the cost of a digit step
-DATA_DEFAULTS = {"photos": {"coarse_fill": "biharmonic", "steps": 300, "batch_size": 16}}
+# the 64x64 U-Net make a step ~10x the cost of a digit step. The adversarial weight is 100x the
+# digits' one: at 0.01 (or 0) the photo holes stay as smooth as the fill under them; at 1 the
+# hole realism distance halves for ~0.1 dB of hole PSNR (benchmarks/RESULTS.md, inpaint)
+DATA_DEFAULTS = {"photos": {"coarse_fill": "biharmonic", "steps": 1500, "batch_size": 16, "adv_weight": 1.0}}
 
 
 class InpaintFamily(ModelFamily):
