@@ -114,6 +114,9 @@ CORE_KEYS: dict[str, Key] = {
     "r1": Key(float, 0.0, ge=0, help="R1 penalty weight gamma on real images (0 = off)"),
     "ema": Key(float, 0.0, ge=0, lt=1, help="EMA decay of the generator weights (0 = off)"),
     "diffaug": Key(str, None, nullable=True, help="DiffAugment policy for D: color,translation,cutout, all or none"),
+    "flips": Key(str, "none", choices=("none", "hflip", "dihedral"),
+                 help="random flips of the training images: hflip (mirror), dihedral (mirror and 90-degree "
+                      "turns: 8 versions of every image); none for data whose mirror image is not valid (digits)"),
     "spectral_norm": Key(bool, False, help="spectral normalisation on every D layer"),
     "channels_last": Key(bool, False, help="NHWC memory format (faster convolutions on oneDNN/cuDNN)"),
     # not volatile: bf16 changes the result (benchmarks/RESULTS.md), so a resume that switches it needs --force

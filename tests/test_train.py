@@ -37,9 +37,10 @@ def _weights(run) -> dict:
 def test_training_is_deterministic_and_resume_is_exact(tmp_path):
     from gankit.pipeline import train
 
-    # the learning-rate decay (absolute steps) starts before the stop at step 3 and ends after it
+    # the learning-rate decay (absolute steps) starts before the stop at step 3 and ends after it;
+    # flips draw from their own (seed, step) stream, which a resume must reproduce too
     common = dict(plugin="cgan", batch_size=8, evaluate=False, export=False, quiet=True,
-                  overrides={"sample_every": 3, "lr_decay": [2, 5]})
+                  overrides={"sample_every": 3, "lr_decay": [2, 5], "flips": "dihedral"})
     train(out=tmp_path / "a", steps=6, **common)
     train(out=tmp_path / "b", steps=6, **common)
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -285,3 +286,28 @@ def test_unknown_precision_is_refused_in_one_line(cli, tmp_path):
     assert_one_line_error(r)
     assert "precision" in r.err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flips, kinds", [("hflip", 2), ("dihedral", 8)])
+def test_flips_give_each_image_one_of_its_dihedral_versions(flips, kinds):
+    import types
+
+    import torch
+
+    from gankit.train.trainer import Trainer
+
+    x = torch.randn(64, 3, 6, 6)
+    versions = lambda im: [torch.rot90(im.flip(-1) if k % 2 else im, k // 2, dims=(-2, -1)) for k in range(kinds)]
+    owner = types.SimpleNamespace(config={"seed": 0}, flips=kinds)
+    seen = set()
+    for step in range(3):
+        y = Trainer._flip(owner, x, step)
+        assert torch.equal(y, Trainer._flip(owner, x, step))  # a function of (seed, step): resumes repeat it
+        for a, b in zip(x, y):
+            match = [k for k, v in enumerate(versions(a)) if torch.equal(v, b)]
+            assert match, "an image was changed into something that is not a flip or a turn of it"
+            seen.add(match[0])
+    assert seen == set(range(kinds))  # every version is drawn
+    # not square: quarter turns would change the shape, so only the mirror and the half turn
+    wide = torch.randn(32, 1, 4, 6)
+    assert Trainer._flip(types.SimpleNamespace(config={"seed": 0}, flips=8), wide, 0).shape == wide.shape

@@ -84,6 +84,7 @@ class Trainer:
             apply_spectral_norm(self.D)  # no-op when the family already applied it
         # channels_last: oneDNN (CPU) and cuDNN pick faster convolution kernels for NHWC
         self.channels_last = bool(config.get("channels_last", False))
+        self.flips = {"none": 0, "hflip": 2, "dihedral": 8}[str(config.get("flips") or "none")]
         if self.channels_last:
             self.G = self.G.to(memory_format=torch.channels_last)
             self.D = self.D.to(memory_format=torch.channels_last)
@@ -230,9 +231,34 @@ class Trainer:
 
         idx = self.batch_indices(step)
         x = self.x[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        if self.flips:
+            x = self._flip(x, step)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.y[idx].to(self.device)
+
+    def _flip(self, x, step: int):
+        """One of ``self.flips`` dihedral versions per image (k % 2: mirror; k // 2: quarter turns),
+        drawn from a generator seeded by (seed, step) alone: a resumed run flips exactly as the
+        uninterrupted one did, and no other random stream moves. Quarter turns need square images;
+        other shapes get the mirror and the half turn only."""
+        import torch
+
+        g = torch.Generator().manual_seed(int(self.config["seed"]) * 1_000_003 + 7919 * step + 1)
+        allowed = torch.arange(self.flips)
+        if self.flips == 8 and x.shape[-1] != x.shape[-2]:
+            allowed = torch.tensor([0, 1, 4, 5])  # not square: identity, mirror, half turn, both
+        k = allowed[torch.randint(0, len(allowed), (x.shape[0],), generator=g)]
+        out = x.clone()
+        for kind in k.unique().tolist():
+            sel = (k == kind).nonzero().flatten().to(x.device)
+            v = x.index_select(0, sel)
+            if kind % 2:
+                v = v.flip(-1)
+            if kind // 2:
+                v = torch.rot90(v, kind // 2, dims=(-2, -1))
+            out.index_copy_(0, sel, v)
+        return out
 
     # -- one step ----------------------------------------------------------------------
     def _augment(self, x):
