@@ -280,6 +280,11 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
         end = trainer.lr_decay[1]  # absolute steps (exact resume), so a longer run does not stretch it
         print(f"warning: the learning rate reaches 0 at step {end} (lr_decay={list(trainer.lr_decay)}), so steps "
               f"{end + 1}-{config['steps']} change nothing; stretch it with --set lr_decay=[START,END]", file=sys.stderr)
+    elif trainer.lr_decay and int(config["steps"]) < trainer.lr_decay[1]:
+        steps, (start, end) = int(config["steps"]), trainer.lr_decay
+        left = "never fall" if steps <= start else f"fall only to {100 * (end - steps) / (end - start):.0f}% of their value"
+        print(f"warning: lr_decay={[start, end]} is in absolute steps and this run stops at step {steps}, so the "
+              f"learning rates {left}; to decay over this run: --set lr_decay=[{steps // 2},{steps}]", file=sys.stderr)
     from gankit.train.trainer import Interrupted
 
     try:

@@ -157,3 +157,22 @@ def test_hole_realism_ranks_fills_of_photo_holes():
         assert exact["results"][kind]["model"]["hole_patch_fd"] == 0.0
         assert soft["results"][kind]["model"]["hole_patch_fd"] > 0.5  # blur shows in the gradient energy
     assert exact["results"]["rect"]["mean fill"]["hole_patch_fd"] > 1.0  # a flat hole is not a photo
+
+
+def test_hole_realism_looks_only_at_the_hole_tiles():
+    """Changing pixels far from the holes leaves the distance at 0; changing them inside the holes
+    moves it: the tiles scored are the hole's, in the order patch_features lists them."""
+    from gankit.evaluate.inpainting import _HoleRealism
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.2, 0.8, (16, 3, 64, 60)).astype(np.float32)  # 60: not a multiple of 8 on purpose
+    mask = np.zeros((16, 1, 64, 60), np.float32)
+    mask[:, :, 8:24, 16:32] = 1  # four whole tiles per image: rows 1-2, columns 2-3
+    realism = _HoleRealism(clean, mask)
+    assert realism.ok and int(realism.tiles.sum()) == 16 * 4
+    far = clean.copy()
+    far[:, :, 48:, 40:] = 0.5  # flat, far from every hole tile
+    assert realism.score(far) == 0.0
+    inside = clean.copy()
+    inside[:, :, 8:24, 16:32] = 0.5  # the holes filled flat
+    assert realism.score(inside) > 1.0

@@ -438,3 +438,10 @@ def test_a_learning_rate_decay_ending_before_the_last_step_is_warned_about(cli, 
             "--no-evaluate", "--set", "lr_decay=[0,2]")
     assert r.code == 0
     assert "learning rate reaches 0 at step 2" in r.err and "lr_decay=[START,END]" in r.err
+
+
+def test_a_learning_rate_decay_ending_after_the_last_step_is_warned_about(cli, tmp_path):
+    r = cli("train", "--plugin", "gan", "--steps", "3", "--batch-size", "4", "--out", tmp_path / "r", "--no-export",
+            "--no-evaluate", "--set", "lr_decay=[2,6]")
+    assert r.code == 0
+    assert "stops at step 3" in r.err and "fall only to 75% of their value" in r.err and "lr_decay=[1,3]" in r.err

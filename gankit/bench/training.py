@@ -79,7 +79,7 @@ def _plain_stepper(family, dataset, config):
     return step
 
 
-SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0}
+SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none"}
 
 
 def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threads: int | None = None,

@@ -95,27 +95,25 @@ class _HoleRealism:
     PATCH = 8
 
     def __init__(self, clean01: np.ndarray, mask: np.ndarray):
-        from gankit.evaluate.restoration import patch_features
+        from gankit.evaluate.restoration import PatchReference
 
         p = self.PATCH
         n, _, h, w = mask.shape
-        th, tw = h // p, w // p
-        cover = mask[:, 0, : th * p, : tw * p].reshape(n, th, p, tw, p).mean(axis=(2, 4))
+        # whole tiles only: patch_features' gradient cells must be the very tiles the cover counts
+        self.h, self.w = h // p * p, w // p * p
+        cover = mask[:, 0, : self.h, : self.w].reshape(n, self.h // p, p, self.w // p, p).mean(axis=(2, 4))
         self.tiles = cover.reshape(-1) >= 0.5  # the order of patch_features' rows: image, then row-major tiles
-        self.ok = th > 0 and tw > 0 and int(self.tiles.sum()) >= 20  # too few tiles: no covariance to speak of
+        self.ok = self.h > 0 and self.w > 0 and int(self.tiles.sum()) >= 20  # fewer: no covariance to speak of
         if self.ok:
-            ref = patch_features(clean01, p)[self.tiles]
-            self.mean, self.std = ref.mean(0), ref.std(0) + 1e-6
-            self.ref = (ref - self.mean) / self.std
+            self.ref = PatchReference(self._features(clean01))
 
-    def score(self, filled01: np.ndarray) -> float | None:
-        from gankit.evaluate.metrics import frechet_distance
+    def _features(self, images01: np.ndarray) -> np.ndarray:
         from gankit.evaluate.restoration import patch_features
 
-        if not self.ok:
-            return None
-        f = (patch_features(filled01, self.PATCH)[self.tiles] - self.mean) / self.std
-        return round(float(frechet_distance(f, self.ref)), 4)
+        return patch_features(np.ascontiguousarray(images01[:, :, : self.h, : self.w]), self.PATCH)[self.tiles]
+
+    def score(self, filled01: np.ndarray) -> float | None:
+        return self.ref.distance(self._features(filled01)) if self.ok else None
 
 
 def _with_realism(scores: dict[str, Any], realism: _HoleRealism, filled01: np.ndarray) -> dict[str, Any]:
@@ -158,7 +156,7 @@ def evaluate_inpainting(model_fn: InpaintFn, dataset: Dataset, *, seed: int = 0,
         res = {"model": {**_with_realism(_scores(out01, img01, mask), realism, out01),
                          "ms_per_image": round(1000 * secs / n, 3), "known_max_abs_change": round(known_change, 6)}}
         if baselines:
-            key = (dataset.name, len(x), kind, seed)
+            key = (id(dataset), dataset.name, x.shape, kind, seed)
             if key not in _BASELINE_CACHE:
                 _BASELINE_CACHE[key] = {}
                 for name, fn in BASELINES.items():

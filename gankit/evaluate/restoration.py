@@ -116,13 +116,24 @@ def patch_features(images01: np.ndarray, patch: int = 8) -> np.ndarray:
     return np.concatenate(feats).astype(np.float64)
 
 
+class PatchReference:
+    """Patch statistics of real images (rows of :func:`patch_features`, optionally a subset), to
+    score other images' statistics against: Frechet distance after standardising every statistic
+    by the real rows' spread (so no statistic dominates by its units)."""
+
+    def __init__(self, feats: np.ndarray):
+        self.mean, self.std = feats.mean(0), feats.std(0) + 1e-6
+        self.ref = (feats - self.mean) / self.std
+
+    def distance(self, feats: np.ndarray) -> float:
+        return round(float(frechet_distance((feats - self.mean) / self.std, self.ref)), 4)
+
+
 class _Realism:
     """Realism references for one dataset's clean test images (patch statistics; judge for digits)."""
 
     def __init__(self, dataset: Dataset, clean01: np.ndarray, judge: bool):
-        f = patch_features(clean01)
-        self.mean, self.std = f.mean(0), f.std(0) + 1e-6
-        self.patch_ref = (f - self.mean) / self.std
+        self.patches = PatchReference(patch_features(clean01))
         self.judge = None
         if judge:
             from gankit.evaluate.judge import load_judge
@@ -131,7 +142,7 @@ class _Realism:
             self.judge_ref, _ = self.judge.features_and_predictions(clean01 * 2 - 1)
 
     def scores(self, restored01: np.ndarray) -> dict[str, float]:
-        out = {"patch_fd": round(frechet_distance((patch_features(restored01) - self.mean) / self.std, self.patch_ref), 4)}
+        out = {"patch_fd": self.patches.distance(patch_features(restored01))}
         if self.judge is not None:
             feats, _ = self.judge.features_and_predictions((restored01 * 2 - 1).astype(np.float32))
             out["judge_fd"] = round(frechet_distance(feats, self.judge_ref), 4)

@@ -220,7 +220,7 @@ class Trainer:
         per_epoch = max(1, n // bs)
         epoch, k = divmod(step, per_epoch)
         if self._perm_epoch != epoch:
-            g = torch.Generator().manual_seed(int(self.config["seed"]) * 100003 + epoch)
+            g = torch.Generator().manual_seed((int(self.config["seed"]) * 100003 + epoch) % 2**63)  # any allowed seed
             self._perm, self._perm_epoch = torch.randperm(n, generator=g), epoch
         if bs >= n:
             return self._perm
@@ -240,15 +240,12 @@ class Trainer:
     def _flip(self, x, step: int):
         """One of ``self.flips`` dihedral versions per image (k % 2: mirror; k // 2: quarter turns),
         drawn from a generator seeded by (seed, step) alone: a resumed run flips exactly as the
-        uninterrupted one did, and no other random stream moves. Quarter turns need square images;
-        other shapes get the mirror and the half turn only."""
+        uninterrupted one did, and no other random stream moves. Quarter turns keep the shape because
+        training images are square (``build_config`` refuses others)."""
         import torch
 
-        g = torch.Generator().manual_seed(int(self.config["seed"]) * 1_000_003 + 7919 * step + 1)
-        allowed = torch.arange(self.flips)
-        if self.flips == 8 and x.shape[-1] != x.shape[-2]:
-            allowed = torch.tensor([0, 1, 4, 5])  # not square: identity, mirror, half turn, both
-        k = allowed[torch.randint(0, len(allowed), (x.shape[0],), generator=g)]
+        g = torch.Generator().manual_seed((int(self.config["seed"]) * 1_000_003 + 7919 * step + 1) % 2**63)
+        k = torch.randint(0, self.flips, (x.shape[0],), generator=g)
         out = x.clone()
         for kind in k.unique().tolist():
             sel = (k == kind).nonzero().flatten().to(x.device)
