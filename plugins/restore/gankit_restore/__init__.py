@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "gan_weight": 0.1,
     "vgg_weights": "",
     "vgg_weight": 1.0,
-    # 2,000 steps, the last half with falling learning rates: about 7 minutes of GAN training on a
-    # quiet 2-core machine; the 600 steps used before stopped the denoiser 1 dB short (RESULTS.md)
+    # 2,000 steps, the last half with falling learning rates: the x2 photo GAN's whole command takes
+    # about 8 minutes on a quiet 2-core machine; the 600 steps used before left the photo denoiser
+    # 0.9 dB lower (33.17 -> 34.08 dB, benchmarks/RESULTS.md)
     "steps": 2000,
     "lr_decay": [1000, 2000],
     "batch_size": 16,
