@@ -467,6 +467,18 @@ _ARGV: list[str] = []  # the command line being run (``train --nproc`` hands it 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one-line errors, meaningful exit codes."""
+    rc = _run(argv)
+    if argv is None:
+        # the console script (or ``python -m gankit``): the command's work is done and its files are
+        # whole; a Ctrl-C while the interpreter shuts down (torch's exit handlers take a moment)
+        # would otherwise kill the process by the signal, with no message, after a success
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rc
+
+
+def _run(argv: list[str] | None) -> int:
     try:  # typer >= 0.20 vendors its own click
         from typer._click import exceptions as cx
     except ImportError:  # pragma: no cover - older typer on top of click

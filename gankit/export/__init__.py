@@ -117,6 +117,10 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic, external_data=False, optimize=True,
             )
     except Exception as exc:
+        from gankit.errors import INTERRUPTED
+
+        if INTERRUPTED.is_set():  # torch.export wraps the KeyboardInterrupt of a Ctrl-C in its own error
+            raise KeyboardInterrupt from None
         raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
     model = program.model_proto
     portable_reshapes(model)
