@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit import __version__
-from gankit.errors import GankitError, first_line
+from gankit.errors import INTERRUPTED, GankitError, first_line
 from gankit.fileio import atomic_write_bytes
 from gankit.train.run import load_run_generator
 
@@ -117,8 +117,6 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
                 opset_version=OPSET, dynamo=True, dynamic_shapes=dynamic, external_data=False, optimize=True,
             )
     except Exception as exc:
-        from gankit.errors import INTERRUPTED
-
         if INTERRUPTED.is_set():  # torch.export wraps the KeyboardInterrupt of a Ctrl-C in its own error
             raise KeyboardInterrupt from None
         raise ExportError(f"torch.onnx.export failed for {family.name}: {first_line(exc)}") from None
@@ -140,8 +138,6 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
         raise ExportError(f"onnx.checker rejected the exported {family.name} model: {first_line(exc)}") from None
     data = model.SerializeToString()
     check_parity(family, config, reference, data, tolerance=tolerance)
-    from gankit.errors import INTERRUPTED
-
     if INTERRUPTED.is_set():  # Ctrl-C that a library swallowed on the way: write nothing
         raise KeyboardInterrupt
     return atomic_write_bytes(out, data)
