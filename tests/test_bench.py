@@ -167,7 +167,8 @@ def test_bench_counts_the_flops_of_a_trained_stylegan_run(cli):
 def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(cli):
     """The restore family through the whole bench: timed on 256x256 input tiles (not the 14x14
     training patch), int8 calibrated on real degraded patches and judged by held-out PSNR."""
-    from gankit.bench.models import RESTORE_BENCH_SIDE, example_inputs, prepare_model
+    from gankit.bench.models import RESTORE_BENCH_SIDE, bench_batches, example_inputs, prepare_model
+    from gankit.bench.report import markdown
 
     r = cli("train", "--plugin", "restore", "--data", "mnist5k", "--steps", "2", "--batch-size", "4", "--out", "run",
             "--no-evaluate", "--no-export")
@@ -179,9 +180,19 @@ def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(
     assert {"pytorch eager fp32", "onnxruntime fp32", "onnxruntime int8 QDQ"} <= {rec["backend"] for rec in timed}
     int8 = next(rec for rec in timed if rec["backend"] == "onnxruntime int8 QDQ")
     assert "psnr_db" in int8["quality"] and int8["max_abs_diff_vs_fp32"] > 0
+    # the whole-photo throughput of the same run: gankit restore's path against PyTorch's best
+    tp = next(rec for rec in json.loads(Path("b.json").read_text()) if rec["kind"] == "restore_throughput")
+    torch_times = {k: v for k, v in tp.items() if k.startswith("torch_") and k.endswith(("tiled_s",))}
+    assert len(torch_times) == 4 and tp["torch_best_s"] == min(torch_times.values())
+    assert tp["ratio_vs_torch"] == pytest.approx(tp["torch_best_s"] / tp["gankit_restore_s"], rel=0.01)
+    assert tp["input"] == [512, 512] and tp["scale"] == 2  # the digits model is gray: the photo too
+    assert tp["seam_max_diff_at_borders"] <= max(1, tp["seam_max_diff_inside"])
+    assert "Restore throughput (restore@run, x2 of a 512x512 photo" in markdown(json.loads(Path("b.json").read_text()))
     Path("work").mkdir()
     model = prepare_model("run", Path("work"))
     assert example_inputs(model, 1)["image"].shape[2:] == (RESTORE_BENCH_SIDE, RESTORE_BENCH_SIDE)
+    # batches above the runtime's four windows per call are timed at four
+    assert bench_batches(model, [1, 16, 64]) == [1, 4] and bench_batches(model, [1]) == [1]
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO not installed (optional extra gankit[openvino])")

@@ -82,6 +82,17 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
 # side (what `gankit restore` runs on a large image), not on the small training patch, whose
 # per-call overhead would hide the work per pixel that the roof measures.
 RESTORE_BENCH_SIDE = 256
+# ... and at most four such windows per call: the runtime's own batch (a 512x512 photo at x2 is
+# four 256x256 tiles in one call). Larger batches add nothing a user's restore would run, and
+# at 64 windows one eager PyTorch call takes most of a minute on 2 cores.
+RESTORE_BENCH_MAX_BATCH = 4
+
+
+def bench_batches(model: BenchModel, batches: list[int]) -> list[int]:
+    """The batch sizes to time ``model`` at: ``batches``, capped for restore (see above)."""
+    if model.family.task == "restore":
+        return sorted({min(b, RESTORE_BENCH_MAX_BATCH) for b in batches})
+    return list(batches)
 
 
 def example_inputs(model: BenchModel, batch: int, seed: int = 0) -> dict[str, np.ndarray]:

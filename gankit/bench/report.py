@@ -28,7 +28,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             out["roof"].append({"model": model, "batch": b, "backend": best["backend"], "precision": best["precision"],
                                 "roof_share": best.get("roof_share")})
     out["training"] = [r for r in records if r.get("kind") == "training_ratio"]
-    out["cold_start"] = next((r for r in records if r.get("kind") == "cold_start"), None)
+    out["cold_start"] = [r for r in records if r.get("kind") == "cold_start"]
+    out["restore_throughput"] = [r for r in records if r.get("kind") == "restore_throughput"]
     return out
 
 
@@ -70,11 +71,25 @@ def markdown(records: list[dict[str, Any]]) -> str:
         lines.append(f"Time to quality ({t['model']}, conditional accuracy >= judge's {t['target_accuracy']:.3f}, "
                      f"training time only): gankit {fmt(t['gankit'])}; plain loop {fmt(t['plain'])}"
                      + (f": {t['speedup']:.2f}x" if t.get("speedup") else ""))
-    if s["cold_start"]:
-        c = s["cold_start"]
+    for t in s["restore_throughput"]:
         lines.append("")
-        lines.append(f"Cold start ({c['model']}): import {c['import_ms']} ms + load {c['load_ms']} ms + first batch of 16 "
-                     f"{c['first_batch_ms']} ms = {c['in_process_ms']} ms in process; {c['process_ms']} ms whole process")
+        mp = t["gankit_restore_mp_per_s"]
+        lines.append(f"Restore throughput ({t['model']}, x{t['scale']} of a {t['input'][0]}x{t['input'][1]} photo, "
+                     f"tiles of {t['tile']} with {t['tile_pad']} px context): `gankit restore` {t['gankit_restore_s']} s, "
+                     f"{mp} MP/s" + (f"; PyTorch fp32 at its best ({t['torch_best']}) {t['torch_best_s']} s, "
+                                     f"{t['torch_best_mp_per_s']} MP/s: {t['ratio_vs_torch']:.2f}x" if "torch_best" in t else "")
+                     + f"; OpenCV bicubic (the floor) {t['opencv_bicubic_mp_per_s']} MP/s; seams: max difference "
+                     f"{t['seam_max_diff_at_borders']} at tile borders, {t['seam_max_diff_inside']} inside (uint8 levels)")
+    if s["cold_start"]:
+        lines += ["", "| cold start | import ms | load ms | first result ms | in process ms | whole process ms |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for c in s["cold_start"]:
+            lines.append(f"| {c['model']} | {c['import_ms']} | {c['load_ms']} | {c['first_batch_ms']} | "
+                         f"{c['in_process_ms']} | {c['process_ms']} |")
+        lines.append("")
+        lines.append("Cold start: a fresh interpreter, `import gankit.runtime`, load, first result (generate: a batch "
+                     "of 16; inpaint: 16 single images; restore: one image of the file's nominal size); whole process "
+                     "includes the interpreter's start.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,115 @@
+"""Restore throughput on a whole photo: what ``gankit restore`` does to a 512x512 image (the
+runtime, its tiles and their context included), against the same generator in PyTorch on the
+same photo, and against OpenCV's bicubic resize as the floor; plus the seams the tiles leave.
+
+The photo is scikit-image's ``astronaut`` (512x512 RGB, never in gankit's training data); a x2
+model makes it 1024x1024. Speeds are output megapixels per second; times are medians of
+``repeats`` calls after one warm-up. PyTorch runs the generator the exporter saw (BatchNorm
+folded, eval mode) in fp32, eager and channels-last, each on the whole photo in one call and
+through the runtime's own tiling code, and the best of the four is the baseline: the ratio then
+cannot flatter the file by picking PyTorch's worse layout or tiling."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: session arenas, first-run allocations
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_photo(channels: int) -> np.ndarray:
+    from skimage import data
+
+    photo = data.astronaut()  # 512x512 RGB uint8
+    return np.asarray(photo.mean(axis=2).round(), np.uint8) if channels == 1 else photo
+
+
+def seams(m, photo: np.ndarray, tile: int, pad: int) -> dict[str, int]:
+    """Largest |tiled - untiled| (uint8 levels) on the two rows/columns either side of each tile
+    border, against the largest elsewhere: a seam shows as a border maximum above the inside one."""
+    tiled = m.restore(photo, tile=tile, tile_pad=pad).astype(np.int16)
+    whole = m.restore(photo, tile=0, tile_pad=pad).astype(np.int16)
+    diff = np.abs(tiled - whole).max(axis=-1) if tiled.ndim == 3 else np.abs(tiled - whole)
+    border = np.zeros(diff.shape, bool)
+    s = m.scale
+    for k in range(tile, photo.shape[0], tile):
+        border[s * k - 1 : s * k + 1] = True
+    for k in range(tile, photo.shape[1], tile):
+        border[:, s * k - 1 : s * k + 1] = True
+    return {"seam_max_diff_at_borders": int(diff[border].max()) if border.any() else -1,
+            "seam_max_diff_inside": int(diff[~border].max())}
+
+
+def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, out_px: int) -> dict[str, Any]:
+    """The generator in PyTorch fp32 on the same photo: eager and channels-last, whole and tiled."""
+    import torch
+
+    from gankit.runtime.tiles import restore_any_size
+
+    hwc = photo.astype(np.float32) / 127.5 - 1  # the runtime's encoding: [-1, 1]
+    hwc = hwc[:, :, None] if hwc.ndim == 2 else hwc
+    rows: dict[str, Any] = {}
+    for layout in ("eager", "channels_last"):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        net = module.to(memory_format=fmt)
+
+        def run_batch(x: np.ndarray, net=net, fmt=fmt) -> np.ndarray:
+            with torch.inference_mode():
+                t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).contiguous(memory_format=fmt)
+                return net(image=t).contiguous().numpy()
+
+        whole = median_seconds(lambda: run_batch(hwc.transpose(2, 0, 1)[None]), repeats)
+        tiled = median_seconds(lambda: restore_any_size(run_batch, hwc, channels=m.channels, scale=m.scale, tile=tile,
+                                                        pad=pad, multiple=m.size_multiple), repeats)
+        rows[f"torch_{layout}_untiled_s"] = round(whole, 3)
+        rows[f"torch_{layout}_tiled_s"] = round(tiled, 3)
+    module.to(memory_format=torch.contiguous_format)
+    best = min((v, k) for k, v in rows.items())
+    rows["torch_best"] = best[1].removeprefix("torch_").removesuffix("_s")
+    rows["torch_best_s"] = best[0]
+    rows["torch_best_mp_per_s"] = round(out_px / best[0] / 1e6, 2)
+    return rows
+
+
+def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=None, tile: int | None = None,
+                       tile_pad: int | None = None) -> dict[str, Any]:
+    """One record: ``gankit restore``'s code path on the photo, untiled, OpenCV bicubic, and with
+    ``module`` (the exporter's view of the generator) PyTorch's best fp32 way; seams."""
+    import cv2
+
+    import gankit.runtime as gr
+
+    m = gr.load(path, threads=threads)
+    photo = bench_photo(m.channels)
+    tile = gr.model.RESTORE_TILE if tile is None else tile
+    pad = gr.model.RESTORE_TILE_PAD if tile_pad is None else tile_pad
+    out_px = photo.shape[0] * photo.shape[1] * m.scale**2
+    tiled_s = median_seconds(lambda: m.restore(photo, tile=tile, tile_pad=pad), repeats)
+    whole_s = median_seconds(lambda: m.restore(photo, tile=0, tile_pad=pad), repeats)
+    cv2.setNumThreads(threads)
+    size = (photo.shape[1] * m.scale, photo.shape[0] * m.scale)
+    bicubic_s = median_seconds(lambda: cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), max(repeats, 20))
+    rec: dict[str, Any] = {
+        "scale": m.scale, "input": list(photo.shape), "threads": threads, "tile": tile, "tile_pad": pad,
+        "providers": m.providers,
+        "gankit_restore_s": round(tiled_s, 3), "gankit_restore_mp_per_s": round(out_px / tiled_s / 1e6, 2),
+        "runtime_untiled_s": round(whole_s, 3), "runtime_untiled_mp_per_s": round(out_px / whole_s / 1e6, 2),
+        "opencv_bicubic_s": round(bicubic_s, 5), "opencv_bicubic_mp_per_s": round(out_px / bicubic_s / 1e6, 1),
+    }
+    if module is not None:
+        rec.update(torch_rows(module, m, photo, tile, pad, repeats, out_px))
+        rec["ratio_vs_torch"] = round(rec["torch_best_s"] / tiled_s, 2)
+    rec.update(seams(m, photo, tile, pad))
+    return rec
