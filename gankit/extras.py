@@ -1,6 +1,7 @@
 """Which optional parts of gankit are installed.
 
-``pip install gankit`` is the torch-free runtime (onnxruntime, numpy, Pillow) and the commands
+``pip install gankit`` is the torch-free runtime (onnxruntime, OpenVINO where it has wheels,
+onnx, numpy, Pillow) and the commands
 that only run models; ``pip install "gankit[train]"`` adds what training, export, evaluation
 and benchmarks import. Commands that need the extra check for it before doing anything, so an
 app that installed only the runtime gets one line saying what to install, not a traceback.
@@ -13,7 +14,8 @@ import importlib.util
 from gankit.errors import UsageError
 
 # top-level modules of the [train] extra's distributions (pyproject.toml), by import name
-TRAIN_MODULES = ("torch", "onnx", "onnxscript", "safetensors", "scipy", "skimage", "mlxtend", "cv2", "matplotlib")
+# (onnx is a base dependency: the runtime reads file metadata with it)
+TRAIN_MODULES = ("torch", "onnxscript", "safetensors", "scipy", "skimage", "mlxtend", "cv2", "matplotlib")
 TRAIN_INSTALL = "pip install 'gankit[train]'"
 
 

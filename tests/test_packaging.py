@@ -39,14 +39,24 @@ def _base_requirements() -> list[Requirement]:
 def test_base_dependencies_leave_training_to_the_extra():
     base = {r.name.lower() for r in _base_requirements()}
     train = {Requirement(r).name.lower() for r in PYPROJECT["project"]["optional-dependencies"]["train"]}
-    assert {"torch", "onnx", "onnxscript", "safetensors", "scipy", "scikit-image", "mlxtend",
+    assert {"torch", "onnxscript", "safetensors", "scipy", "scikit-image", "mlxtend",
             "opencv-python-headless", "matplotlib"} <= train
     assert not base & train
     assert {"numpy", "pillow", "typer", "rich", "pluggy", "fastapi", "uvicorn", "prometheus-client",
-            "python-multipart"} <= base
+            "python-multipart", "onnx", "openvino"} <= base
     for plugin in ("gan", "cgan", "inpaint"):  # the built-in plugins train, so they pull the extra
         deps = tomllib.loads((ROOT / "plugins" / plugin / "pyproject.toml").read_text())["project"]["dependencies"]
         assert "gankit[train]" in deps
+
+
+def test_openvino_is_a_default_where_it_publishes_wheels():
+    """Issue 28: the fast CPU path for batches comes with `pip install gankit` (no extra)."""
+    (ov,) = [r for r in _base_requirements() if r.name == "openvino"]
+    wheels = {("linux", "x86_64"), ("linux", "aarch64"), ("win32", "AMD64"), ("darwin", "arm64")}
+    for platform, machine in itertools.product(["linux", "win32", "darwin", "freebsd"],
+                                               ["x86_64", "AMD64", "aarch64", "arm64", "ARM64"]):
+        env = {"sys_platform": platform, "platform_machine": machine}
+        assert ov.marker.evaluate(env) == ((platform, machine) in wheels), env
 
 
 def test_exactly_one_onnxruntime_on_every_platform():
@@ -158,6 +168,19 @@ def test_the_bare_install_generates_and_inpaints_with_the_cli(bare_env, tiny_run
         r = _run(bare_env, gankit, "generate", tiny_runs[family]["onnx"], "--n", "8", "--seed", "0", "--out", out, *extra)
         assert r.returncode == 0, r.stderr
         assert out.stat().st_size > 100
+    # the second backend came with the base install (issue 28): the same grid through OpenVINO
+    # in fp32 (bf16, the default on CPUs that have it, would differ in the last bits)
+    code = textwrap.dedent(f"""\
+        import numpy as np, sys
+        import gankit.runtime as gr
+        a = gr.load({str(tiny_runs["cgan"]["onnx"])!r}, backend="openvino", precision="f32").generate(8, labels=3, seed=0)
+        b = gr.load({str(tiny_runs["cgan"]["onnx"])!r}).generate(8, labels=3, seed=0)
+        assert "torch" not in sys.modules
+        print(int(np.abs(a.astype(int) - b.astype(int)).max()))
+        """)
+    r = _run(bare_env, python, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) <= 1
 
     from PIL import Image
 

@@ -1,6 +1,7 @@
 """Inference engines behind :class:`gankit.runtime.GankitModel`: the same ``.onnx`` file, run
-by onnxruntime (default; CUDA when a driver is present, else CPU) or by OpenVINO (optional
-extra ``pip install gankit[openvino]``; bf16 on CPUs with AMX / AVX-512 bf16). Neither
+by onnxruntime (default; CUDA when a driver is present, else CPU) or by OpenVINO (a base
+dependency where it publishes wheels, else ``pip install gankit[openvino]``; bf16 on CPUs with
+AMX / AVX-512 bf16). Neither
 imports torch.
 
 Each engine reports its graph's inputs and outputs as :class:`TensorSpec` (name, numpy dtype

@@ -43,8 +43,9 @@ def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, thr
          backend: str = "onnxruntime", **options: Any) -> "GankitModel":
     """Open an exported gankit ``.onnx`` file.
 
-    ``backend``: ``"onnxruntime"`` (default) or ``"openvino"`` (``pip install gankit[openvino]``;
-    bf16 on CPUs with AMX, else fp32; ``precision="f32"|"bf16"`` forces one).
+    ``backend``: ``"onnxruntime"`` (default) or ``"openvino"`` (installed with gankit on Linux
+    x86-64/aarch64, Windows x64 and Apple silicon; elsewhere ``pip install gankit[openvino]``;
+    bf16 on CPUs with AMX or AVX-512 bf16, else fp32; ``precision="f32"|"bf16"`` forces one).
     ``providers``: onnxruntime execution providers (default: :func:`default_providers`).
     ``threads``: intra-op threads (default: the backend's choice, one per physical core).
     Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file, or one that
