@@ -206,6 +206,7 @@ def export_cmd(
     triton: Optional[Path] = typer.Option(None, "--triton", help="Instead: write a Triton model repository here from .onnx files."),
     triton_max_batch: int = typer.Option(32, "--triton-max-batch", help="max_batch_size of the Triton configs."),
     triton_kind: str = typer.Option("gpu", "--triton-kind", help="Triton instance kind: gpu or cpu (for servers without a GPU)."),
+    int8: bool = typer.Option(False, "--int8", help="Write an int8 file instead (calibrated on the run's training data; default exported/<run>-int8.onnx), for --backend openvino on CPUs."),
 ) -> None:
     """Export a run's generator to a self-describing ONNX file, checked for parity (or a Triton repository)."""
     if triton is not None:
@@ -213,6 +214,8 @@ def export_cmd(
 
         if out is not None:
             raise UsageError("--out does not apply with --triton (models go to REPO/NAME/1/model.onnx)")
+        if int8:
+            raise UsageError("--int8 does not apply with --triton (export the int8 file first, then give it to --triton)")
         for d in write_repository(triton, targets, max_batch=triton_max_batch, kind=triton_kind, overwrite=overwrite):
             _console().print(f"wrote [bold]{d}[/bold]")
         return
@@ -222,8 +225,14 @@ def export_cmd(
     run_dir = targets[0]
     from gankit.export import export_run
 
-    path = export_run(run_dir, out, overwrite=overwrite)
+    path = export_run(run_dir, out, overwrite=overwrite, int8=int8)
     _console().print(f"exported [bold]{path}[/bold]")
+    if int8:
+        from gankit.runtime.engines import read_onnx_metadata
+
+        score = read_onnx_metadata(path).get("gankit.int8_psnr_db")
+        _console().print(f"int8: {score} dB PSNR against the fp32 file on held-out inputs; judge it with "
+                         f"`gankit evaluate {path}`, run it with `--backend openvino`")
 
 
 # --------------------------------------------------------------------------- generate

@@ -165,6 +165,46 @@ def test_export_cli_refuses_to_overwrite(tiny_runs, cli, tmp_path):
     assert runtime.load(target).task == "generate"
 
 
+# -- int8 files (issue 28) ----------------------------------------------------------------
+@pytest.mark.parametrize("family", ["cgan", "inpaint"])
+def test_int8_export_writes_a_quantised_file_that_runs_like_the_fp32_one(tiny_runs, cli, tmp_path, family):
+    out = tmp_path / f"{family}-int8.onnx"
+    r = cli("export", tiny_runs[family]["run"], "--int8", "--out", out)
+    assert r.code == 0, r.err
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # really quantised, not a copy
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["gankit.precision"] == "int8" and float(meta["gankit.int8_psnr_db"]) >= 20
+    assert f"{meta['gankit.int8_psnr_db']} dB" in " ".join(r.out.split())
+    fp32 = runtime.load(tiny_runs[family]["onnx"])
+    for backend in ("onnxruntime", "openvino"):
+        q = runtime.load(out, backend=backend)
+        assert q.task == fp32.task and q.height == fp32.height
+        if backend == "openvino":
+            assert "f32" in q.providers[0]  # an int8 file keeps its float rest in fp32 (auto precision)
+        if family == "cgan":
+            a, b = q.generate(16, labels=3, seed=0), fp32.generate(16, labels=3, seed=0)
+        else:
+            img = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+            mask = np.zeros((28, 28), bool)
+            mask[8:20, 8:20] = True
+            a, b = q.inpaint(img, mask), fp32.inpaint(img, mask)
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.mean() < 8, (backend, diff.mean())  # close to the fp32 images, not equal to them
+
+
+def test_int8_export_that_strays_from_fp32_fails_and_writes_nothing(tiny_runs, cli, tmp_path, monkeypatch):
+    import gankit.export
+
+    monkeypatch.setattr(gankit.export, "INT8_MIN_PSNR_DB", 999.0)  # no int8 file can be this close
+    out = tmp_path / "gan-int8.onnx"
+    r = cli("export", tiny_runs["gan"]["run"], "--int8", "--out", out)
+    assert_one_line_error(r, 1)  # an export that fails its check, not bad input
+    assert "dB PSNR against the fp32 one" in r.err and not out.exists()
+    assert_one_line_error(cli("export", "--triton", tmp_path / "repo", tiny_runs["gan"]["onnx"], "--int8"))
+
+
 # -- parity failures ----------------------------------------------------------------------
 def _gan_config():
     return {"latent_dim": 8, "channels": 1, "height": 8, "width": 8, "num_classes": 0, "data": "none"}

@@ -78,6 +78,10 @@ def markdown(records: list[dict[str, Any]]) -> str:
                      f"tiles of {t['tile']} with {t['tile_pad']} px context): `gankit restore` {t['gankit_restore_s']} s, "
                      f"{mp} MP/s" + (f"; PyTorch fp32 at its best ({t['torch_best']}) {t['torch_best_s']} s, "
                                      f"{t['torch_best_mp_per_s']} MP/s: {t['ratio_vs_torch']:.2f}x" if "torch_best" in t else "")
+                     + (f"; with `--backend openvino` ({t['openvino']}) {t['gankit_restore_openvino_s']} s, "
+                        f"{t['gankit_restore_openvino_mp_per_s']} MP/s"
+                        + (f": {t['openvino_ratio_vs_torch']:.2f}x PyTorch" if "openvino_ratio_vs_torch" in t else "")
+                        if "openvino" in t else "")
                      + f"; OpenCV bicubic (the floor) {t['opencv_bicubic_mp_per_s']} MP/s; seams: max difference "
                      f"{t['seam_max_diff_at_borders']} at tile borders, {t['seam_max_diff_inside']} inside (uint8 levels)")
     if s["cold_start"]:

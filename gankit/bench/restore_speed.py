@@ -85,8 +85,9 @@ def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, 
 
 def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=None, tile: int | None = None,
                        tile_pad: int | None = None) -> dict[str, Any]:
-    """One record: ``gankit restore``'s code path on the photo, untiled, OpenCV bicubic, and with
-    ``module`` (the exporter's view of the generator) PyTorch's best fp32 way; seams."""
+    """One record: ``gankit restore``'s code path on the photo (its default onnxruntime, and
+    OpenVINO where installed), untiled, OpenCV bicubic, and with ``module`` (the exporter's view
+    of the generator) PyTorch's best fp32 way; seams."""
     import cv2
 
     import gankit.runtime as gr
@@ -108,8 +109,18 @@ def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=Non
         "runtime_untiled_s": round(whole_s, 3), "runtime_untiled_mp_per_s": round(out_px / whole_s / 1e6, 2),
         "opencv_bicubic_s": round(bicubic_s, 5), "opencv_bicubic_mp_per_s": round(out_px / bicubic_s / 1e6, 1),
     }
+    try:  # the same command with `--backend openvino` (a base dependency where it has wheels)
+        ov = gr.load(path, threads=threads, backend="openvino")
+    except gr.RuntimeInputError:
+        ov = None
+    if ov is not None:
+        ov_s = median_seconds(lambda: ov.restore(photo, tile=tile, tile_pad=pad), repeats)
+        rec.update(openvino=ov.providers[0], gankit_restore_openvino_s=round(ov_s, 3),
+                   gankit_restore_openvino_mp_per_s=round(out_px / ov_s / 1e6, 2))
     if module is not None:
         rec.update(torch_rows(module, m, photo, tile, pad, repeats, out_px))
         rec["ratio_vs_torch"] = round(rec["torch_best_s"] / tiled_s, 2)
+        if ov is not None:
+            rec["openvino_ratio_vs_torch"] = round(rec["torch_best_s"] / rec["gankit_restore_openvino_s"], 2)
     rec.update(seams(m, photo, tile, pad))
     return rec

@@ -172,11 +172,14 @@ class OpenVINOEngine:
         ov = self.require()
         if not isinstance(precision, str) or precision not in ("auto", "f32", "bf16", "f16"):
             raise RuntimeInputError(f"unknown OpenVINO precision {show(precision)}; use auto, f32, bf16 or f16")
-        if precision == "auto":
-            precision = "bf16" if cpu_has_bf16() else "f32"
         if not isinstance(device, str):
             raise RuntimeInputError(f"device must be an OpenVINO device name such as 'CPU', got {type(device).__name__}")
         self.metadata = read_onnx_metadata(path)
+        if precision == "auto":
+            # an int8 file (gankit export --int8) runs its quantised layers in int8 whatever the
+            # hint; its float rest stays fp32, as the benchmark measured it
+            int8 = self.metadata.get("gankit.precision") == "int8"
+            precision = "bf16" if cpu_has_bf16() and not int8 else "f32"
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:

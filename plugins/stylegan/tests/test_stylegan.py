@@ -346,24 +346,35 @@ def test_generator_runs_under_torchs_flop_counter():
     assert counter.get_total_flops() > 0
 
 
-def test_bench_quantises_a_copy_with_the_defaults_as_constants(exported, tmp_path):
+def test_int8_quantises_a_copy_with_the_defaults_as_constants(exported, tmp_path):
     import shutil
 
     import onnx
 
-    from gankit.bench.quantize import _defaults_as_constants
+    import gankit.runtime as gr
+    from gankit.export.quantize import _defaults_as_constants, calibration_batches, quantize_int8
 
     family, config, G, path = exported
     copy = tmp_path / "m.onnx"
     shutil.copy(path, copy)
-    const = _defaults_as_constants(copy)
+    (tmp_path / "t").mkdir()
+    const = _defaults_as_constants(copy, tmp_path / "t")
     required = ["z", "label"] if family.condition == "label" else ["z"]
     assert const != copy and [i.name for i in onnx.load(str(const)).graph.input] == required
     feed = {"z": np.random.default_rng(0).standard_normal((3, config["latent_dim"])).astype(np.float32)}
     if family.condition == "label":
         feed["label"] = np.arange(3, dtype=np.int64)
     assert np.abs(_session(const).run(None, feed)[0] - _session(copy).run(None, feed)[0]).max() <= 1e-6
-    assert _defaults_as_constants(const) == const  # nothing left to fold: the file itself
+    assert _defaults_as_constants(const, tmp_path / "t") == const  # nothing left to fold: the file itself
+    # the int8 file has the required inputs only, and its metadata says so: truncation is
+    # refused with a line that names the reason, not "export a stylegan model"
+    q = quantize_int8(copy, tmp_path / "q.onnx", calibration_batches(family, config, None, batches=2, batch=8))
+    meta = {p.key: p.value for p in onnx.load(str(q)).metadata_props}
+    assert meta["gankit.optional_inputs"] == "" and meta["gankit.precision"] == "int8"
+    m = gr.load(q)
+    assert m.generate(2, labels=0 if family.condition == "label" else None, seed=0).shape[0] == 2
+    with pytest.raises(gr.RuntimeInputError, match="fixes at their defaults"):
+        m.generate(2, labels=0 if family.condition == "label" else None, seed=0, truncation=0.7)
 
 
 # -- projection (gankit project) ----------------------------------------------------------------
