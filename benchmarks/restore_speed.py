@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--tile-pad", type=int, default=None)
     ap.add_argument("--run", type=Path, help="the run MODEL came from: time its generator in PyTorch too")
     args = ap.parse_args()
+    if args.run and not args.model:  # the stand-in and the run's generator are different networks
+        ap.error("--run needs MODEL, the file exported from that run")
 
     from gankit.bench.restore_speed import restore_throughput
 

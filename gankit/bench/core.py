@@ -124,16 +124,26 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
                                 rec["status"] = "failing: " + "; ".join(bad)
                     log(f"  quality through {bname}: {q}" + (f"  FAILING ({'; '.join(bad)})" if bad else ""))
             live.clear()
+            # a failure here costs this record only, not the run's others (as for the backends)
             if model.family.task == "restore":
                 from gankit.bench.restore_speed import restore_throughput
 
-                records.append({"kind": "restore_throughput", "model": model.name,
-                                **restore_throughput(model.onnx_path, threads=threads, module=model.module)})
+                try:
+                    records.append({"kind": "restore_throughput", "model": model.name,
+                                    **restore_throughput(model.onnx_path, threads=threads, module=model.module)})
+                except Exception as exc:
+                    records.append({"kind": "restore_throughput", "model": model.name,
+                                    "status": f"error: {first_line(exc, with_type=False, limit=160)}"})
                 log(f"  restore throughput: {records[-1]}")
             if cold:  # every family's file: the 300 ms target is per file
                 from gankit.bench.cold import cold_start
 
-                records.append({"kind": "cold_start", "model": model.name, **cold_start(model.onnx_path, repeats=3, batch=16)})
+                try:
+                    records.append({"kind": "cold_start", "model": model.name,
+                                    **cold_start(model.onnx_path, repeats=3, batch=16)})
+                except Exception as exc:
+                    records.append({"kind": "cold_start", "model": model.name,
+                                    "status": f"error: {first_line(exc, with_type=False, limit=160)}"})
                 log(f"  cold start: {records[-1]}")
             log(f"{model.name}: {time.perf_counter() - t_model:.0f} s")
         if train:

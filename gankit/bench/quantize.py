@@ -9,8 +9,8 @@ from gankit.bench.models import BenchModel
 
 
 def quantize_int8(model: BenchModel, conv_transpose: bool = False) -> Path:
-    """The int8 file ``gankit export --int8`` writes for this model (same calibration, same
-    quantiser: :mod:`gankit.export.quantize`). ConvTranspose is left in float unless
+    """The int8 file ``gankit export --int8`` writes for this model when ``conv_transpose``
+    (same calibration, same quantiser: :mod:`gankit.export.quantize`). ConvTranspose is left in float unless
     ``conv_transpose``: onnxruntime has no int8 ConvTranspose kernel, so quantising it only adds
     QuantizeLinear/DequantizeLinear pairs there; OpenVINO does run it in int8 (and gets the
     export's file, which quantises it)."""

@@ -28,8 +28,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             out["roof"].append({"model": model, "batch": b, "backend": best["backend"], "precision": best["precision"],
                                 "roof_share": best.get("roof_share")})
     out["training"] = [r for r in records if r.get("kind") == "training_ratio"]
-    out["cold_start"] = [r for r in records if r.get("kind") == "cold_start"]
-    out["restore_throughput"] = [r for r in records if r.get("kind") == "restore_throughput"]
+    out["cold_start"] = [r for r in records if r.get("kind") == "cold_start" and "status" not in r]
+    out["restore_throughput"] = [r for r in records if r.get("kind") == "restore_throughput" and "status" not in r]
     return out
 
 
@@ -80,10 +80,14 @@ def markdown(records: list[dict[str, Any]]) -> str:
                                      f"{t['torch_best_mp_per_s']} MP/s: {t['ratio_vs_torch']:.2f}x" if "torch_best" in t else "")
                      + (f"; with `--backend openvino` ({t['openvino']}) {t['gankit_restore_openvino_s']} s, "
                         f"{t['gankit_restore_openvino_mp_per_s']} MP/s"
-                        + (f": {t['openvino_ratio_vs_torch']:.2f}x PyTorch" if "openvino_ratio_vs_torch" in t else "")
+                        + (f": {t['openvino_ratio_vs_torch']:.2f}x PyTorch's best in any precision "
+                           f"({t['torch_best_any']}, {t['torch_best_any_s']} s)" if "openvino_ratio_vs_torch" in t else "")
                         if "openvino" in t else "")
                      + f"; OpenCV bicubic (the floor) {t['opencv_bicubic_mp_per_s']} MP/s; seams: max difference "
                      f"{t['seam_max_diff_at_borders']} at tile borders, {t['seam_max_diff_inside']} inside (uint8 levels)")
+    for r in records:
+        if r.get("kind") in ("cold_start", "restore_throughput") and "status" in r:
+            lines += ["", f"{r['kind'].replace('_', ' ').capitalize()} ({r['model']}): {r['status']}"]
     if s["cold_start"]:
         lines += ["", "| cold start | import ms | load ms | first result ms | in process ms | whole process ms |",
                   "|---|---:|---:|---:|---:|---:|"]

@@ -1,10 +1,11 @@
 """int8 files: an exported generator quantised statically (QDQ), calibrated on real inputs.
 
-``gankit export RUN --int8`` and ``gankit bench``'s int8 rows both come from here, so the
-benchmark times exactly the file a user can write. Weights are int8 per output channel,
-activations uint8 per tensor, ranges from the run's own training data (noise and labels for a
-generator; training images under real masks for inpainting; degraded training patches for
-restoration). Only Conv, ConvTranspose, MatMul and Gemm are quantised: the element-wise rest
+``gankit export RUN --int8`` and ``gankit bench``'s int8 rows both come from here: the bench's
+OpenVINO int8 row times the file a user can write (its onnxruntime int8 row leaves the
+ConvTranspose layers unquantised, see ``conv_transpose`` below). Weights are int8 per output channel,
+activations uint8 per tensor, ranges from the run's own training data (random latents and labels for a
+generator, which are its real inputs; training images under real masks for inpainting;
+degraded training patches for restoration). Only Conv, ConvTranspose, MatMul and Gemm are quantised: the element-wise rest
 and any comparison (the gan's cluster lookup) stay float, so no decision in the graph moves.
 
 OpenVINO runs every quantised layer in int8 (VNNI/AMX kernels). onnxruntime has no int8
@@ -36,7 +37,8 @@ def calibration_batches(family, config: dict[str, Any], dataset, *, batches: int
         if family.task in ("inpaint", "restore") and dataset is not None:
             from gankit.data import to_float
 
-            x = to_float(dataset.x_train[rng.choice(len(dataset.x_train), batch, replace=False)])
+            n = len(dataset.x_train)
+            x = to_float(dataset.x_train[rng.choice(n, batch, replace=n < batch)])  # a folder may hold 2 images
             if family.task == "inpaint":
                 from gankit.data.masks import mixed_masks
 
@@ -69,7 +71,9 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: list[
 
     src, out = Path(src), Path(out)
     # Zen 4/5 and recent Xeons have VNNI: u8 x s8 products cannot saturate there, so the full
-    # 8-bit range is safe; without it onnxruntime's AVX2 kernels need 7-bit weights
+    # 8-bit range is safe; without it onnxruntime's AVX2 kernels need 7-bit weights. The choice
+    # follows the exporting CPU and is recorded (gankit.int8_weight_bits): a full-range file
+    # run by onnxruntime on a CPU without VNNI can saturate (OpenVINO is unaffected)
     vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
     with tempfile.TemporaryDirectory(prefix="gankit-int8-") as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -84,6 +88,7 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: list[
     model = onnx.load(str(out))
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     meta["gankit.precision"] = "int8"
+    meta["gankit.int8_weight_bits"] = "8" if vnni else "7"
     kept = {i.name for i in model.graph.input}
     optional = [n for n in meta.get("gankit.optional_inputs", "").split(",") if n and n in kept]
     if "gankit.optional_inputs" in meta:  # the ones fixed at their defaults are inputs no more

@@ -41,7 +41,7 @@ def _require(model, names: tuple[str, ...], what: str) -> None:
     missing = [n for n in names if n not in optional_inputs(model)]
     if missing and model.metadata.get("gankit.precision") == "int8":
         raise RuntimeInputError(f"{what} needs input(s) {', '.join(missing)}, which the int8 file {model.path.name} "
-                                f"fixes at their defaults; use the fp32 file it was exported beside")
+                                f"fixes at their defaults; export the run without --int8 for them")
     if missing:
         plugin = model.plugin or "this"
         raise RuntimeInputError(f"{what} needs a model with input(s) {', '.join(missing)}; {plugin} model "
