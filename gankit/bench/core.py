@@ -129,8 +129,10 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
                 from gankit.bench.restore_speed import restore_throughput
 
                 try:
+                    # a short --budget (the tests' smoke runs) times each way once after its warm-up
                     records.append({"kind": "restore_throughput", "model": model.name,
-                                    **restore_throughput(model.onnx_path, threads=threads, module=model.module)})
+                                    **restore_throughput(model.onnx_path, threads=threads, module=model.module,
+                                                         repeats=3 if budget_s >= 0.5 else 1)})
                 except Exception as exc:
                     records.append({"kind": "restore_throughput", "model": model.name,
                                     "status": f"error: {first_line(exc, with_type=False, limit=160)}"})
