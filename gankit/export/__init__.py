@@ -125,11 +125,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     if family.task == "restore":
         _name_output_axes(model, output_name)
     _add_input_defaults(model, family.export_input_defaults(config))
-    meta = {**metadata(family, config), **(extra_metadata or {})}
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        p = model.metadata_props.add()
-        p.key, p.value = k, v
+    set_metadata(model, {**metadata(family, config), **(extra_metadata or {})})
     model.producer_name = "gankit"
     model.producer_version = __version__
     try:
@@ -226,6 +222,14 @@ def check_parity(family, config, module, model_bytes: bytes, *, tolerance: float
     return worst
 
 
+def set_metadata(model, meta: dict[str, str]) -> None:
+    """Replace an ONNX model's ``metadata_props`` with ``meta`` (in its order)."""
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+
+
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, overwrite: bool = False,
                int8: bool = False) -> Path:
     """``gankit export``: a run directory's generator -> ``exported/<run>.onnx`` (with ``int8``:
@@ -305,9 +309,12 @@ def _int8_psnr(fp32: Path, q: Path, feed: dict[str, Any]) -> float:
         import openvino as ov
     except ImportError:
         ov = None
-    if ov is not None:
-        compiled = ov.Core().compile_model(str(q), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        outs.append(np.asarray(compiled(feed)[0]))
+    if ov is not None:  # the backend the file is for: it must compile and agree there too
+        try:
+            compiled = ov.Core().compile_model(str(q), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            outs.append(np.asarray(compiled(feed)[0]))
+        except Exception as exc:
+            raise ExportError(f"OpenVINO cannot run the int8 file: {first_line(exc)}") from None
     hole = np.broadcast_to(feed["mask"] > 0.5, ref.shape) if "mask" in feed else np.ones(ref.shape, bool)
     return min(float(min(psnr(o[hole], ref[hole], data_range=2.0), 999.0)) for o in outs)
 

@@ -62,6 +62,8 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: list[
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from gankit.export import set_metadata
+
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.it = iter(batches)
@@ -93,10 +95,7 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, batches: list[
     optional = [n for n in meta.get("gankit.optional_inputs", "").split(",") if n and n in kept]
     if "gankit.optional_inputs" in meta:  # the ones fixed at their defaults are inputs no more
         meta["gankit.optional_inputs"] = ",".join(optional)
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        p = model.metadata_props.add()
-        p.key, p.value = k, v
+    set_metadata(model, meta)
     onnx.save(model, str(out))
     return out
 
