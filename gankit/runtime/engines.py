@@ -1,8 +1,8 @@
 """Inference engines behind :class:`gankit.runtime.GankitModel`: the same ``.onnx`` file, run
-by onnxruntime (default; CUDA when a driver is present, else CPU) or by OpenVINO (a base
-dependency where it publishes wheels, else ``pip install gankit[openvino]``; bf16 on CPUs with
-AMX / AVX-512 bf16). Neither
-imports torch.
+by onnxruntime (CUDA when a driver is present, else CPU) or by OpenVINO (a base dependency
+where it publishes wheels, else ``pip install gankit[openvino]``; bf16 on CPUs with AMX /
+AVX-512 bf16), or by whichever of the two is faster on this machine (``auto``, see
+:func:`resolve_backend`). Neither imports torch.
 
 Each engine reports its graph's inputs and outputs as :class:`TensorSpec` (name, numpy dtype
 name, shape with ``None`` for a dynamic or unknown axis), so the model checks the file
@@ -24,7 +24,7 @@ import numpy as np
 from gankit.errors import first_line
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
 
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = ("onnxruntime", "openvino", "auto")
 
 # onnxruntime logs failed runs and graph rewrites on stderr besides raising; gankit turns the
 # raised error into its own one-line message, so the log line would only be a duplicate.
@@ -147,6 +147,14 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+# Graph ops whose result is a discrete decision. In bf16 their float inputs are rounded to 8
+# significant bits first, so inputs near a threshold land on the other side: the gan's cluster
+# lookup (Greater against the cluster edges) gave another digit for 8 of 256 latents under
+# OpenVINO bf16 (benchmarks/RESULTS.md, speed v4). A graph with any of them runs in fp32 under
+# OpenVINO's automatic precision.
+DECISION_OPS = frozenset({"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "TopK"})
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AMX or AVX-512 bf16): then bf16 pays."""
     try:
@@ -175,11 +183,6 @@ class OpenVINOEngine:
         if not isinstance(device, str):
             raise RuntimeInputError(f"device must be an OpenVINO device name such as 'CPU', got {type(device).__name__}")
         self.metadata = read_onnx_metadata(path)
-        if precision == "auto":
-            # an int8 file (gankit export --int8) runs its quantised layers in int8 whatever the
-            # hint; its float rest stays fp32, as the benchmark measured it
-            int8 = self.metadata.get("gankit.precision") == "int8"
-            precision = "bf16" if cpu_has_bf16() and not int8 else "f32"
         core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
@@ -194,6 +197,9 @@ class OpenVINOEngine:
             with tempfile.TemporaryDirectory() as tmp:
                 source = self._without_defaults(path, optional, Path(tmp)) if optional else path
                 model = core.read_model(str(source))
+                if precision == "auto":
+                    precision = self._auto_precision(model)
+                    config["INFERENCE_PRECISION_HINT"] = precision
                 self.compiled = core.compile_model(model, device, config)
             self.inputs = [self._spec(p) for p in model.inputs if p.get_any_name() not in self.defaults]
             self.outputs = [self._spec(p) for p in model.outputs]
@@ -205,6 +211,16 @@ class OpenVINOEngine:
         self.request = self.compiled.create_infer_request()
         self._ov = ov
         self._lock = threading.Lock()
+
+    def _auto_precision(self, model) -> str:
+        """bf16 where the CPU computes it natively, except for an int8 file (``gankit export
+        --int8``: its quantised layers run in int8 whatever the hint, its float rest stays fp32,
+        as the benchmark measured it) and for a graph that makes discrete decisions
+        (:data:`DECISION_OPS`), which bf16 rounding would flip."""
+        if not cpu_has_bf16() or self.metadata.get("gankit.precision") == "int8":
+            return "f32"
+        ops = {op.get_type_name() for op in model.get_ordered_ops()}
+        return "f32" if ops & DECISION_OPS else "bf16"
 
     def _without_defaults(self, path: Path, names: list[str], tmp: Path) -> Path:
         """A copy of the file whose inputs ``names`` have no initializer; their values go to ``self.defaults``."""
@@ -275,9 +291,47 @@ class OpenVINOEngine:
 ENGINE_OPTIONS = {"onnxruntime": ("optimized_path", "session_config"), "openvino": ("precision", "device")}
 
 
+def openvino_installed() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, providers: Sequence[Any] | None = None, options: dict[str, Any] | None = None) -> str:
+    """The engine ``backend`` names; for ``"auto"``, the one that is faster here.
+
+    ``auto`` is onnxruntime when it can use a GPU (its CUDA provider and a driver), when
+    ``providers`` are given, or when OpenVINO is not installed; otherwise OpenVINO, at its auto
+    precision (bf16 on CPUs that compute bf16 natively, see ``OpenVINOEngine._auto_precision``).
+    On CPUs the gap is wide where a call has work: ``gankit restore`` of a 512x512 photo at x2
+    took 0.42 s through OpenVINO against 1.61 s through onnxruntime (benchmarks/RESULTS.md,
+    speed v4, a Zen 5 without AMX). Engine options name their backend: ``precision=`` means
+    OpenVINO, ``optimized_path=`` onnxruntime. :func:`open_engine` falls back to onnxruntime
+    when OpenVINO cannot compile the file.
+    """
+    if backend != "auto":
+        return backend
+    for name, takes in ENGINE_OPTIONS.items():
+        if options and set(options) <= set(takes):
+            return name
+    if providers is not None or not openvino_installed():
+        return "onnxruntime"
+    return "onnxruntime" if "CUDAExecutionProvider" in default_providers() else "openvino"
+
+
 def open_engine(path: Path, backend: str, providers: Sequence[Any] | None, threads: int | None, **options: Any):
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise RuntimeInputError(f"unknown backend {show(backend)}; available: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        chosen = resolve_backend(backend, providers, options)
+        if chosen == "openvino":
+            try:
+                return open_engine(path, chosen, providers, threads, **options)
+            except ModelFormatError:  # a graph OpenVINO cannot compile still runs in onnxruntime
+                chosen, options = "onnxruntime", {}  # (OpenVINO's options: nothing to choose there)
+        backend = chosen
     unknown = sorted(set(options) - set(ENGINE_OPTIONS[backend]))
     if unknown:
         allowed = ", ".join(ENGINE_OPTIONS[backend])
@@ -289,5 +343,5 @@ def open_engine(path: Path, backend: str, providers: Sequence[Any] | None, threa
     return OpenVINOEngine(path, threads, **options)
 
 
-__all__ = ["BACKENDS", "TensorSpec", "OnnxRuntimeEngine", "OpenVINOEngine", "open_engine", "cpu_has_bf16",
-           "read_onnx_metadata", "default_providers"]
+__all__ = ["BACKENDS", "DECISION_OPS", "TensorSpec", "OnnxRuntimeEngine", "OpenVINOEngine", "open_engine",
+           "resolve_backend", "openvino_installed", "cpu_has_bf16", "read_onnx_metadata", "default_providers"]

@@ -43,9 +43,12 @@ def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, thr
          backend: str = "onnxruntime", **options: Any) -> "GankitModel":
     """Open an exported gankit ``.onnx`` file.
 
-    ``backend``: ``"onnxruntime"`` (default) or ``"openvino"`` (installed with gankit on Linux
-    x86-64/aarch64, Windows x64 and Apple silicon; elsewhere ``pip install gankit[openvino]``;
-    bf16 on CPUs with AMX or AVX-512 bf16, else fp32; ``precision="f32"|"bf16"`` forces one).
+    ``backend``: ``"onnxruntime"`` (default: fp32, the numbers the exporter checked against
+    PyTorch), ``"openvino"`` (installed with gankit on Linux x86-64/aarch64, Windows x64 and
+    Apple silicon; elsewhere ``pip install gankit[openvino]``; bf16 on CPUs with AMX or AVX-512
+    bf16 unless the graph makes discrete decisions, else fp32; ``precision="f32"|"bf16"``
+    forces one), or ``"auto"``: onnxruntime on a GPU, else OpenVINO where installed (the
+    faster on CPUs; ``m.backend`` says which was chosen).
     ``providers``: onnxruntime execution providers (default: :func:`default_providers`).
     ``threads``: intra-op threads (default: the backend's choice, one per physical core).
     Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file, or one that
@@ -67,7 +70,7 @@ class GankitModel:
         if not self.path.is_file():
             raise ModelFormatError(f"model file not found: {self.path}")
         self.engine = open_engine(self.path, backend, providers, threads, **options)
-        self.backend = backend
+        self.backend = self.engine.name  # what "auto" chose
         self.session = getattr(self.engine, "session", None)  # the onnxruntime session, when that is the backend
         self.metadata: dict[str, str] = dict(self.engine.metadata)
         self.info = parse_metadata(self.metadata, self.path)
