@@ -50,7 +50,7 @@ def mix_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sources (default: random)."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output PNG."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
 ) -> None:
     """Style-mixing grid: each cell takes its coarse styles from its row and its fine styles from its column."""
     from gankit.images import save_png
@@ -74,7 +74,7 @@ def interpolate_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the key points (default: random)."),
     out: Path = typer.Option(Path("walk.gif"), "--out", help="Output GIF."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
 ) -> None:
     """A smooth latent walk (spherical interpolation of z, fixed noise) as a looping GIF."""
     from gankit.runtime.latent import save_gif

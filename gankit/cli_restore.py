@@ -57,6 +57,17 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tup
     return jobs
 
 
+def _deep(path: Path) -> bool:
+    """True for an image with more than 8 bits per channel (16-bit or float), from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("I", "F") or im.mode.startswith("I;16")
+    except Exception:  # unreadable: the restore itself reports it in one line
+        return False
+
+
 def side_by_side(before, after, pad: int = 4):
     """[input upscaled by nearest neighbour | restored], uint8 RGB: pixels the model invented
     are easy to tell from the source's."""
@@ -108,7 +119,7 @@ def restore_cmd(
     tile_pad: Optional[int] = typer.Option(None, "--tile-pad", help="Context pixels around each tile (default 16); raise it if seams show."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="With --image: also write a side-by-side picture here (the input upscaled by nearest neighbour, then the result)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend."),
+    backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto (OpenVINO on CPUs where installed, bf16 where the CPU has it; onnxruntime on GPUs), onnxruntime (fp32) or openvino."),
 ) -> None:
     """Restore images (super-resolution, denoising, deblurring, JPEG repair) of any size with an exported model.
 
@@ -143,7 +154,14 @@ def restore_cmd(
             if _same_file(out, compare) or _same_file(compare, image):
                 raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
         jobs = [(image, out)]
-    m = runtime.load(model, backend=backend)
+    options = {}
+    if backend == "auto" and any(_deep(src) for src, _ in jobs):
+        from gankit.runtime.engines import resolve_backend
+
+        if resolve_backend("auto") == "openvino":
+            # bf16 keeps 8 significant bits: a 16-bit or float image would come back with 8
+            options["precision"] = "f32"
+    m = runtime.load(model, backend=backend, **options)
     if m.task != "restore":
         raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; gankit restore needs a restore model")
     if image is not None:
