@@ -1,5 +1,6 @@
 """Speed and seams of a restore model through gankit.runtime on a 512x512 photo, tiled vs untiled,
-with OpenCV bicubic resizing as the floor.
+with `gankit restore`'s default backend (auto: OpenVINO on a CPU where installed) and with
+`--backend onnxruntime`, and OpenCV bicubic resizing as the floor.
 
 Usage: python benchmarks/restore_speed.py [MODEL.onnx] [--run RUN_DIR] [--threads 2] [--repeats 5]
        [--tile 256] [--tile-pad 16]

@@ -37,7 +37,8 @@ def machine() -> dict[str, Any]:
 def measure_roofs(threads: int, n: int = 1024) -> dict[str, float]:
     """Peak GFLOP/s this process reaches on a large matmul, per precision, taking the best
     engine: fp32 from PyTorch, onnxruntime (MLAS) and OpenVINO (oneDNN) where installed; bf16
-    from PyTorch and OpenVINO; int8 from onnxruntime's MatMulInteger (u8 x s8). One engine
+    from PyTorch and OpenVINO; int8 from onnxruntime's MatMulInteger (u8 x s8) and OpenVINO's
+    int8 MatMul (see :func:`_int8_roof`). One engine
     alone can understate the hardware: PyTorch's fp32 matmul (MKL) reached 160 GFLOP/s on a
     Zen 5 EPYC where onnxruntime's and OpenVINO's reached 270 (benchmarks/RESULTS.md, speed
     v4), and a roof below what the convolutions reach makes every share look better than it
@@ -114,19 +115,67 @@ def _onnx_matmul_roof(threads: int, n: int, engine: str, precision: str = "f32")
 
 
 def _int8_roof(threads: int, n: int) -> float:
+    """GOP/s of an [n, n] x [n, n] int8 matmul, the best of onnxruntime's ``MatMulInteger``
+    (u8 x s8; the right factor fed as an input and, as a layer's weights are, as a constant,
+    which lets MLAS pack it once) and OpenVINO's int8 (a QDQ MatMul with constant weights, the
+    form ``gankit export --int8`` writes; AMX or VNNI where the CPU has them)."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
-    g = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]), helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    rng = np.random.default_rng(0)
+    a8 = rng.integers(0, 255, (n, n), dtype=np.uint8)
+    b8 = rng.integers(-127, 127, (n, n), dtype=np.int8)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    best = 0.0
+    for constant in (False, True):
+        inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])]
+        if not constant:
+            inputs.append(helper.make_tensor_value_info("b", TensorProto.INT8, [n, n]))
+        g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mmi", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])],
+                              [numpy_helper.from_array(b8, "b")] if constant else [])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        feed = {"a": a8} if constant else {"a": a8, "b": b8}
+        med, _, _ = time_it(lambda: sess.run(None, feed), warmup=2, min_runs=5, budget_s=0.5)
+        best = max(best, 2 * n**3 / (med / 1e3) / 1e9)
+    return max(best, _openvino_int8_roof(threads, n))
+
+
+def _openvino_int8_roof(threads: int, n: int) -> float:
+    """GOP/s of a QDQ int8 MatMul with constant weights in OpenVINO; 0 where it is missing."""
+    import tempfile
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    try:
+        import openvino as ov
+    except ImportError:
+        return 0.0
     rng = np.random.default_rng(0)
-    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
-    med, _, _ = time_it(lambda: sess.run(None, feed), warmup=2, min_runs=5, budget_s=0.5)
+    inits = [numpy_helper.from_array(rng.integers(-127, 127, (n, n), dtype=np.int8), "w8"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "sa"), numpy_helper.from_array(np.array(0, np.uint8), "za"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "sw"), numpy_helper.from_array(np.array(0, np.int8), "zw")]
+    nodes = [helper.make_node("QuantizeLinear", ["a", "sa", "za"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "sa", "za"], ["ad"]),
+             helper.make_node("DequantizeLinear", ["w8", "sw", "zw"], ["wd"]),
+             helper.make_node("MatMul", ["ad", "wd"], ["y"])]
+    g = helper.make_graph(nodes, "qmm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "qmm.onnx")
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
+        try:
+            compiled = core.compile_model(core.read_model(path), "CPU", {
+                "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+        except Exception:  # an OpenVINO that cannot run here leaves the roof to onnxruntime
+            return 0.0
+    request = compiled.create_infer_request()
+    a = rng.uniform(0, 4, (n, n)).astype(np.float32)
+    med, _, _ = time_it(lambda: request.infer({0: a}), warmup=2, min_runs=5, budget_s=0.5)
     return 2 * n**3 / (med / 1e3) / 1e9

@@ -75,14 +75,15 @@ def markdown(records: list[dict[str, Any]]) -> str:
         lines.append("")
         mp = t["gankit_restore_mp_per_s"]
         lines.append(f"Restore throughput ({t['model']}, x{t['scale']} of a {t['input'][0]}x{t['input'][1]} photo, "
-                     f"tiles of {t['tile']} with {t['tile_pad']} px context): `gankit restore` {t['gankit_restore_s']} s, "
-                     f"{mp} MP/s" + (f"; PyTorch fp32 at its best ({t['torch_best']}) {t['torch_best_s']} s, "
-                                     f"{t['torch_best_mp_per_s']} MP/s: {t['ratio_vs_torch']:.2f}x" if "torch_best" in t else "")
-                     + (f"; with `--backend openvino` ({t['openvino']}) {t['gankit_restore_openvino_s']} s, "
-                        f"{t['gankit_restore_openvino_mp_per_s']} MP/s"
-                        + (f": {t['openvino_ratio_vs_torch']:.2f}x PyTorch's best in any precision "
-                           f"({t['torch_best_any']}, {t['torch_best_any_s']} s)" if "openvino_ratio_vs_torch" in t else "")
-                        if "openvino" in t else "")
+                     f"tiles of {t['tile']} with {t['tile_pad']} px context): `gankit restore` (default backend: "
+                     f"{t.get('providers', ['?'])[0]}) {t['gankit_restore_s']} s, {mp} MP/s"
+                     + (f"; PyTorch at its best in any precision ({t['torch_best_any']}) {t['torch_best_any_s']} s: "
+                        f"{t['ratio_vs_torch']:.2f}x" if "torch_best_any" in t else "")
+                     + (f"; with `--backend onnxruntime` (fp32) {t['onnxruntime_restore_s']} s, "
+                        f"{t['onnxruntime_restore_mp_per_s']} MP/s"
+                        + (f": {t['onnxruntime_ratio_vs_torch']:.2f}x PyTorch fp32 at its best ({t['torch_best']}, "
+                           f"{t['torch_best_s']} s)" if "onnxruntime_ratio_vs_torch" in t else "")
+                        if "onnxruntime_restore_s" in t else "")
                      + f"; OpenCV bicubic (the floor) {t['opencv_bicubic_mp_per_s']} MP/s; seams: max difference "
                      f"{t['seam_max_diff_at_borders']} at tile borders, {t['seam_max_diff_inside']} inside (uint8 levels)")
     for r in records:

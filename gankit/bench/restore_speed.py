@@ -6,10 +6,10 @@ The photo is scikit-image's ``astronaut`` (512x512 RGB, never in gankit's traini
 model makes it 1024x1024. Speeds are output megapixels per second; times are medians of
 ``repeats`` calls after one warm-up. PyTorch runs the generator the exporter saw (BatchNorm
 folded, eval mode) eager and channels-last in fp32 (and bf16 autocast where the CPU has bf16),
-each on the whole photo in one call and through the runtime's own tiling code; the best fp32
-way is the baseline of the default (fp32) runtime, the best of all of them that of OpenVINO
-(whose automatic precision is bf16 on such CPUs), so no ratio flatters the file by picking
-PyTorch's worse layout, tiling or precision. The runs are sequential (a few seconds each), not
+each on the whole photo in one call and through the runtime's own tiling code; the best of all
+of them is the baseline of ``gankit restore``'s default path (``auto``: OpenVINO, whose
+automatic precision is bf16 on such CPUs), the best fp32 way that of ``--backend onnxruntime``
+(fp32), so no ratio flatters the file by picking PyTorch's worse layout, tiling or precision. The runs are sequential (a few seconds each), not
 interleaved as the per-call timings are."""
 
 from __future__ import annotations
@@ -98,15 +98,24 @@ def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, 
 
 def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=None, tile: int | None = None,
                        tile_pad: int | None = None) -> dict[str, Any]:
-    """One record: ``gankit restore``'s code path on the photo (its default onnxruntime, and
-    OpenVINO where installed), untiled, OpenCV bicubic, and with ``module`` (the exporter's view
-    of the generator) PyTorch's best fp32 way; seams."""
+    """One record: ``gankit restore``'s code path on the photo with its default backend
+    (``auto``: OpenVINO where installed, on the CPU) and with ``--backend onnxruntime`` (fp32),
+    untiled, OpenCV bicubic, and with ``module`` (the exporter's view of the generator)
+    PyTorch's best ways; seams of the default path."""
     import cv2
 
     import gankit.runtime as gr
+    from gankit.runtime.engines import openvino_installed
 
-    # the CPU provider: on a GPU machine the default would put the file on CUDA against PyTorch on the CPU
-    m = gr.load(path, threads=threads, providers=["CPUExecutionProvider"])
+    # everything on the CPU: on a GPU machine "auto" would put the file on CUDA against PyTorch on the CPU
+    ort = gr.load(path, threads=threads, providers=["CPUExecutionProvider"])
+    default = ort
+    if openvino_installed():
+        try:
+            default = gr.load(path, threads=threads, backend="openvino")  # what "auto" picks on a CPU
+        except (gr.RuntimeInputError, gr.ModelFormatError):  # auto falls back too
+            default = ort
+    m = default
     photo = bench_photo(m.channels)
     tile = gr.model.RESTORE_TILE if tile is None else tile
     pad = gr.model.RESTORE_TILE_PAD if tile_pad is None else tile_pad
@@ -124,23 +133,20 @@ def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=Non
     bicubic_s = median_seconds(lambda: cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), max(repeats, 20))
     rec: dict[str, Any] = {
         "scale": m.scale, "input": list(photo.shape), "threads": threads, "tile": tile, "tile_pad": pad,
-        "providers": m.providers,
+        "backend": m.backend, "providers": m.providers,
         "gankit_restore_s": round(tiled_s, 3), "gankit_restore_mp_per_s": round(out_px / tiled_s / 1e6, 2),
         "runtime_untiled_s": round(whole_s, 3), "runtime_untiled_mp_per_s": round(out_px / whole_s / 1e6, 2),
         "opencv_bicubic_s": round(bicubic_s, 5), "opencv_bicubic_mp_per_s": round(out_px / bicubic_s / 1e6, 1),
     }
-    try:  # the same command with `--backend openvino` (a base dependency where it has wheels)
-        ov = gr.load(path, threads=threads, backend="openvino")
-    except (gr.RuntimeInputError, gr.ModelFormatError):  # not installed, or it cannot compile the file
-        ov = None
-    if ov is not None:
-        ov_s = median_seconds(lambda: ov.restore(photo, tile=tile, tile_pad=pad), repeats)
-        rec.update(openvino=ov.providers[0], gankit_restore_openvino_s=round(ov_s, 3),
-                   gankit_restore_openvino_mp_per_s=round(out_px / ov_s / 1e6, 2))
+    if default is not ort:  # the same command with `--backend onnxruntime`: fp32, the exporter's numbers
+        ort_s = median_seconds(lambda: ort.restore(photo, tile=tile, tile_pad=pad), repeats)
+        rec.update(onnxruntime_restore_s=round(ort_s, 3), onnxruntime_restore_mp_per_s=round(out_px / ort_s / 1e6, 2))
     if module is not None:
         rec.update(torch_rows(module, m, photo, tile, pad, repeats, out_px))
-        rec["ratio_vs_torch"] = round(rec["torch_best_s"] / tiled_s, 2)
-        if ov is not None:  # against PyTorch's best in any precision: OpenVINO's auto precision may be bf16
-            rec["openvino_ratio_vs_torch"] = round(rec["torch_best_any_s"] / rec["gankit_restore_openvino_s"], 2)
+        # against PyTorch's best in any precision: the default path's precision may be bf16
+        # (with no bf16 on the CPU, PyTorch's best in any precision is its best fp32)
+        rec["ratio_vs_torch"] = round(rec["torch_best_any_s"] / tiled_s, 2)
+        if "onnxruntime_restore_s" in rec:  # fp32 against fp32
+            rec["onnxruntime_ratio_vs_torch"] = round(rec["torch_best_s"] / rec["onnxruntime_restore_s"], 2)
     rec.update(seams(restored[tile], restored[0], m.scale, tile))
     return rec
