@@ -20,6 +20,7 @@ from typing import Optional
 import typer
 
 from gankit import __version__
+from gankit.cli_latent import BACKEND_HELP
 from gankit.devices import check_device
 from gankit.errors import INTERRUPTED, GankitError, UsageError
 from gankit.extras import as_missing_extra, require_train
@@ -244,7 +245,7 @@ def generate_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the noise (default: random)."),
     out: Path = typer.Option(Path("grid.png"), "--out", help="Output PNG grid."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help=BACKEND_HELP),
     truncation: Optional[float] = typer.Option(None, "--truncation", help="psi toward the average w (files with a truncation input, e.g. stylegan; 1 = none)."),
 ) -> None:
     """Generate images with an exported model (torch-free runtime) and save a grid."""
@@ -290,7 +291,7 @@ def inpaint_cmd(
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Restore the masked part of an image with an exported inpainting model."""
     import numpy as np

@@ -13,6 +13,10 @@ import typer
 
 from gankit.errors import UsageError
 
+# --backend of the commands that run a model (gankit restore defaults to auto, see cli_restore)
+BACKEND_HELP = ("Runtime backend: onnxruntime (fp32), openvino (bf16 where the CPU has it) or auto (onnxruntime on a "
+                "GPU, else OpenVINO where installed).")
+
 
 def _positive(name: str, value: int) -> None:
     if value <= 0:
@@ -50,7 +54,7 @@ def mix_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the sources (default: random)."),
     out: Path = typer.Option(Path("mix.png"), "--out", help="Output PNG."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help=BACKEND_HELP),
 ) -> None:
     """Style-mixing grid: each cell takes its coarse styles from its row and its fine styles from its column."""
     from gankit.images import save_png
@@ -74,7 +78,7 @@ def interpolate_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the key points (default: random)."),
     out: Path = typer.Option(Path("walk.gif"), "--out", help="Output GIF."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="Runtime backend: onnxruntime, openvino or auto (the faster here; pays where calls have work, not for one grid)."),
+    backend: str = typer.Option("onnxruntime", "--backend", help=BACKEND_HELP),
 ) -> None:
     """A smooth latent walk (spherical interpolation of z, fixed noise) as a looping GIF."""
     from gankit.runtime.latent import save_gif

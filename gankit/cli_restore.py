@@ -61,9 +61,11 @@ def _deep(path: Path) -> bool:
     """True for an image with more than 8 bits per channel (16-bit or float), from its header."""
     from PIL import Image
 
+    from gankit.images import MODES_WIDE
+
     try:
         with Image.open(path) as im:
-            return im.mode in ("I", "F") or im.mode.startswith("I;16")
+            return im.mode in MODES_WIDE
     except Exception:  # unreadable: the restore itself reports it in one line
         return False
 
@@ -155,11 +157,12 @@ def restore_cmd(
                 raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
         jobs = [(image, out)]
     options = {}
-    if backend == "auto" and any(_deep(src) for src, _ in jobs):
+    if backend in ("auto", "openvino") and any(_deep(src) for src, _ in jobs):
         from gankit.runtime.engines import resolve_backend
 
-        if resolve_backend("auto") == "openvino":
+        if resolve_backend(backend) == "openvino":
             # bf16 keeps 8 significant bits: a 16-bit or float image would come back with 8
+            # (one such image in a folder runs the whole folder in fp32: one model, one load)
             options["precision"] = "f32"
     m = runtime.load(model, backend=backend, **options)
     if m.task != "restore":

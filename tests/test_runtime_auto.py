@@ -34,28 +34,45 @@ def test_auto_resolves_to_the_engine_the_machine_and_the_arguments_call_for(monk
     assert engines.resolve_backend("auto", providers=["CPUExecutionProvider"]) == "onnxruntime"
     assert engines.resolve_backend("auto", options={"optimized_path": str(tmp_path / "o.onnx")}) == "onnxruntime"
     assert engines.resolve_backend("auto", options={"precision": "f32"}) == "openvino"
-    # a GPU goes to onnxruntime's CUDA provider; no OpenVINO, onnxruntime
+    # a GPU goes to onnxruntime's CUDA provider; no OpenVINO, onnxruntime (OpenVINO's hints or not)
     monkeypatch.setattr(engines, "default_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert engines.resolve_backend("auto") == "onnxruntime"
     monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(engines, "openvino_installed", lambda: False)
     assert engines.resolve_backend("auto") == "onnxruntime"
+    assert engines.resolve_backend("auto", options={"precision": "f32"}) == "onnxruntime"
+
+
+def test_auto_without_openvino_drops_its_hints_and_keeps_onnxruntime_errors(monkeypatch, tiny_runs):
+    monkeypatch.setattr(engines, "openvino_installed", lambda: False)
+    m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto", precision="f32")
+    assert m.backend == "onnxruntime" and m.fallback_reason == ""
+    with pytest.raises(runtime.RuntimeInputError, match="unknown option 'turbo'"):
+        runtime.load(tiny_runs["cgan"]["onnx"], backend="auto", turbo=True)
 
 
 def _graph(path, op: str):
-    """A tiny float graph: a 3x3 Conv (``op="Conv"``), or a comparison of x with 0 cast back to
-    float (``op="Greater"``), the shape of the gan's cluster lookup."""
+    """A tiny float graph: a 3x3 Conv (``op="Conv"``), a comparison of x with 0 cast back to
+    float (``op="Greater"``, the shape of the gan's cluster lookup), or x times an integer
+    input's comparison with 0 (``op="IntGreater"``, the shape of stylegan's crossover)."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])
     rng = np.random.default_rng(0)
+    inputs = [x]
     if op == "Conv":
         w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4, 3, 3], rng.standard_normal(144).astype(np.float32))
         nodes, inits = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], [w]
+    elif op == "IntGreater":  # stylegan's crossover: a layer index compared with an integer input
+        inputs.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+        zero = helper.make_tensor("zero", TensorProto.INT64, [], [0])
+        nodes = [helper.make_node("Greater", ["k", "zero"], ["b"]), helper.make_node("Cast", ["b"], ["f"], to=TensorProto.FLOAT),
+                 helper.make_node("Mul", ["x", "f"], ["y"])]
+        inits = [zero]
     else:
         zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
         nodes = [helper.make_node(op, ["x", "zero"], ["b"]), helper.make_node("Cast", ["b"], ["y"], to=TensorProto.FLOAT)]
         inits = [zero]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [y], inits), opset_imports=[helper.make_opsetid("", 18)])
     onnx.save(model, str(path))
     return path
 
@@ -66,13 +83,16 @@ def test_openvino_auto_precision_keeps_decisions_in_fp32(monkeypatch, tmp_path):
     monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)  # so the rule is checked on any CPU
     assert engines.OpenVINOEngine(conv, 1).precision == "bf16"
     assert engines.OpenVINOEngine(greater, 1).precision == "f32"
+    # integers compare exactly in any precision: no reason to give up bf16
+    assert engines.OpenVINOEngine(_graph(tmp_path / "int.onnx", "IntGreater"), 1).precision == "bf16"
     assert engines.OpenVINOEngine(greater, 1, precision="bf16").precision == "bf16"  # asked for: given
     monkeypatch.setattr(engines, "cpu_has_bf16", lambda: False)
     assert engines.OpenVINOEngine(conv, 1).precision == "f32"
 
 
 @needs_openvino
-def test_the_gan_export_counts_as_a_graph_with_decisions(tiny_runs):
+def test_the_gan_export_counts_as_a_graph_with_decisions(monkeypatch, tiny_runs):
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
     model = onnx.load(str(tiny_runs["gan"]["onnx"]))
     ops = {n.op_type for n in model.graph.node}
     assert ops & engines.DECISION_OPS, ops  # its cluster lookup: OpenVINO's auto precision keeps it fp32
@@ -94,23 +114,49 @@ def test_auto_loads_openvino_on_a_cpu_and_falls_back_to_onnxruntime(monkeypatch,
     def refuse(*args, **kwargs):
         raise runtime.ModelFormatError("OpenVINO cannot compile it (made up by the test)")
 
-    monkeypatch.setattr(engines.OpenVINOEngine, "__init__", refuse)
-    m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto")
-    assert m.backend == "onnxruntime"
-    with pytest.raises(runtime.ModelFormatError, match="made up"):  # OpenVINO named explicitly: its error
-        runtime.load(tiny_runs["cgan"]["onnx"], backend="openvino")
+    with monkeypatch.context() as mp:
+        mp.setattr(engines.OpenVINOEngine, "__init__", refuse)
+        m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto")
+        assert m.backend == "onnxruntime" and "made up" in m.fallback_reason
+        with pytest.raises(runtime.ModelFormatError, match="made up"):  # OpenVINO named explicitly: its error
+            runtime.load(tiny_runs["cgan"]["onnx"], backend="openvino")
+    # compiled, but the probe run gives the wrong shape: the contract check fails, auto falls back
+    with monkeypatch.context() as mp:
+        mp.setattr(engines.OpenVINOEngine, "run", lambda self, feed: np.zeros((1, 1, 3, 3), np.float32))
+        m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto")
+        assert m.backend == "onnxruntime" and m.fallback_reason
+        assert m.generate(2, labels=1, seed=0).shape[0] == 2
+    with pytest.raises(runtime.RuntimeInputError, match="precision"):  # a bad argument is not a reason to fall back
+        runtime.load(tiny_runs["cgan"]["onnx"], backend="auto", precision="f64")
+
+
+def _spy_on_load(monkeypatch) -> list:
+    """Record every model the CLI loads, with the options it asked for."""
+    loaded = []
+    real = runtime.load
+
+    def load(path, **kwargs):
+        m = real(path, **kwargs)
+        loaded.append((m, kwargs))
+        return m
+
+    monkeypatch.setattr(runtime, "load", load)
+    return loaded
 
 
 @needs_openvino
-def test_gankit_restore_runs_auto_by_default_close_to_onnxruntime(cli, tmp_path):
+def test_gankit_restore_runs_auto_by_default_close_to_onnxruntime(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])  # as on a CPU machine
+    loaded = _spy_on_load(monkeypatch)
     path, _ = make_torch_restorer(tmp_path / "conv.onnx", "conv", c=3, scale=2, layers=4, conv_width=8)
     img = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "in.png")
-    assert runtime.load(path, backend="auto").backend == "openvino"
     for backend, out in ((None, "auto.png"), ("onnxruntime", "ort.png")):
         args = ["--backend", backend] if backend else []
         r = cli("restore", path, "--image", tmp_path / "in.png", "--out", tmp_path / out, "--tile", "32", *args)
         assert r.code == 0, r.err
+    assert [m.backend for m, _ in loaded] == ["openvino", "onnxruntime"]
+    assert "precision" not in loaded[0][1]  # an 8-bit image: OpenVINO's automatic precision
     a = np.asarray(Image.open(tmp_path / "auto.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "ort.png")).astype(int)
     assert a.shape == b.shape == (140, 180, 3)
@@ -125,3 +171,22 @@ def test_unknown_backend_is_one_line(cli, tmp_path):
     r = cli("restore", path, "--image", tmp_path / "in.png", "--out", tmp_path / "o.png", "--backend", "tensorrt")
     assert r.code == 2 and "unknown backend 'tensorrt'" in r.err and "auto" in r.err
     assert not (tmp_path / "o.png").exists()
+
+
+@needs_openvino
+@pytest.mark.parametrize("backend", [None, "openvino"])
+def test_gankit_restore_runs_sixteen_bit_images_in_fp32_on_openvino(cli, tmp_path, monkeypatch, backend):
+    monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])
+    loaded = _spy_on_load(monkeypatch)
+    path, _ = make_torch_restorer(tmp_path / "id.onnx", "identity", c=1)
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "a.png")
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(src / "b.png")  # one 16-bit image: the folder runs fp32
+    args = ["--backend", backend] if backend else []
+    r = cli("restore", path, "--input-dir", src, "--output-dir", tmp_path / "out", *args)
+    assert r.code == 0, r.err
+    (m, kwargs), = loaded
+    assert m.backend == "openvino" and kwargs.get("precision") == "f32" and "f32" in m.providers[0]
+    with Image.open(tmp_path / "out" / "b.png") as im:
+        assert np.asarray(im).astype(np.uint16).max() == 40000

@@ -150,9 +150,11 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 # Graph ops whose result is a discrete decision. In bf16 their float inputs are rounded to 8
 # significant bits first, so inputs near a threshold land on the other side: the gan's cluster
 # lookup (Greater against the cluster edges) gave another digit for 8 of 256 latents under
-# OpenVINO bf16 (benchmarks/RESULTS.md, speed v4). A graph with any of them runs in fp32 under
-# OpenVINO's automatic precision.
-DECISION_OPS = frozenset({"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "TopK"})
+# OpenVINO bf16 (benchmarks/RESULTS.md, speed v4). A graph with one of them on float inputs
+# runs in fp32 under OpenVINO's automatic precision; comparisons of integers (stylegan's
+# crossover layer index) are exact in any precision and do not count.
+DECISION_OPS = frozenset({"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "TopK",
+                          "Round", "Floor", "Ceiling", "Sign"})
 
 
 def cpu_has_bf16() -> bool:
@@ -219,8 +221,9 @@ class OpenVINOEngine:
         (:data:`DECISION_OPS`), which bf16 rounding would flip."""
         if not cpu_has_bf16() or self.metadata.get("gankit.precision") == "int8":
             return "f32"
-        ops = {op.get_type_name() for op in model.get_ordered_ops()}
-        return "f32" if ops & DECISION_OPS else "bf16"
+        decides = any(op.get_type_name() in DECISION_OPS and op.get_input_element_type(0).is_real()
+                      for op in model.get_ordered_ops())
+        return "f32" if decides else "bf16"
 
     def _without_defaults(self, path: Path, names: list[str], tmp: Path) -> Path:
         """A copy of the file whose inputs ``names`` have no initializer; their values go to ``self.defaults``."""
@@ -300,23 +303,21 @@ def openvino_installed() -> bool:
 
 
 def resolve_backend(backend: str, providers: Sequence[Any] | None = None, options: dict[str, Any] | None = None) -> str:
-    """The engine ``backend`` names; for ``"auto"``, the one that is faster here.
+    """The engine ``backend`` names; for ``"auto"``, the one this machine and these arguments call for.
 
     ``auto`` is onnxruntime when it can use a GPU (its CUDA provider and a driver), when
-    ``providers`` are given, or when OpenVINO is not installed; otherwise OpenVINO, at its auto
-    precision (bf16 on CPUs that compute bf16 natively, see ``OpenVINOEngine._auto_precision``).
-    On CPUs the gap is wide where a call has work: ``gankit restore`` of a 512x512 photo at x2
-    took 0.42 s through OpenVINO against 1.61 s through onnxruntime (benchmarks/RESULTS.md,
-    speed v4, a Zen 5 without AMX). Engine options name their backend: ``precision=`` means
-    OpenVINO, ``optimized_path=`` onnxruntime. :func:`open_engine` falls back to onnxruntime
-    when OpenVINO cannot compile the file.
+    ``providers`` or onnxruntime's own options (``optimized_path``, ``session_config``) are
+    given, or when OpenVINO is not installed; otherwise OpenVINO, at its automatic precision
+    (bf16 on CPUs that compute bf16 natively, see ``OpenVINOEngine._auto_precision``). OpenVINO's
+    options (``precision``, ``device``) are hints that apply when OpenVINO is chosen. On CPUs
+    the gap is wide where a call has work: ``gankit restore`` of a 512x512 photo at x2 took 0.60 s
+    through OpenVINO against 2.59 s through onnxruntime on a Xeon with AMX, 0.42 s against 1.61 s
+    on a Zen 5 without (benchmarks/RESULTS.md, speeds v5 and v4). For one small call onnxruntime
+    is as fast and loads sooner, so the Python default stays onnxruntime.
     """
     if backend != "auto":
         return backend
-    for name, takes in ENGINE_OPTIONS.items():
-        if options and set(options) <= set(takes):
-            return name
-    if providers is not None or not openvino_installed():
+    if providers is not None or set(options or ()) & set(ENGINE_OPTIONS["onnxruntime"]) or not openvino_installed():
         return "onnxruntime"
     return "onnxruntime" if "CUDAExecutionProvider" in default_providers() else "openvino"
 
@@ -325,13 +326,9 @@ def open_engine(path: Path, backend: str, providers: Sequence[Any] | None, threa
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise RuntimeInputError(f"unknown backend {show(backend)}; available: {', '.join(BACKENDS)}")
     if backend == "auto":
-        chosen = resolve_backend(backend, providers, options)
-        if chosen == "openvino":
-            try:
-                return open_engine(path, chosen, providers, threads, **options)
-            except ModelFormatError:  # a graph OpenVINO cannot compile still runs in onnxruntime
-                chosen, options = "onnxruntime", {}  # (OpenVINO's options: nothing to choose there)
-        backend = chosen
+        backend = resolve_backend(backend, providers, options)
+        if backend == "onnxruntime":  # OpenVINO's hints do not apply
+            options = {k: v for k, v in options.items() if k not in ENGINE_OPTIONS["openvino"]}
     unknown = sorted(set(options) - set(ENGINE_OPTIONS[backend]))
     if unknown:
         allowed = ", ".join(ENGINE_OPTIONS[backend])

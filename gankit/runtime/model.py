@@ -18,7 +18,7 @@ import numpy as np
 from gankit.errors import first_line
 from gankit.images import nchw_to_hwc_uint8
 from gankit.runtime.contract import MAX_SIDE, check_graph, fits, parse_metadata, probe
-from gankit.runtime.engines import BACKENDS, default_providers, open_engine
+from gankit.runtime.engines import BACKENDS, ENGINE_OPTIONS, default_providers, open_engine, resolve_backend
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
 from gankit.runtime.inputs import (CODECS, as_image, as_mask, asarray, flag, in_range, is_pil, model_path, pil_images,
                                    real_array, seeded_rng, whole)
@@ -47,8 +47,12 @@ def load(path: str | os.PathLike, *, providers: Sequence[Any] | None = None, thr
     PyTorch), ``"openvino"`` (installed with gankit on Linux x86-64/aarch64, Windows x64 and
     Apple silicon; elsewhere ``pip install gankit[openvino]``; bf16 on CPUs with AMX or AVX-512
     bf16 unless the graph makes discrete decisions, else fp32; ``precision="f32"|"bf16"``
-    forces one), or ``"auto"``: onnxruntime on a GPU, else OpenVINO where installed (the
-    faster on CPUs; ``m.backend`` says which was chosen).
+    forces one), or ``"auto"``: onnxruntime on a GPU or when ``providers`` or onnxruntime's
+    options are given, else OpenVINO where installed (several times faster on CPUs where a call
+    has work, e.g. a photo to restore). Under ``auto`` a file that OpenVINO cannot compile, or
+    whose probe run fails there, opens in onnxruntime instead (``m.fallback_reason`` says why);
+    ``m.backend`` says which engine runs. OpenVINO runs one call at a time per model (calls
+    from several threads take turns), where onnxruntime runs them side by side.
     ``providers``: onnxruntime execution providers (default: :func:`default_providers`).
     ``threads``: intra-op threads (default: the backend's choice, one per physical core).
     Raises :class:`ModelFormatError` for a missing, non-ONNX or non-gankit file, or one that
@@ -69,6 +73,29 @@ class GankitModel:
         self.path = model_path(path)
         if not self.path.is_file():
             raise ModelFormatError(f"model file not found: {self.path}")
+        # why "auto" left OpenVINO for onnxruntime ("" when it did not): a file OpenVINO cannot
+        # compile, or whose graph or probe run it reads differently, still runs
+        self.fallback_reason = ""
+        chosen = resolve_backend(backend, providers, options)
+        openvino_hints = {k: v for k, v in options.items() if k in ENGINE_OPTIONS["openvino"]}
+        if backend == "auto" and chosen == "onnxruntime":  # OpenVINO's hints do not apply
+            options = {k: v for k, v in options.items() if k not in openvino_hints}
+        try:
+            self._open(chosen, providers, threads, options)
+        except ModelFormatError as exc:
+            if backend != "auto" or chosen != "openvino":
+                raise
+            self.fallback_reason = str(exc)
+            self._open("onnxruntime", providers, threads, {k: v for k, v in options.items() if k not in openvino_hints})
+        info = self.info
+        self.task, self.plugin = info.task, info.plugin
+        self.latent_dim, self.num_classes, self.class_names = info.latent_dim, info.num_classes, list(info.class_names)
+        self.channels, self.height, self.width = info.channels, info.height, info.width
+        self.input_names = list(self.engine.input_names)
+        self.output_name = self.engine.output_names[0]
+
+    def _open(self, backend: str, providers, threads, options: dict[str, Any]) -> None:
+        """Open the engine, check the graph against the metadata and probe it with one run."""
         self.engine = open_engine(self.path, backend, providers, threads, **options)
         self.backend = self.engine.name  # what "auto" chose
         self.session = getattr(self.engine, "session", None)  # the onnxruntime session, when that is the backend
@@ -78,12 +105,6 @@ class GankitModel:
         t0 = time.perf_counter()
         probe(self.info, self.engine.run, self.path)
         self.probe_ms = (time.perf_counter() - t0) * 1e3
-        info = self.info
-        self.task, self.plugin = info.task, info.plugin
-        self.latent_dim, self.num_classes, self.class_names = info.latent_dim, info.num_classes, list(info.class_names)
-        self.channels, self.height, self.width = info.channels, info.height, info.width
-        self.input_names = list(self.engine.input_names)
-        self.output_name = self.engine.output_names[0]
 
     @property
     def providers(self) -> list[str]:
