@@ -18,9 +18,9 @@ a warm-up), output megapixels per second, and for seams the largest |tiled - unt
 rows/columns next to a tile border against the largest elsewhere (uint8 levels).
 
 With ``--run RUN_DIR`` (the training run MODEL was exported from) the same generator also runs in
-PyTorch (fp32 eager and channels-last, inference mode, the same threads): the whole photo in one
-call, and the same tiles through the same tiling code, so "gankit restore vs PyTorch" compares
-like with like. The measurement itself is gankit.bench.restore_speed, which `gankit bench` also
+PyTorch (fp32 eager and channels-last, bf16 channels-last where the CPU has bf16, inference
+mode, the same threads): the whole photo in one call, and the same tiles through the same
+tiling code, so "gankit restore vs PyTorch" compares like with like. The measurement itself is gankit.bench.restore_speed, which `gankit bench` also
 runs for every restore model it times.
 """
 

@@ -184,7 +184,7 @@ def test_bench_times_a_trained_restore_run_on_256_tiles_and_judges_int8_by_psnr(
     tp = next(rec for rec in json.loads(Path("b.json").read_text()) if rec["kind"] == "restore_throughput")
     torch_times = {k: v for k, v in tp.items() if k.startswith("torch_") and k.endswith("tiled_s")}
     fp32 = {k: v for k, v in torch_times.items() if "bf16" not in k}
-    assert len(fp32) == 4 and tp["torch_best_s"] == min(fp32.values())  # the default runtime's baseline: fp32
+    assert len(fp32) == 4 and tp["torch_best_s"] == min(fp32.values())  # --backend onnxruntime's baseline: fp32
     assert tp["torch_best_any_s"] == min(torch_times.values())
     # gankit restore's default path (auto: OpenVINO where installed) against PyTorch's best in any precision,
     # `--backend onnxruntime` (fp32) against PyTorch's best fp32

@@ -17,9 +17,10 @@ Reduced precision is reported only with proof: each bf16/fp16/int8 row carries i
 against the fp32 output and the judge metrics (conditional accuracy, FD) or inpainting
 hole PSNR computed through that backend; a drop of more than one point (0.01 of conditional
 accuracy or class entropy, 1 dB of hole PSNR) marks the row ``failing``. FD is reported beside
-them but does not mark a row: no margin for it has been calibrated. FLOPs come from ``torch.utils.flop_counter``; the same run
-measures the machine's fp32/bf16 matmul roof and int8 (onnxruntime MatMulInteger) roof and
-reports each row's share of the roof of the precision it computes in.
+them but does not mark a row: no margin for it has been calibrated. FLOPs come from
+``torch.utils.flop_counter``; the same run measures the machine's fp32/bf16 matmul roof and
+int8 roof (the best of onnxruntime's MatMulInteger and OpenVINO's QDQ MatMul) and reports
+each row's share of the roof of the precision it computes in.
 
 Restore models are timed on 256x256 input windows, at most four per call (the runtime's own
 batch), and also on a whole 512x512 photo through ``gankit restore``'s code path against the
