@@ -67,7 +67,8 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     p_fit, p_all = (fit - mean) @ basis, (x - mean) @ basis
     best, best_inertia = None, np.inf
     for r in range(RESTARTS):
-        centroids, labels = kmeans2(p_fit, k, minit="++", iter=30, seed=np.random.default_rng([seed, r]))
+        start = _kmeans_pp(p_fit, k, np.random.default_rng([seed, r]))
+        centroids, labels = kmeans2(p_fit, start, minit="matrix", iter=30)
         inertia = float(((p_fit - centroids[labels]) ** 2).sum())
         if inertia < best_inertia and len(np.unique(labels)) == k:
             best, best_inertia = centroids, inertia
@@ -75,6 +76,27 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise ValueError(f"k-means found fewer than {k} distinct clusters in this data; use --set clusters=N with a smaller N, or 0")
     d = (p_all**2).sum(1)[:, None] - 2 * p_all @ best.T + (best**2).sum(1)[None, :]
     return d.argmin(1).astype(np.int64)
+
+
+def _kmeans_pp(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding, drawing exactly what scipy's ``kmeans2(minit="++")`` draws (so the
+    clusters, and every run trained on them, are unchanged) but keeping each point's distance to
+    its nearest chosen centroid as it goes: scipy recomputes the distances to all chosen centroids
+    at every pick, O(k^2 n) instead of O(k n), which was 4 of a gan run's first 5 seconds
+    (120 clusters of mnist5k: 1.04 s against 0.12 s per restart, machine G)."""
+    from scipy.spatial.distance import cdist
+
+    init = np.empty((k, data.shape[1]))
+    nearest = None
+    for i in range(k):
+        if i == 0:
+            idx = int(rng.integers(data.shape[0]))
+        else:
+            d = cdist(init[i - 1 : i], data, metric="sqeuclidean")[0]
+            nearest = d if nearest is None else np.minimum(nearest, d)
+            idx = int(np.searchsorted((nearest / nearest.sum()).cumsum(), rng.uniform()))
+        init[i] = data[idx]
+    return init
 
 
 def slice_starts(sizes) -> np.ndarray:

@@ -147,3 +147,17 @@ def test_run_with_clusters_saves_sizes_resumes_and_exports_z_only(tmp_path, monk
     assert all(np.array_equal(wa[k], wb[k]) for k in wa if k.startswith(("G/", "D/")))
     model = onnx.load(str(tmp_path / summary["exported"]))
     assert [i.name for i in model.graph.input] == ["z"]  # the exporter's parity check passed too
+
+
+@pytest.mark.parametrize("n,k", [(300, 7), (1000, 40)])
+def test_fast_kmeans_pp_seeding_draws_what_scipy_draws(n, k):
+    """The seeding keeps running nearest distances instead of scipy's all-pairs recomputation; the
+    centroids and labels must be scipy's own, bit for bit, or every gan run's clusters would move."""
+    from scipy.cluster.vq import kmeans2
+
+    from gankit_gan.clusters import _kmeans_pp
+
+    data = np.random.default_rng(n).standard_normal((n, 12)).astype(np.float32)
+    ref = kmeans2(data, k, minit="++", iter=5, seed=np.random.default_rng([3, 1]))
+    ours = kmeans2(data, _kmeans_pp(data, k, np.random.default_rng([3, 1])), minit="matrix", iter=5)
+    assert np.array_equal(ref[0], ours[0]) and np.array_equal(ref[1], ours[1])
