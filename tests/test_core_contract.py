@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import GANKIT, assert_one_line_error
+from tests.conftest import GANKIT, Result, assert_one_line_error
 
 TINY = ("--batch-size", "8", "--no-evaluate")
 
@@ -210,25 +210,32 @@ def test_resume_refuses_a_changed_config_and_accepts_it_with_force(cli, tmp_path
 # ----------------------------------------------------------------------- defect 2: ownership of a run directory
 def test_two_trainings_on_one_out_one_trains_the_other_exits_2_naming_it(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*GANKIT, "train", "--plugin", "cgan", "--steps", "1500", "--batch-size", "8", "--no-evaluate", "--no-export",
-           "--out", str(tmp_path / "X")]
-    procs = [subprocess.Popen([*cmd, "--seed", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)]
+    # the first trains "forever" (it is stopped with Ctrl-C once the second has been refused), so
+    # the second's start-up can never outlast the first's run, however slow the machine
+    cmd = [*GANKIT, "train", "--plugin", "cgan", "--steps", "100000", "--batch-size", "8", "--no-evaluate",
+           "--no-export", "--sample-every", "100000", "--set", "lr_decay=[0,100000]", "--out", str(tmp_path / "X")]
+    first = subprocess.Popen([*cmd, "--seed", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not (tmp_path / "X" / ".lock").exists() and procs[0].poll() is None and time.time() < deadline:
+    while not (tmp_path / "X" / ".lock").exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)  # the second starts once the first holds the run (both are then alive together)
-    procs.append(subprocess.Popen([*cmd, "--seed", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
-    results = [(p.wait(timeout=600), p.stderr.read(), p.pid) for p in procs]
-    codes = sorted(r[0] for r in results)
-    assert codes == [0, 2], results
-    winner = next(r for r in results if r[0] == 0)
-    loser = next(r for r in results if r[0] == 2)
-    assert f"in use by gankit train (pid {winner[2]}" in loser[1], loser[1]
+    second = subprocess.run([*cmd, "--seed", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    metrics = tmp_path / "X" / "metrics.jsonl"
+    while not (metrics.exists() and metrics.stat().st_size) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)  # the refusal did not disturb it: it goes on to log real steps
+    assert first.poll() is None, first.stderr.read()
+    first.send_signal(signal.SIGINT)
+    _, first_err = first.communicate(timeout=300)
+    assert first.returncode == 130, first_err  # stopped by us, with its checkpoint saved
+    assert_one_line_error(Result(second.returncode, second.stdout, second.stderr), 2)
+    assert f"in use by gankit train (pid {first.pid}" in second.stderr, second.stderr
     cfg = json.loads((tmp_path / "X" / "config.json").read_text())
-    metrics = [json.loads(x) for x in (tmp_path / "X" / "metrics.jsonl").read_text().splitlines()]
-    assert cfg["seed"] == (0 if results[0][0] == 0 else 1)
-    assert len([m for m in metrics if m.get("step") == 1500]) == 1
+    assert cfg["seed"] == 0  # the loser wrote nothing into the winner's run
+    ckpts = sorted((tmp_path / "X" / "checkpoints").glob("step-*.safetensors"))
+    assert ckpts, "the winner saved no checkpoint on Ctrl-C"
+    steps = [m["step"] for m in map(json.loads, metrics.read_text().splitlines()) if "step" in m]
+    assert steps == sorted(set(steps))  # one writer: no step logged twice
 
 
 def test_a_stale_lock_from_a_killed_training_is_taken_over(cli, tmp_path):
