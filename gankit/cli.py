@@ -485,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if rc == 130:
+            # the command has cleaned up and printed its one line; leave now with that code. A
+            # Ctrl-C that landed in code compiled at run time (dataclasses' exec while torch
+            # imports) can leave ``python -m gankit`` killing itself by SIGINT after a clean
+            # return (exit status -2 instead of 130: seen on a slow CI machine, reproduced here)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
     return rc
 
 
