@@ -1,8 +1,8 @@
 """Inference engines behind :class:`gankit.runtime.GankitModel`: the same ``.onnx`` file, run
 by onnxruntime (CUDA when a driver is present, else CPU) or by OpenVINO (a base dependency
 where it publishes wheels, else ``pip install gankit[openvino]``; bf16 on CPUs with AMX /
-AVX-512 bf16), or by whichever of the two is faster on this machine (``auto``, see
-:func:`resolve_backend`). Neither imports torch.
+AVX-512 bf16), or by a fixed rule that picks between them (``auto``: onnxruntime on a GPU,
+else OpenVINO where installed; see :func:`resolve_backend`). Neither imports torch.
 
 Each engine reports its graph's inputs and outputs as :class:`TensorSpec` (name, numpy dtype
 name, shape with ``None`` for a dynamic or unknown axis), so the model checks the file
@@ -151,8 +151,9 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 # significant bits first, so inputs near a threshold land on the other side: the gan's cluster
 # lookup (Greater against the cluster edges) gave another digit for 8 of 256 latents under
 # OpenVINO bf16 (benchmarks/RESULTS.md, speed v4). A graph with one of them on float inputs
-# runs in fp32 under OpenVINO's automatic precision; comparisons of integers (stylegan's
-# crossover layer index) are exact in any precision and do not count.
+# runs in fp32 under OpenVINO's automatic precision, as does one that casts a float to an
+# integer; comparisons of integers (stylegan's crossover layer index) are exact in any
+# precision and do not count.
 DECISION_OPS = frozenset({"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "TopK",
                           "Round", "Floor", "Ceiling", "Sign"})
 
@@ -185,7 +186,6 @@ class OpenVINOEngine:
         if not isinstance(device, str):
             raise RuntimeInputError(f"device must be an OpenVINO device name such as 'CPU', got {type(device).__name__}")
         self.metadata = read_onnx_metadata(path)
-        core = ov.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -195,7 +195,8 @@ class OpenVINOEngine:
         # defaults a caller leaves out, as onnxruntime does.
         optional = [n for n in self.metadata.get("gankit.optional_inputs", "").split(",") if n]
         self.defaults: dict[str, np.ndarray] = {}
-        try:
+        try:  # any failure of OpenVINO here (its plugin, the file, the compile) is the file's one-line error
+            core = ov.Core()
             with tempfile.TemporaryDirectory() as tmp:
                 source = self._without_defaults(path, optional, Path(tmp)) if optional else path
                 model = core.read_model(str(source))
@@ -205,12 +206,12 @@ class OpenVINOEngine:
                 self.compiled = core.compile_model(model, device, config)
             self.inputs = [self._spec(p) for p in model.inputs if p.get_any_name() not in self.defaults]
             self.outputs = [self._spec(p) for p in model.outputs]
+            self.request = self.compiled.create_infer_request()
         except Exception as exc:
             raise ModelFormatError(f"OpenVINO cannot compile {path} ({first_line(exc, with_type=False)})") from None
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
         self.precision = precision
-        self.request = self.compiled.create_infer_request()
         self._ov = ov
         self._lock = threading.Lock()
 
@@ -221,7 +222,10 @@ class OpenVINOEngine:
         (:data:`DECISION_OPS`), which bf16 rounding would flip."""
         if not cpu_has_bf16() or self.metadata.get("gankit.precision") == "int8":
             return "f32"
-        decides = any(op.get_type_name() in DECISION_OPS and op.get_input_element_type(0).is_real()
+        decides = any(op.get_input_size() and op.get_input_element_type(0).is_real()
+                      and (op.get_type_name() in DECISION_OPS
+                           # a cast of a float to an integer (ONNX Cast) truncates: a decision too
+                           or (op.get_type_name() == "Convert" and op.get_output_element_type(0).is_integral_number()))
                       for op in model.get_ordered_ops())
         return "f32" if decides else "bf16"
 
@@ -295,9 +299,10 @@ ENGINE_OPTIONS = {"onnxruntime": ("optimized_path", "session_config"), "openvino
 
 
 def openvino_installed() -> bool:
+    """Whether OpenVINO imports here (a broken install counts as absent: ``auto`` then runs onnxruntime)."""
     try:
         import openvino  # noqa: F401
-    except ImportError:
+    except Exception:
         return False
     return True
 
