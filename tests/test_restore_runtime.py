@@ -277,9 +277,10 @@ def test_gray_through_a_colour_model(models):
     g = _rgb(33, 20, c=1, seed=5)
     np.testing.assert_array_equal(models["near"].restore(g), g.repeat(2, 0).repeat(2, 1))
     y = models["conv"].restore(g[..., 0])
-    assert y.shape == (66, 40, 1) and y.dtype == np.uint8
+    assert y.shape == (66, 40) and y.dtype == np.uint8  # [H, W] in, [sH, sW] out: the layout it came in
+    assert models["conv"].restore(g).shape == (66, 40, 1)
     rgb = models["conv"].restore(np.repeat(g, 3, axis=2))
-    np.testing.assert_array_equal(y, np.clip(np.rint(rgb.astype(np.float32).mean(axis=2, keepdims=True)), 0, 255))
+    np.testing.assert_array_equal(y, np.clip(np.rint(rgb.astype(np.float32).mean(axis=2)), 0, 255))
 
 
 def test_alpha_passes_through_resized_with_the_image(models):

@@ -387,16 +387,20 @@ class GankitModel:
         ``image``: a PIL image of any mode, or an array ``[H, W]`` / ``[H, W, C]`` (C = 1, 3 or 4)
         whose dtype says its range: uint8 0..255, uint16 0..65535, float in [0, 1] (other
         integer dtypes must hold 0..255). The result has the same dtype and channel layout with
-        H and W times ``scale``; a PIL image gives a PIL image (``as_pil`` overrides).
+        H and W times ``scale`` (``[H, W]`` gives ``[sH, sW]``); a PIL image gives a PIL image (``as_pil`` overrides).
         ``tile``: the side, in input pixels, of the tiles the image is cut into (default 256; 0
         = the whole image in one run); each tile runs with ``tile_pad`` pixels of neighbouring
         context per side (default 16, reflected at the image border) and only its own region of
         the output is kept, so tiles meet without seams where ``tile_pad`` covers the model's
         receptive field. For a model with ``size_multiple`` m, the image is extended to a multiple
         of m and tile and tile_pad are rounded up to multiples of m, so every tile sees the model's
-        m x m block grid where a whole-image run does. ``batch_size``: model rows per call. A colour image through a grayscale model is restored channel by channel;
-        a gray image through a colour model as gray RGB, then averaged back; alpha passes through
-        (resized bicubically when ``scale`` > 1).
+        m x m block grid where a whole-image run does. ``batch_size``: model rows per call. A colour
+        image through a grayscale model is restored channel by channel; a gray image through a
+        colour model as gray RGB, then averaged back; alpha passes through (resized bicubically
+        when ``scale`` > 1). A model loaded at bf16 (OpenVINO's automatic
+        precision on CPUs with native bf16) keeps about 8 significant bits, so load with
+        ``precision="f32"`` to restore 16-bit or float images at their depth, as ``gankit
+        restore`` does.
         """
         from gankit.runtime.tiles import resize_plane, restore_any_size, restore_geometry
 
@@ -407,6 +411,7 @@ class GankitModel:
         pil_in = is_pil(image)
         as_pil = pil_in if as_pil is None else flag("as_pil", as_pil)
         img = as_image(image)
+        flat = not pil_in and img.ndim == 3 and np.ndim(image) == 2  # [H, W] in, [sH, sW] out
         h, w = img.shape[:2]
         s = self.scale
         if not fits(h * w, 4 * s * s * max(img.shape[2], self.channels), MAX_RESULT_BYTES):  # float32 result
@@ -437,7 +442,9 @@ class GankitModel:
             out = run(rgb)
         if alpha is not None:
             out = np.concatenate([out, resize_plane(alpha, s)[..., None]], axis=2)
-        return pil_images(out[None])[0] if as_pil else out
+        if as_pil:
+            return pil_images(out[None])[0]
+        return out[..., 0] if flat else out
 
 
 __all__ = ["load", "GankitModel", "default_providers", "BACKENDS", "MAX_BATCH", "MAX_RESULT_BYTES", "RESTORE_TILE",
