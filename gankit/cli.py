@@ -21,6 +21,7 @@ import typer
 
 from gankit import __version__
 from gankit.cli_latent import BACKEND_HELP
+from gankit.cli_restore import load_for_images
 from gankit.devices import check_device
 from gankit.errors import INTERRUPTED, GankitError, UsageError
 from gankit.extras import as_missing_extra, require_train
@@ -296,7 +297,6 @@ def inpaint_cmd(
     """Restore the masked part of an image with an exported inpainting model."""
     import numpy as np
 
-    from gankit import runtime
     from gankit.images import before_after, save_png, to_uint8, to_uint16
     from gankit.runtime.io import read_image, read_mask
 
@@ -305,7 +305,7 @@ def inpaint_cmd(
         _check_output(compare, overwrite, ".png")
         if _same_file(out, compare):
             raise UsageError(f"--out and --compare name the same file ({out}); give two different paths")
-    m = runtime.load(model, backend=backend)
+    m = load_for_images(model, backend, [image])
     if m.task != "inpaint":
         raise UsageError(f"{model} is a {m.task} model, not an inpainting one")
     img, alpha = read_image(image)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)

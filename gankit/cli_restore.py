@@ -59,15 +59,43 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tup
 
 def _deep(path: Path) -> bool:
     """True for an image with more than 8 bits per channel (16-bit or float), from its header."""
+    import warnings
+
     from PIL import Image
 
     from gankit.images import MODES_WIDE
 
     try:
-        with Image.open(path) as im:
+        # a too-large image warns here; the read that follows refuses it in one line
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
             return im.mode in MODES_WIDE
     except Exception:  # unreadable: the restore itself reports it in one line
         return False
+
+
+def wide_input_options(backend: str, images) -> dict:
+    """``precision="f32"`` when OpenVINO would run (``auto`` or ``openvino``) and one of
+    ``images`` has more than 8 bits per channel: bf16 keeps 8 significant bits, so a 16-bit or
+    float image would come back with 8 (one such image in a folder runs the whole folder in
+    fp32: one model, one load)."""
+    if backend in ("auto", "openvino") and any(_deep(p) for p in images):
+        from gankit.runtime.engines import resolve_backend
+
+        if resolve_backend(backend) == "openvino":
+            return {"precision": "f32"}
+    return {}
+
+
+def load_for_images(model: Path, backend: str, images):
+    """The model for these images, with a one-line note when ``auto`` left OpenVINO for onnxruntime."""
+    from gankit import runtime
+
+    m = runtime.load(model, backend=backend, **wide_input_options(backend, images))
+    if m.fallback_reason:
+        _console(stderr=True).print(f"note: running on onnxruntime, slower here: {m.fallback_reason}",
+                                    markup=False, soft_wrap=True)
+    return m
 
 
 def side_by_side(before, after, pad: int = 4):
@@ -128,7 +156,6 @@ def restore_cmd(
     Large images run in tiles with context padding, so they fit in memory and meet without seams.
     Outputs are lossless PNG; 16-bit inputs stay 16-bit, alpha passes through.
     """
-    from gankit import runtime
     from gankit.fileio import check_output
 
     for name, value, low in (("--tile", tile, 0), ("--tile-pad", tile_pad, 0)):
@@ -156,15 +183,7 @@ def restore_cmd(
             if _same_file(out, compare) or _same_file(compare, image):
                 raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
         jobs = [(image, out)]
-    options = {}
-    if backend in ("auto", "openvino") and any(_deep(src) for src, _ in jobs):
-        from gankit.runtime.engines import resolve_backend
-
-        if resolve_backend(backend) == "openvino":
-            # bf16 keeps 8 significant bits: a 16-bit or float image would come back with 8
-            # (one such image in a folder runs the whole folder in fp32: one model, one load)
-            options["precision"] = "f32"
-    m = runtime.load(model, backend=backend, **options)
+    m = load_for_images(model, backend, [src for src, _ in jobs])
     if m.task != "restore":
         raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; gankit restore needs a restore model")
     if image is not None:

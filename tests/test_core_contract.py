@@ -216,26 +216,32 @@ def test_two_trainings_on_one_out_one_trains_the_other_exits_2_naming_it(tmp_pat
            "--no-export", "--sample-every", "100000", "--set", "lr_decay=[0,100000]", "--out", str(tmp_path / "X")]
     first = subprocess.Popen([*cmd, "--seed", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not (tmp_path / "X" / ".lock").exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)  # the second starts once the first holds the run (both are then alive together)
-    second = subprocess.run([*cmd, "--seed", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
-    metrics = tmp_path / "X" / "metrics.jsonl"
-    while not (metrics.exists() and metrics.stat().st_size) and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)  # the refusal did not disturb it: it goes on to log real steps
-    assert first.poll() is None, first.stderr.read()
-    first.send_signal(signal.SIGINT)
-    _, first_err = first.communicate(timeout=300)
-    assert first.returncode == 130, first_err  # stopped by us, with its checkpoint saved
-    assert_one_line_error(Result(second.returncode, second.stdout, second.stderr), 2)
-    assert f"in use by gankit train (pid {first.pid}" in second.stderr, second.stderr
-    cfg = json.loads((tmp_path / "X" / "config.json").read_text())
-    assert cfg["seed"] == 0  # the loser wrote nothing into the winner's run
-    ckpts = sorted((tmp_path / "X" / "checkpoints").glob("step-*.safetensors"))
-    assert ckpts, "the winner saved no checkpoint on Ctrl-C"
-    steps = [m["step"] for m in map(json.loads, metrics.read_text().splitlines()) if "step" in m]
-    assert steps == sorted(set(steps))  # one writer: no step logged twice
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "X" / ".lock").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # the second starts once the first holds the run (both are then alive together)
+        assert first.poll() is None and (tmp_path / "X" / ".lock").exists(), "the first training never held the run"
+        second = subprocess.run([*cmd, "--seed", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                timeout=300)
+        metrics = tmp_path / "X" / "metrics.jsonl"
+        while not (metrics.exists() and metrics.stat().st_size) and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # the refusal did not disturb it: it goes on to log real steps
+        assert first.poll() is None, first.stderr.read()
+        first.send_signal(signal.SIGINT)
+        _, first_err = first.communicate(timeout=300)
+        assert first.returncode == 130, first_err  # stopped by us, with its checkpoint saved
+        assert_one_line_error(Result(second.returncode, second.stdout, second.stderr), 2)
+        assert f"in use by gankit train (pid {first.pid}" in second.stderr, second.stderr
+        cfg = json.loads((tmp_path / "X" / "config.json").read_text())
+        assert cfg["seed"] == 0  # the loser wrote nothing into the winner's run
+        ckpts = sorted((tmp_path / "X" / "checkpoints").glob("step-*.safetensors"))
+        assert ckpts, "the winner saved no checkpoint on Ctrl-C"
+        steps = [m["step"] for m in map(json.loads, metrics.read_text().splitlines()) if "step" in m]
+        assert steps == sorted(set(steps))  # one writer: no step logged twice
+    finally:  # a failed assertion must not leave a 100,000-step training running
+        if first.poll() is None:
+            first.kill()
+            first.wait()
 
 
 def test_a_stale_lock_from_a_killed_training_is_taken_over(cli, tmp_path):

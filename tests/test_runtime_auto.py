@@ -126,6 +126,18 @@ def test_auto_loads_openvino_on_a_cpu_and_falls_back_to_onnxruntime(monkeypatch,
         m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto")
         assert m.backend == "onnxruntime" and m.fallback_reason
         assert m.generate(2, labels=1, seed=0).shape[0] == 2
+    # OpenVINO itself failing (its CPU plugin, not the file) is a reason to fall back too, not a traceback
+    import openvino
+
+    def broken_core(*args, **kwargs):
+        raise RuntimeError("CPU plugin failed to load (made up by the test)")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(openvino, "Core", broken_core)
+        m = runtime.load(tiny_runs["cgan"]["onnx"], backend="auto")
+        assert m.backend == "onnxruntime" and "CPU plugin" in m.fallback_reason
+        with pytest.raises(runtime.ModelFormatError, match="CPU plugin"):
+            runtime.load(tiny_runs["cgan"]["onnx"], backend="openvino")
     with pytest.raises(runtime.RuntimeInputError, match="precision"):  # a bad argument is not a reason to fall back
         runtime.load(tiny_runs["cgan"]["onnx"], backend="auto", precision="f64")
 
@@ -178,15 +190,55 @@ def test_unknown_backend_is_one_line(cli, tmp_path):
 def test_gankit_restore_runs_sixteen_bit_images_in_fp32_on_openvino(cli, tmp_path, monkeypatch, backend):
     monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])
     loaded = _spy_on_load(monkeypatch)
-    path, _ = make_torch_restorer(tmp_path / "id.onnx", "identity", c=1)
+    # a model with arithmetic (an identity Resize would pass even in bf16)
+    path, _ = make_torch_restorer(tmp_path / "conv.onnx", "conv", c=1, scale=2, layers=4, conv_width=8)
     src = tmp_path / "src"
     src.mkdir()
-    Image.fromarray(np.zeros((8, 8), np.uint8)).save(src / "a.png")
-    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(src / "b.png")  # one 16-bit image: the folder runs fp32
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(src / "a.png")
+    deep = np.random.default_rng(2).integers(0, 65536, (24, 24)).astype(np.uint16)
+    Image.fromarray(deep).save(src / "b.png")  # one 16-bit image: the folder runs fp32
     args = ["--backend", backend] if backend else []
     r = cli("restore", path, "--input-dir", src, "--output-dir", tmp_path / "out", *args)
     assert r.code == 0, r.err
     (m, kwargs), = loaded
     assert m.backend == "openvino" and kwargs.get("precision") == "f32" and "f32" in m.providers[0]
     with Image.open(tmp_path / "out" / "b.png") as im:
-        assert np.asarray(im).astype(np.uint16).max() == 40000
+        got = np.asarray(im).astype(np.int64)
+    exact = runtime.load(path).restore(deep).astype(np.int64)  # onnxruntime fp32
+    # fp32 in both: a few of 65,536 levels at most; bf16 (8 significant bits) would be off by ~100s
+    assert got.shape == exact.shape and np.abs(got - exact).max() <= 16
+
+
+@needs_openvino
+def test_gankit_restore_says_when_it_fell_back_to_onnxruntime(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])
+
+    def refuse(*args, **kwargs):
+        raise runtime.ModelFormatError("OpenVINO cannot compile it (made up by the test)")
+
+    monkeypatch.setattr(engines.OpenVINOEngine, "__init__", refuse)
+    path, _ = make_torch_restorer(tmp_path / "id.onnx", "identity", c=1)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "in.png")
+    r = cli("restore", path, "--image", tmp_path / "in.png", "--out", tmp_path / "o.png")
+    assert r.code == 0, r.err
+    assert "note: running on onnxruntime" in r.err and "made up" in r.err and "Traceback" not in r.err
+    assert (tmp_path / "o.png").is_file()
+
+
+@needs_openvino
+def test_gankit_inpaint_runs_a_sixteen_bit_image_in_fp32_on_openvino(cli, tmp_path, monkeypatch, tiny_runs):
+    monkeypatch.setattr(engines, "default_providers", lambda: ["CPUExecutionProvider"])
+    loaded = _spy_on_load(monkeypatch)
+    deep = np.random.default_rng(3).integers(0, 65536, (28, 28)).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "in.png")
+    mask = np.zeros((28, 28), np.uint8)
+    mask[8:16, 8:16] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    for backend, out in (("openvino", "ov.png"), ("onnxruntime", "ort.png")):
+        r = cli("inpaint", tiny_runs["inpaint"]["onnx"], "--image", tmp_path / "in.png", "--mask", tmp_path / "mask.png",
+                "--out", tmp_path / out, "--backend", backend)
+        assert r.code == 0, r.err
+    assert [kw.get("precision") for _, kw in loaded] == ["f32", None]
+    with Image.open(tmp_path / "ov.png") as a, Image.open(tmp_path / "ort.png") as b:
+        got, exact = np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64)
+    assert exact.max() > 255 and np.abs(got - exact).max() <= 16  # 16-bit kept: fp32 both ways
