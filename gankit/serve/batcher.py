@@ -8,7 +8,8 @@ newcomers in the next batch finishes them no later (and under closed-loop load, 
 millisecond spent waiting is a millisecond the clients are not sending). With a 0.3 ms
 model that is a 0.3 ms linger, with a 40 ms one the full ``max_wait_ms``. ``linger="fixed"``
 always waits the whole window (a batch then closes exactly when it is full, which the tests
-use to make merging deterministic). The
+use to make merging deterministic). In either mode the very first batch runs at once: it is
+the server's warm-up call, made before any client can connect. The
 event loop never runs inference: handlers await a ``concurrent.futures.Future`` that the
 worker resolves. A request is never split (one larger than ``max_batch`` runs alone, the
 runner chunks it), and one whose future was cancelled (client gone) is dropped before the
@@ -99,6 +100,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopped = False
         self._last_run = 0.0  # nothing timed yet: the very first request runs alone
+        self._ran = False  # the first batch (the warm-up) runs at once in either linger mode
         self._thread = threading.Thread(target=self._loop, name=f"gankit-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -135,7 +137,8 @@ class Batcher:
                 return None
             first = self._items.popleft()
             batch, rows = [first], first.rows
-            deadline = time.monotonic() + (min(self.max_wait, self._last_run) if self.adaptive else self.max_wait)
+            wait = min(self.max_wait, self._last_run) if self.adaptive else self.max_wait
+            deadline = time.monotonic() + (wait if self._ran else 0.0)
             while rows < self.max_batch:
                 if self._items:
                     nxt = self._items[0]
@@ -169,6 +172,7 @@ class Batcher:
                 t0 = time.monotonic()
                 out = self._run(feed)
                 self._last_run = time.monotonic() - t0
+                self._ran = True
                 rows = sum(it.rows for it in live)
                 if self._on_batch:
                     self._on_batch(rows, len(live))
