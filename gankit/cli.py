@@ -377,7 +377,7 @@ def bench_cmd(
     time_to_quality: bool = typer.Option(False, "--time-to-quality", help="Also train cgan with gankit and with a plain loop until the judge's accuracy target (minutes)."),
     cold: bool = typer.Option(True, "--cold/--no-cold", help="Runtime cold start (fresh processes)."),
     fresh: bool = typer.Option(False, "--fresh", help="Fresh-init weights even when a trained run exists."),
-    budget: float = typer.Option(0.8, "--budget", help="Seconds of timed runs per row (after warm-up)."),
+    budget: float = typer.Option(0.8, "--budget", help="Seconds of timed runs per row (after warm-up); below 0.5, a smoke run that times each way once."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Time every backend (PyTorch variants, onnxruntime fp32/int8, OpenVINO, CUDA) per model and batch."""

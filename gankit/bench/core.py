@@ -24,6 +24,9 @@ from gankit.errors import first_line
 from gankit.evaluate.metrics import psnr
 from gankit.sysinfo import cpu_has_bf16
 
+# a --budget below this is a smoke run (the tests'): each way timed once after its warm-up
+SMOKE_BUDGET_S = 0.5
+
 
 def run_bench(models: list[str], batches: list[int], *, threads: int | None = None, compile: bool = True,
               check_quality: bool = True, train: bool = True, cold: bool = True, device: str = "auto",
@@ -49,7 +52,8 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
     info["threads"] = threads
     records.append({"kind": "machine", **info})
     log(f"machine: {info['cpu']} ({info['cores']} cores, {', '.join(info['isa'])}); measuring roofs ...")
-    roofs = measure_roofs(threads)
+    # a smoke run's roofs are rough (small matmuls, a few calls each): not numbers of record
+    roofs = measure_roofs(threads) if budget_s >= SMOKE_BUDGET_S else measure_roofs(threads, n=256, budget_s=0.05)
     records.append({"kind": "roof", **{f"{k}_gflops": v for k, v in roofs.items()}})
     has_ov = info["openvino"] is not None
     tmp = tempfile.TemporaryDirectory(prefix="gankit-bench-")
@@ -88,7 +92,9 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
                     except Exception as exc:
                         records.append(_skipped(model, bname, f"error: {first_line(exc, with_type=False, limit=160)}", batch=b))
                         log(f"  {bname} batch {b}: {first_line(exc, with_type=False, limit=160)}")
-                timed = time_interleaved(runs, budget_s=budget_s)
+                # a smoke run (the tests' --budget 0.02) times each way once: prepare() ran it already
+                timed = time_interleaved(runs, budget_s=budget_s) if budget_s >= SMOKE_BUDGET_S else \
+                    time_interleaved(runs, budget_s=budget_s, rounds=1, warmup=0, min_runs=1)
                 ref = outs.get("pytorch eager fp32")
                 flops = count_flops(model, b)
                 for bname, (med, p90, n) in timed.items():
@@ -129,10 +135,11 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
                 from gankit.bench.restore_speed import restore_throughput
 
                 try:
-                    # a short --budget (the tests' smoke runs) times each way once after its warm-up
+                    # a smoke run (the tests' short --budget) times each way once, cold
+                    smoke = budget_s < SMOKE_BUDGET_S
                     records.append({"kind": "restore_throughput", "model": model.name,
                                     **restore_throughput(model.onnx_path, threads=threads, module=model.module,
-                                                         repeats=3 if budget_s >= 0.5 else 1)})
+                                                         repeats=1 if smoke else 3, warmup=not smoke)})
                 except Exception as exc:
                     records.append({"kind": "restore_throughput", "model": model.name,
                                     "status": f"error: {first_line(exc, with_type=False, limit=160)}"})

@@ -34,7 +34,7 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def measure_roofs(threads: int, n: int = 1024) -> dict[str, float]:
+def measure_roofs(threads: int, n: int = 1024, budget_s: float = 0.5) -> dict[str, float]:
     """Peak GFLOP/s this process reaches on a large matmul, per precision, taking the best
     engine: fp32 from PyTorch, onnxruntime (MLAS) and OpenVINO (oneDNN) where installed; bf16
     from PyTorch and OpenVINO; int8 from onnxruntime's MatMulInteger (u8 x s8) and OpenVINO's
@@ -59,18 +59,18 @@ def measure_roofs(threads: int, n: int = 1024) -> dict[str, float]:
                 med = min(_once(lambda: torch.mm(a, b)) for _ in range(2))
                 best = max(best, 2 * size**3 / med / 1e9)
                 break
-            med, _, _ = time_it(lambda: torch.mm(a, b), warmup=1, min_runs=5, budget_s=0.5)
+            med, _, _ = time_it(lambda: torch.mm(a, b), warmup=1, min_runs=5, budget_s=budget_s)
             best = max(best, 2 * size**3 / (med / 1e3) / 1e9)
             if prec == "fp32":
-                best = max(best, _onnx_matmul_roof(threads, size, "onnxruntime"))
+                best = max(best, _onnx_matmul_roof(threads, size, "onnxruntime", budget_s=budget_s))
             if prec == "fp32" or cpu_has_bf16():
-                best = max(best, _onnx_matmul_roof(threads, size, "openvino", "f32" if prec == "fp32" else "bf16"))
+                best = max(best, _onnx_matmul_roof(threads, size, "openvino", "f32" if prec == "fp32" else "bf16", budget_s=budget_s))
         roofs[prec] = round(best, 1)
-    roofs["int8"] = round(_int8_roof(threads, n), 1)
+    roofs["int8"] = round(_int8_roof(threads, n, budget_s), 1)
     return roofs
 
 
-def _onnx_matmul_roof(threads: int, n: int, engine: str, precision: str = "f32") -> float:
+def _onnx_matmul_roof(threads: int, n: int, engine: str, precision: str = "f32", budget_s: float = 0.5) -> float:
     """GFLOP/s of an [n, n] x [n, n] fp32 MatMul (the right factor a constant, as a layer's
     weights are) in onnxruntime or OpenVINO (``precision``: its inference precision hint);
     0 when OpenVINO is not installed."""
@@ -110,11 +110,11 @@ def _onnx_matmul_roof(threads: int, n: int, engine: str, precision: str = "f32")
                 return 0.0
         request = compiled.create_infer_request()
         run = lambda: request.infer({0: a})  # noqa: E731
-    med, _, _ = time_it(run, warmup=2, min_runs=5, budget_s=0.5)
+    med, _, _ = time_it(run, warmup=2, min_runs=5, budget_s=budget_s)
     return 2 * n**3 / (med / 1e3) / 1e9
 
 
-def _int8_roof(threads: int, n: int) -> float:
+def _int8_roof(threads: int, n: int, budget_s: float = 0.5) -> float:
     """GOP/s of an [n, n] x [n, n] int8 matmul, the best of onnxruntime's ``MatMulInteger``
     (u8 x s8; the right factor fed as an input and, as a layer's weights are, as a constant,
     which lets MLAS pack it once) and OpenVINO's int8 (a QDQ MatMul with constant weights, the
@@ -139,12 +139,12 @@ def _int8_roof(threads: int, n: int) -> float:
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         feed = {"a": a8} if constant else {"a": a8, "b": b8}
-        med, _, _ = time_it(lambda: sess.run(None, feed), warmup=2, min_runs=5, budget_s=0.5)
+        med, _, _ = time_it(lambda: sess.run(None, feed), warmup=2, min_runs=5, budget_s=budget_s)
         best = max(best, 2 * n**3 / (med / 1e3) / 1e9)
-    return max(best, _openvino_int8_roof(threads, n))
+    return max(best, _openvino_int8_roof(threads, n, budget_s))
 
 
-def _openvino_int8_roof(threads: int, n: int) -> float:
+def _openvino_int8_roof(threads: int, n: int, budget_s: float = 0.5) -> float:
     """GOP/s of a QDQ int8 MatMul with constant weights in OpenVINO; 0 where it is missing."""
     import tempfile
 
@@ -177,5 +177,5 @@ def _openvino_int8_roof(threads: int, n: int) -> float:
             return 0.0
     request = compiled.create_infer_request()
     a = rng.uniform(0, 4, (n, n)).astype(np.float32)
-    med, _, _ = time_it(lambda: request.infer({0: a}), warmup=2, min_runs=5, budget_s=0.5)
+    med, _, _ = time_it(lambda: request.infer({0: a}), warmup=2, min_runs=5, budget_s=budget_s)
     return 2 * n**3 / (med / 1e3) / 1e9

@@ -4,7 +4,7 @@ same photo, and against OpenCV's bicubic resize as the floor; plus the seams the
 
 The photo is scikit-image's ``astronaut`` (512x512 RGB, never in gankit's training data); a x2
 model makes it 1024x1024. Speeds are output megapixels per second; times are medians of
-``repeats`` calls after one warm-up. PyTorch runs the generator the exporter saw (BatchNorm
+``repeats`` calls after one warm-up (none in a smoke run). PyTorch runs the generator the exporter saw (BatchNorm
 folded, eval mode) eager and channels-last in fp32 (and bf16 autocast where the CPU has bf16),
 each on the whole photo in one call and through the runtime's own tiling code; the best of all
 of them is the baseline of ``gankit restore``'s default path (``auto``: OpenVINO, whose
@@ -22,8 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: session arenas, first-run allocations
+def median_seconds(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> float:
+    if warmup:  # session arenas, first-run allocations
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -56,7 +57,8 @@ def seams(tiled: np.ndarray, whole: np.ndarray, scale: int, tile: int) -> dict[s
             "seam_max_diff_inside": int(diff[~border].max())}
 
 
-def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, out_px: int) -> dict[str, Any]:
+def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, out_px: int,
+               warmup: bool = True) -> dict[str, Any]:
     """The generator in PyTorch on the same photo: fp32 eager and channels-last, and bf16
     autocast channels-last where the CPU computes bf16 natively, each whole and tiled."""
     import copy
@@ -80,9 +82,9 @@ def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, 
                 t = torch.from_numpy(np.ascontiguousarray(x, np.float32)).contiguous(memory_format=fmt)
                 return net(image=t).float().contiguous().numpy()
 
-        whole = median_seconds(lambda: run_batch(hwc.transpose(2, 0, 1)[None]), repeats)
+        whole = median_seconds(lambda: run_batch(hwc.transpose(2, 0, 1)[None]), repeats, warmup)
         tiled = median_seconds(lambda: restore_any_size(run_batch, hwc, channels=m.channels, scale=m.scale, tile=tile,
-                                                        pad=pad, multiple=m.size_multiple), repeats)
+                                                        pad=pad, multiple=m.size_multiple), repeats, warmup)
         rows[f"torch_{layout}_untiled_s"] = round(whole, 3)
         rows[f"torch_{layout}_tiled_s"] = round(tiled, 3)
     fp32 = {k: v for k, v in rows.items() if "bf16" not in k}
@@ -97,7 +99,7 @@ def torch_rows(module, m, photo: np.ndarray, tile: int, pad: int, repeats: int, 
 
 
 def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=None, tile: int | None = None,
-                       tile_pad: int | None = None) -> dict[str, Any]:
+                       tile_pad: int | None = None, warmup: bool = True) -> dict[str, Any]:
     """One record: ``gankit restore``'s code path on the photo with its default backend
     (``auto``: OpenVINO where installed, on the CPU) and with ``--backend onnxruntime`` (fp32),
     untiled, OpenCV bicubic, and with ``module`` (the exporter's view of the generator)
@@ -126,8 +128,8 @@ def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=Non
     def restore(t: int) -> None:
         restored[t] = m.restore(photo, tile=t, tile_pad=pad)
 
-    tiled_s = median_seconds(lambda: restore(tile), repeats)
-    whole_s = median_seconds(lambda: restore(0), repeats)
+    tiled_s = median_seconds(lambda: restore(tile), repeats, warmup)
+    whole_s = median_seconds(lambda: restore(0), repeats, warmup)
     cv2.setNumThreads(threads)
     size = (photo.shape[1] * m.scale, photo.shape[0] * m.scale)
     bicubic_s = median_seconds(lambda: cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC), max(repeats, 20))
@@ -139,10 +141,10 @@ def restore_throughput(path: Path, *, threads: int, repeats: int = 3, module=Non
         "opencv_bicubic_s": round(bicubic_s, 5), "opencv_bicubic_mp_per_s": round(out_px / bicubic_s / 1e6, 1),
     }
     if default is not ort:  # the same command with `--backend onnxruntime`: fp32, the exporter's numbers
-        ort_s = median_seconds(lambda: ort.restore(photo, tile=tile, tile_pad=pad), repeats)
+        ort_s = median_seconds(lambda: ort.restore(photo, tile=tile, tile_pad=pad), repeats, warmup)
         rec.update(onnxruntime_restore_s=round(ort_s, 3), onnxruntime_restore_mp_per_s=round(out_px / ort_s / 1e6, 2))
     if module is not None:
-        rec.update(torch_rows(module, m, photo, tile, pad, repeats, out_px))
+        rec.update(torch_rows(module, m, photo, tile, pad, repeats, out_px, warmup))
         # against PyTorch's best in any precision: the default path's precision may be bf16
         # (with no bf16 on the CPU, PyTorch's best in any precision is its best fp32)
         rec["ratio_vs_torch"] = round(rec["torch_best_any_s"] / rec["gankit_restore_s"], 2)  # the reported times

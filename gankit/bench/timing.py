@@ -34,9 +34,11 @@ def time_it(fn: Callable[[], Any], **kw) -> tuple[float, float, int]:
     return summarize_times(sample_times(fn, **kw))
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int = 4, budget_s: float = 1.0) -> dict[str, tuple[float, float, int]]:
+def time_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int = 4, budget_s: float = 1.0,
+                     warmup: int = 3, min_runs: int = 3) -> dict[str, tuple[float, float, int]]:
     """Time several functions in ``rounds`` alternating rounds (``budget_s`` per function in
-    all) and pool each one's samples.
+    all; at least ``min_runs`` calls per round, after ``warmup`` calls in the first round and
+    one in each later one) and pool each one's samples.
 
     On a shared VM the machine's speed drifts over tens of seconds; timing backend A fully
     and then backend B puts that drift into the A/B ratio.
@@ -44,7 +46,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int = 4, budg
     pooled: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(rounds):
         for name, fn in fns.items():
-            pooled[name] += sample_times(fn, warmup=3 if r == 0 else 1, min_runs=max(3, 10 // rounds), budget_s=budget_s / rounds)
+            pooled[name] += sample_times(fn, warmup=warmup if r == 0 else min(warmup, 1), min_runs=min_runs,
+                                         budget_s=budget_s / rounds)
     return {k: summarize_times(v) for k, v in pooled.items()}
 
 
