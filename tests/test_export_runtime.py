@@ -207,7 +207,7 @@ def test_int8_export_of_a_restore_run_keeps_any_size_inputs(cli, tmp_path, monke
     q = runtime.load(tmp_path / "exported" / "run-int8.onnx")
     img = np.random.default_rng(0).integers(0, 256, (23, 37), dtype=np.uint8)  # not the trained patch size
     out = q.restore(img)
-    assert out.shape == (23 * q.scale, 37 * q.scale, 1) and out.dtype == np.uint8
+    assert out.shape == (23 * q.scale, 37 * q.scale) and out.dtype == np.uint8  # [H, W] in, [sH, sW] out
 
 
 def test_int8_export_that_strays_from_fp32_fails_and_writes_nothing(tiny_runs, cli, tmp_path, monkeypatch):
