@@ -344,7 +344,7 @@ def serve_cmd(
 def evaluate_cmd(
     target: Path = typer.Argument(..., help="A run directory or an exported .onnx file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON record."),
-    samples: int = typer.Option(1000, "--samples", help="Generated samples to judge."),
+    samples: int = typer.Option(1000, "--samples", help="Generated samples to judge (inpainting: the first N held-out images)."),
     seed: int = typer.Option(0, "--seed", help="Seed for noise and masks."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:

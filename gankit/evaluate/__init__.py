@@ -165,7 +165,10 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
 
 
 def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
-    """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``."""
+    """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``.
+
+    ``samples``: generated images to judge; for inpainting, the first ``samples`` held-out
+    images (every one of them at the default: mnist5k holds 1000, photos 118)."""
     from gankit.plugins import load_dataset
 
     target = Path(target)
@@ -182,7 +185,7 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
         if family.task == "inpaint":
             from gankit.evaluate.inpainting import evaluate_inpainting, torch_inpaint_fn
 
-            rec = evaluate_inpainting(torch_inpaint_fn(G), dataset, seed=seed)
+            rec = evaluate_inpainting(torch_inpaint_fn(G), dataset, seed=seed, limit=samples)
         else:
             rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]),
                                      conditional=family.condition == "label", samples=samples, seed=seed)
@@ -203,7 +206,7 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
         if model.task == "inpaint":
             from gankit.evaluate.inpainting import evaluate_inpainting
 
-            rec = evaluate_inpainting(model.run_raw_inpaint, dataset, seed=seed)
+            rec = evaluate_inpainting(model.run_raw_inpaint, dataset, seed=seed, limit=samples)
         else:
             def sample(z, labels):
                 return model.run_raw(z, labels)
