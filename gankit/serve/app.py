@@ -127,6 +127,10 @@ class ServedModel:
 
     def warm(self) -> None:
         """One real call through the batcher, so the first user does not pay for lazy init."""
+        with self.batcher.warming():  # runs at once: no client waits on it to fill a batch
+            self._warm()
+
+    def _warm(self) -> None:
         if self.task == "generate":
             z = np.zeros((1, self.model.latent_dim), np.float32)
             feed = {"z": z}

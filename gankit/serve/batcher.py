@@ -8,8 +8,8 @@ newcomers in the next batch finishes them no later (and under closed-loop load, 
 millisecond spent waiting is a millisecond the clients are not sending). With a 0.3 ms
 model that is a 0.3 ms linger, with a 40 ms one the full ``max_wait_ms``. ``linger="fixed"``
 always waits the whole window (a batch then closes exactly when it is full, which the tests
-use to make merging deterministic). In either mode the very first batch runs at once: it is
-the server's warm-up call, made before any client can connect. The
+use to make merging deterministic). Calls made inside :meth:`Batcher.warming` (the server's
+warm-up, one request per model with no client waiting on it) run at once in either mode. The
 event loop never runs inference: handlers await a ``concurrent.futures.Future`` that the
 worker resolves. A request is never split (one larger than ``max_batch`` runs alone, the
 runner chunks it), and one whose future was cancelled (client gone) is dropped before the
@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
@@ -45,6 +46,7 @@ class Item:
     rows: int
     key: Hashable = None  # only items with equal keys are merged (e.g. a scalar truncation value)
     future: Future = field(default_factory=Future)
+    at_once: bool = False  # submitted inside warming(): run without lingering for company
 
 
 class Admission:
@@ -100,13 +102,22 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopped = False
         self._last_run = 0.0  # nothing timed yet: the very first request runs alone
-        self._ran = False  # the first batch (the warm-up) runs at once in either linger mode
+        self._warming_thread: int | None = None  # the thread inside warming(), if any
         self._thread = threading.Thread(target=self._loop, name=f"gankit-batcher-{name}", daemon=True)
         self._thread.start()
 
+    @contextmanager
+    def warming(self):
+        """Within this block, this thread's submissions run at once, without lingering."""
+        self._warming_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._warming_thread = None
+
     def submit(self, feed: dict[str, np.ndarray], key: Hashable = None) -> Future:
         rows = len(next(iter(feed.values())))
-        item = Item(feed, rows, key)
+        item = Item(feed, rows, key, at_once=threading.get_ident() == self._warming_thread)
         with self._cond:
             if self._stopped:
                 raise RuntimeError(f"batcher for {self.name} is stopped")
@@ -138,7 +149,7 @@ class Batcher:
             first = self._items.popleft()
             batch, rows = [first], first.rows
             wait = min(self.max_wait, self._last_run) if self.adaptive else self.max_wait
-            deadline = time.monotonic() + (wait if self._ran else 0.0)
+            deadline = time.monotonic() + (0.0 if first.at_once else wait)
             while rows < self.max_batch:
                 if self._items:
                     nxt = self._items[0]
@@ -172,7 +183,6 @@ class Batcher:
                 t0 = time.monotonic()
                 out = self._run(feed)
                 self._last_run = time.monotonic() - t0
-                self._ran = True
                 rows = sum(it.rows for it in live)
                 if self._on_batch:
                     self._on_batch(rows, len(live))
