@@ -112,3 +112,15 @@ def test_evaluating_a_run_and_its_exported_file_agree(tiny_runs, plugin):
         assert run["conditional_accuracy"] == pytest.approx(onnx["conditional_accuracy"], abs=1 / 200)
         assert run["class_entropy"] == pytest.approx(onnx["class_entropy"], abs=0.01)
         assert run["fd"] == pytest.approx(onnx["fd"], rel=1e-3)
+
+
+def test_a_limited_inpainting_evaluation_spreads_over_the_test_split():
+    """mnist5k's test split is sorted by class: --samples 64 must not judge zeros only."""
+    from gankit.evaluate.inpainting import held_out
+    from gankit.plugins import load_dataset
+
+    ds = load_dataset("mnist5k")
+    picked = held_out(np.arange(len(ds.x_test)), 64)
+    assert len(picked) == 64 and picked[0] == 0 and picked[-1] == len(ds.x_test) - 1
+    assert set(ds.y_test[picked].tolist()) == set(range(10))
+    assert held_out(ds.x_test, None) is ds.x_test and held_out(ds.x_test, 5000) is ds.x_test

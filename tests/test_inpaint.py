@@ -140,11 +140,11 @@ def test_hole_realism_ranks_fills_of_photo_holes():
     from scipy.ndimage import gaussian_filter
 
     from gankit.data import to_float
-    from gankit.evaluate.inpainting import evaluate_inpainting
+    from gankit.evaluate.inpainting import evaluate_inpainting, held_out
     from gankit.plugins import load_dataset
 
     ds = load_dataset("photos")
-    clean = to_float(ds.x_test[:40])
+    clean = to_float(held_out(ds.x_test, 40))  # the images evaluate_inpainting(limit=40) judges
     blurred = np.stack([gaussian_filter(im, sigma=(0, 1.5, 1.5)) for im in clean])
 
     def fill_with(source):

@@ -164,11 +164,13 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
     return run
 
 
-def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
+def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, data: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``.
 
-    ``samples``: generated images to judge; for inpainting, the first ``samples`` held-out
-    images (every one of them at the default: mnist5k holds 1000, photos 118)."""
+    ``samples``: generated images to judge (default 1000); for inpainting, that many held-out
+    images spread evenly over the test split (default: all of them; the built-in splits are
+    sorted by class or by photo, so the first N would judge one class)."""
+    gen_samples = 1000 if samples is None else samples
     from gankit.plugins import load_dataset
 
     target = Path(target)
@@ -188,7 +190,7 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
             rec = evaluate_inpainting(torch_inpaint_fn(G), dataset, seed=seed, limit=samples)
         else:
             rec = evaluate_generator(torch_sample_fn(G), dataset, latent_dim=int(config["latent_dim"]),
-                                     conditional=family.condition == "label", samples=samples, seed=seed)
+                                     conditional=family.condition == "label", samples=gen_samples, seed=seed)
     else:
         meta = _onnx_metadata(target)
         if meta.get("gankit.task") == "restore":
@@ -212,7 +214,7 @@ def evaluate_target(target: Path, *, samples: int = 1000, seed: int = 0, data: s
                 return model.run_raw(z, labels)
 
             rec = evaluate_generator(sample, dataset, latent_dim=model.latent_dim, conditional=model.num_classes > 0,
-                                     samples=samples, seed=seed)
+                                     samples=gen_samples, seed=seed)
     rec["source"] = source
     return rec
 
