@@ -305,9 +305,7 @@ def inpaint_cmd(
         _check_output(compare, overwrite, ".png")
         if _same_file(out, compare):
             raise UsageError(f"--out and --compare name the same file ({out}); give two different paths")
-    m = load_for_images(model, backend, [image])
-    if m.task != "inpaint":
-        raise UsageError(f"{model} is a {m.task} model, not an inpainting one")
+    m = load_for_images(model, backend, [image], "inpaint")
     img, alpha = read_image(image)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)
     msk = read_mask(mask)
     restored = m.inpaint(img, msk)  # same dtype as img: a 16-bit file stays 16-bit
@@ -344,7 +342,8 @@ def serve_cmd(
 def evaluate_cmd(
     target: Path = typer.Argument(..., help="A run directory or an exported .onnx file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON record."),
-    samples: int = typer.Option(1000, "--samples", help="Generated samples to judge (inpainting: the first N held-out images)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Generated samples to judge [default: 1000] "
+                                          "(inpainting: N test images spread over the split [default: all])."),
     seed: int = typer.Option(0, "--seed", help="Seed for noise and masks."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:
@@ -485,14 +484,17 @@ def main(argv: list[str] | None = None) -> int:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if rc == 130:
+        if rc == 130 or INTERRUPTED.is_set():
             # the command has cleaned up and printed its one line; leave now with that code. A
             # Ctrl-C that landed in code compiled at run time (dataclasses' exec while torch
             # imports) can leave ``python -m gankit`` killing itself by SIGINT after a clean
             # return (exit status -2 instead of 130: seen on a slow CI machine, reproduced here)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - a closed pipe must not turn into a traceback
+                    pass
+            os._exit(rc)
     return rc
 
 

@@ -87,11 +87,16 @@ def wide_input_options(backend: str, images) -> dict:
     return {}
 
 
-def load_for_images(model: Path, backend: str, images):
-    """The model for these images, with a one-line note when ``auto`` left OpenVINO for onnxruntime."""
+def load_for_images(model: Path, backend: str, images, task: str):
+    """The ``task`` model for these images, with a one-line note when ``auto`` left OpenVINO
+    for onnxruntime (after the task check, so a wrong model is one line of error, not two)."""
     from gankit import runtime
 
     m = runtime.load(model, backend=backend, **wide_input_options(backend, images))
+    if m.task != task:
+        article = "an" if m.task[0] in "aeiou" else "a"
+        raise UsageError(f"{model} is {article} {m.task} model; gankit {task} needs {'an' if task[0] in 'aeiou' else 'a'} "
+                         f"{task} model")
     if m.fallback_reason:
         _console(stderr=True).print(f"note: running on onnxruntime, slower here: {m.fallback_reason}",
                                     markup=False, soft_wrap=True)
@@ -183,9 +188,7 @@ def restore_cmd(
             if _same_file(out, compare) or _same_file(compare, image):
                 raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
         jobs = [(image, out)]
-    m = load_for_images(model, backend, [src for src, _ in jobs])
-    if m.task != "restore":
-        raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; gankit restore needs a restore model")
+    m = load_for_images(model, backend, [src for src, _ in jobs], "restore")
     if image is not None:
         w, h = _restore_file(m, image, out, tile, tile_pad, compare)
         _console().print(f"wrote [bold]{out}[/bold] ({w}x{h}, x{m.scale})" + (f" and {compare}" if compare else ""))

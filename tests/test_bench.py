@@ -30,7 +30,7 @@ def test_bench_writes_complete_records_table_and_chart(cli):
     kinds = {rec["kind"] for rec in records}
     assert {"machine", "roof", "inference"} <= kinds
     roof = next(rec for rec in records if rec["kind"] == "roof")
-    assert roof["fp32_gflops"] > 0 and roof["int8_gflops"] > 0
+    assert roof["fp32_gflops"] > 0 and roof["int8_gflops"] > 0 and roof["smoke"]  # --budget 0.05: rough roofs
     timed = [rec for rec in records if rec["kind"] == "inference" and rec.get("median_ms")]
     backends = {rec["backend"] for rec in timed}
     assert {"pytorch eager fp32", "pytorch eager fp32 channels_last", "pytorch bf16 autocast channels_last",

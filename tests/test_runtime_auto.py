@@ -68,6 +68,11 @@ def _graph(path, op: str):
         nodes = [helper.make_node("Greater", ["k", "zero"], ["b"]), helper.make_node("Cast", ["b"], ["f"], to=TensorProto.FLOAT),
                  helper.make_node("Mul", ["x", "f"], ["y"])]
         inits = [zero]
+    elif op in ("CastInt", "CastBool"):  # a float truncated to an integer, or thresholded to a bool
+        to = TensorProto.INT64 if op == "CastInt" else TensorProto.BOOL
+        nodes = [helper.make_node("Mul", ["x", "three"], ["t"]), helper.make_node("Cast", ["t"], ["i"], to=to),
+                 helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
+        inits = [helper.make_tensor("three", TensorProto.FLOAT, [], [3.0])]
     else:
         zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
         nodes = [helper.make_node(op, ["x", "zero"], ["b"]), helper.make_node("Cast", ["b"], ["y"], to=TensorProto.FLOAT)]
@@ -83,6 +88,8 @@ def test_openvino_auto_precision_keeps_decisions_in_fp32(monkeypatch, tmp_path):
     monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)  # so the rule is checked on any CPU
     assert engines.OpenVINOEngine(conv, 1).precision == "bf16"
     assert engines.OpenVINOEngine(greater, 1).precision == "f32"
+    for cast in ("CastInt", "CastBool"):
+        assert engines.OpenVINOEngine(_graph(tmp_path / f"{cast}.onnx", cast), 1).precision == "f32", cast
     # integers compare exactly in any precision: no reason to give up bf16
     assert engines.OpenVINOEngine(_graph(tmp_path / "int.onnx", "IntGreater"), 1).precision == "bf16"
     assert engines.OpenVINOEngine(greater, 1, precision="bf16").precision == "bf16"  # asked for: given

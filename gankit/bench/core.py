@@ -54,7 +54,8 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
     log(f"machine: {info['cpu']} ({info['cores']} cores, {', '.join(info['isa'])}); measuring roofs ...")
     # a smoke run's roofs are rough (small matmuls, a few calls each): not numbers of record
     roofs = measure_roofs(threads) if budget_s >= SMOKE_BUDGET_S else measure_roofs(threads, n=256, budget_s=0.05)
-    records.append({"kind": "roof", **{f"{k}_gflops": v for k, v in roofs.items()}})
+    records.append({"kind": "roof", **{f"{k}_gflops": v for k, v in roofs.items()},
+                    **({"smoke": True} if budget_s < SMOKE_BUDGET_S else {})})
     has_ov = info["openvino"] is not None
     tmp = tempfile.TemporaryDirectory(prefix="gankit-bench-")
     work = Path(tmp.name)

@@ -39,7 +39,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
     lines = [f"Machine: {m.get('cpu')} ({m.get('threads')} threads; {', '.join(m.get('isa', []))}), torch {m.get('torch')}, "
              f"onnxruntime {m.get('onnxruntime')}, openvino {m.get('openvino')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
              "", f"Roofs (large matmul, this process): fp32 {roof.get('fp32_gflops')} GFLOP/s, bf16 {roof.get('bf16_gflops')}, "
-             f"int8 {roof.get('int8_gflops')} GOP/s", "",
+             f"int8 {roof.get('int8_gflops')} GOP/s" + (" (smoke run: rough)" if roof.get("smoke") else ""), "",
              "| model | backend | batch | median ms | p90 ms | images/s | GFLOP/s | roof share | PSNR vs fp32 dB | quality | status |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in records:

@@ -177,6 +177,8 @@ class OpenVINOEngine:
             import openvino as ov
         except ImportError:
             raise RuntimeInputError("backend 'openvino' needs OpenVINO: pip install 'gankit[openvino]'") from None
+        except Exception as exc:  # installed but broken (a missing shared library, a bad build)
+            raise RuntimeInputError(f"OpenVINO is installed but fails to import: {first_line(exc)}") from None
         return ov
 
     def __init__(self, path: Path, threads: int | None, precision: str = "auto", device: str = "CPU"):
@@ -224,8 +226,9 @@ class OpenVINOEngine:
             return "f32"
         decides = any(op.get_input_size() and op.get_input_element_type(0).is_real()
                       and (op.get_type_name() in DECISION_OPS
-                           # a cast of a float to an integer (ONNX Cast) truncates: a decision too
-                           or (op.get_type_name() == "Convert" and op.get_output_element_type(0).is_integral_number()))
+                           # a cast of a float to an integer or a bool (ONNX Cast) truncates or
+                           # thresholds: a decision too
+                           or (op.get_type_name() == "Convert" and op.get_output_element_type(0).is_integral()))
                       for op in model.get_ordered_ops())
         return "f32" if decides else "bf16"
 
