@@ -24,7 +24,7 @@ from gankit.errors import first_line
 from gankit.evaluate.metrics import psnr
 from gankit.sysinfo import cpu_has_bf16
 
-# a --budget below this is a smoke run (the tests'): each way timed once after its warm-up
+# a --budget below this is a smoke run (the tests'): each way timed once, rough roofs
 SMOKE_BUDGET_S = 0.5
 
 
