@@ -104,7 +104,7 @@ def test_evaluating_a_run_and_its_exported_file_agree(tiny_runs, plugin):
     onnx = evaluate_target(tiny_runs[plugin]["onnx"], samples=n, seed=3)
     assert run["source"]["run"] and onnx["source"]["model"]
     if plugin == "inpaint":
-        assert run["samples"] == onnx["samples"] == n  # --samples picks the first n test images
+        assert run["samples"] == onnx["samples"] == n  # --samples: n test images spread over the split
         for kind in ("rect", "strokes"):
             a, b = run["results"][kind]["model"], onnx["results"][kind]["model"]
             assert a["hole_psnr_db"] == pytest.approx(b["hole_psnr_db"], abs=0.01) and a["ssim"] == pytest.approx(b["ssim"], abs=1e-3)
