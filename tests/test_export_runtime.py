@@ -139,7 +139,8 @@ def test_inpaint_runtime(tiny_runs):
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.array_equal(out[~mask], img[~mask])
     small = m.inpaint(img[:10, :10, 0], mask[:10, :10] | True)
-    assert small.shape == (10, 10, 1)
+    assert small.shape == (10, 10)  # [H, W] in, [H, W] out
+    assert m.inpaint(img[:10, :10, :1], mask[:10, :10]).shape == (10, 10, 1)
     with pytest.raises(runtime.RuntimeInputError, match="must match"):
         m.inpaint(img, mask[:40])
     with pytest.raises(runtime.RuntimeInputError, match="inpainting model"):

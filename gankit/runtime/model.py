@@ -303,8 +303,9 @@ class GankitModel:
 
         ``image``: a PIL image of any mode, or an array ``[H, W]`` / ``[H, W, C]`` (C = 1, 3 or 4)
         whose dtype says its range: uint8 0..255, uint16 0..65535, float in [0, 1] (other
-        integer dtypes must hold 0..255). The result has the same dtype (a PIL ``I;16`` image
-        gives uint16, ``F`` float32, ``LA``/``RGBA``/transparent palette images RGBA).
+        integer dtypes must hold 0..255). The result has the same dtype and layout (an
+        ``[H, W]`` array gives ``[H, W]``; a PIL image gives ``[H, W, C]``: ``I;16`` uint16,
+        ``F`` float32, ``LA``/``RGBA``/transparent palette images RGBA).
         ``mask``: ``[H, W]`` bool/integer/float array or PIL image; true, nonzero (0/1 masks),
         above 127 (8-bit) or above half range (uint16, float) = missing. Known pixels come back
         unchanged. Images larger than the model are processed in overlapping model-sized
@@ -318,6 +319,7 @@ class GankitModel:
         batch_size = whole("batch_size", batch_size, 1)
         as_pil = flag("as_pil", as_pil)
         img = as_image(image)
+        flat = not is_pil(image) and np.ndim(image) == 2  # [H, W] in, [H, W] out, as restore()
         msk = as_mask(mask)
         if msk.shape != img.shape[:2]:
             raise RuntimeInputError(f"mask is {msk.shape[1]}x{msk.shape[0]} but image is {img.shape[1]}x{img.shape[0]}; they must match")
@@ -341,7 +343,7 @@ class GankitModel:
             out = np.concatenate([out, alpha[..., None]], axis=2)
         if as_pil:
             return pil_images(out[None])[0]
-        return out
+        return out[..., 0] if flat else out
 
     # -- restore -------------------------------------------------------------------------
     def run_raw_restore(self, images: Any, batch_size: int = MAX_BATCH) -> np.ndarray:

@@ -271,10 +271,11 @@ def check_family(family: Any, *, shape: Sequence[int] = (1, 28, 28), workdir: st
         img = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
         mask = np.zeros((h, w), dtype=bool)
         mask[h // 4 : h // 2, w // 4 : w // 2] = True
-        out = np.asarray(model.inpaint(img if c > 1 else img[..., 0], mask))
-        if out.shape != img.shape or out.dtype != np.uint8:
-            raise _fail("runtime", f"inpaint returned {out.shape} {out.dtype} for a {img.shape} uint8 image")
-        if np.abs(out[~mask].astype(int) - img[~mask].astype(int)).max() > 1:
+        given = img if c > 1 else img[..., 0]  # a grayscale model gets an [H, W] array, as users give one
+        out = np.asarray(model.inpaint(given, mask))
+        if out.shape != given.shape or out.dtype != np.uint8:
+            raise _fail("runtime", f"inpaint returned {out.shape} {out.dtype} for a {given.shape} uint8 image")
+        if np.abs(out[~mask].astype(int) - given[~mask].astype(int)).max() > 1:
             raise _fail("runtime", "inpainting changed known pixels (composite mask*generated + (1-mask)*input)")
     else:
         labels_arg = list(range(min(num_classes, 4))) if family.condition == "label" else None
