@@ -79,7 +79,8 @@ def _plain_stepper(family, dataset, config):
     return step
 
 
-SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none"}
+# fp32 whatever the family defaults to: the plain loop's arithmetic (bf16 gets its own row)
+SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none", "precision": "fp32"}
 
 
 def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threads: int | None = None,
@@ -87,7 +88,7 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     import torch
 
     from gankit.plugins import get_family, load_dataset
-    from gankit.runtime.engines import cpu_has_bf16
+    from gankit.sysinfo import cpu_has_bf16
     from gankit.train.config import build_config
 
     if threads:

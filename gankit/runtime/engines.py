@@ -23,6 +23,7 @@ import numpy as np
 
 from gankit.errors import first_line
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
+from gankit.sysinfo import cpu_has_bf16  # re-exported: the runtime's callers ask it here
 
 BACKENDS = ("onnxruntime", "openvino", "auto")
 
@@ -156,15 +157,6 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 # precision and do not count.
 DECISION_OPS = frozenset({"Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "TopK",
                           "Round", "Floor", "Ceiling", "Sign"})
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AMX or AVX-512 bf16): then bf16 pays."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 class OpenVINOEngine:
