@@ -120,8 +120,9 @@ CORE_KEYS: dict[str, Key] = {
     "spectral_norm": Key(bool, False, help="spectral normalisation on every D layer"),
     "channels_last": Key(bool, False, help="NHWC memory format (faster convolutions on oneDNN/cuDNN)"),
     # not volatile: bf16 changes the result (benchmarks/RESULTS.md), so a resume that switches it needs --force
-    "precision": Key(str, "fp32", choices=("fp32", "bf16"),
-                     help="training arithmetic: fp32, or bf16 autocast (fast where the CPU has AMX/AVX-512 bf16, or on CUDA)"),
+    "precision": Key(str, "fp32", choices=("fp32", "bf16", "auto"),
+                     help="training arithmetic: fp32, bf16 autocast (fast where the CPU has AMX/AVX-512 bf16, or on "
+                          "CUDA), or auto: bf16 on a CPU with bf16 arithmetic, fp32 elsewhere"),
     "adv_weight": Key(float, 1.0, ge=0, help="weight of G's adversarial loss"),
     "clip_grad": Key(float, 0.0, ge=0, help="max gradient norm of each update (0 = off)"),
     "ac_weight": Key(float, 0.0, ge=0, help="AC-GAN class-head weight (label-conditioned families)"),

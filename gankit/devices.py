@@ -1,4 +1,5 @@
-"""The ``--device`` option, one definition for every command that takes it (train, bench)."""
+"""The ``--device`` option, one definition for every command that takes it (train, bench), and
+the training arithmetic that ``precision = "auto"`` picks on a device."""
 
 from __future__ import annotations
 
@@ -24,3 +25,14 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA device is available")
     return name
+
+
+def resolve_precision(name: str, device_type: str) -> str:
+    """The training arithmetic ``precision`` stands for: ``auto`` is bf16 on a CPU that computes
+    bf16 natively (AMX or AVX-512 bf16, where it was measured to pay: benchmarks/RESULTS.md) and
+    fp32 everywhere else, CUDA included, where gankit has no bf16 measurement yet."""
+    if name != "auto":
+        return name
+    from gankit.sysinfo import cpu_has_bf16
+
+    return "bf16" if device_type == "cpu" and cpu_has_bf16() else "fp32"

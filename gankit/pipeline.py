@@ -274,7 +274,8 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
     world.barrier()  # the other ranks start training once rank 0's run directory is in place
     console.print(
         f"training [bold]{plugin}[/bold] on {config['data']} ({len(dataset.x_train)} train images, {dataset.shape}) "
-        f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device} -> {run.path}"
+        f"for {config['steps']} steps, batch {config['batch_size']}, on {trainer.device}"
+        f"{', bf16 autocast' if trainer.precision == 'bf16' else ''} -> {run.path}"
     )
     if trainer.lr_decay and int(config["steps"]) > trainer.lr_decay[1]:
         end = trainer.lr_decay[1]  # absolute steps (exact resume), so a longer run does not stretch it
@@ -303,6 +304,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
     summary: dict[str, Any] = {
         "run": str(run.path), "steps": result.step, "seconds": round(result.seconds, 1),
         "images_per_s": round(result.images_per_s, 1), "checkpoint": result.checkpoint,
+        "precision": trainer.precision,  # what "auto" became on this machine
     }
     console.print(f"trained {result.step} steps in {result.seconds:.1f}s ({result.images_per_s:.0f} images/s); "
                   f"checkpoint {result.checkpoint}")

@@ -272,6 +272,45 @@ def test_precision_sets_the_arithmetic_of_the_training_step(tmp_path, precision,
     assert {p.dtype for p in trainer.G.parameters()} == {torch.float32}
 
 
+@pytest.mark.parametrize("has_bf16,dtype", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_arithmetic(cli, tmp_path, monkeypatch, has_bf16, dtype):
+    import json
+
+    from gankit import sysinfo
+    from gankit.train import trainer as trainer_module
+
+    monkeypatch.setattr(sysinfo, "cpu_has_bf16", lambda: has_bf16)  # so both branches run on any CPU
+    seen = []
+    original = trainer_module.Trainer._train_step
+
+    def spy(self):
+        hook = self.G.register_forward_hook(lambda m, i, out: seen.append(str(out.dtype).removeprefix("torch.")))
+        try:
+            return original(self)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step", spy)
+    out = tmp_path / "r"
+    r = cli("train", "--plugin", "cgan", "--steps", "2", "--batch-size", "8", "--out", out, "--no-export",
+            "--no-evaluate", "--set", "precision=auto")
+    assert r.code == 0, r.err
+    assert set(seen) == {dtype}
+    assert (", bf16 autocast ->" in r.out) == has_bf16  # the header says what auto became
+    # the run keeps "auto" (a resume on this machine settles it the same way)
+    assert json.loads((out / "config.json").read_text())["precision"] == "auto"
+
+
+def test_auto_precision_stays_fp32_on_cuda(monkeypatch):
+    from gankit import sysinfo
+    from gankit.devices import resolve_precision
+
+    monkeypatch.setattr(sysinfo, "cpu_has_bf16", lambda: True)
+    assert resolve_precision("auto", "cuda") == "fp32"  # no bf16 measurement on a GPU yet
+    assert resolve_precision("auto", "cpu") == "bf16"
+    assert resolve_precision("bf16", "cuda") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+
+
 def test_switching_precision_on_resume_needs_force(cli, tmp_path):
     out = tmp_path / "r"
     common = ("--plugin", "cgan", "--batch-size", "8", "--out", out, "--no-export", "--no-evaluate")

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gankit.data import Dataset
-from gankit.devices import resolve_device  # noqa: F401 - also imported from here
+from gankit.devices import resolve_device, resolve_precision  # noqa: F401 - resolve_device is also imported from here
 from gankit.family import ModelFamily
 from gankit.train import checkpoint as ckpt
 from gankit.train import distributed
@@ -74,6 +74,8 @@ class Trainer:
         self.device = torch.device(resolve_device(config.get("device", "auto")))
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", torch.cuda.current_device())
+        # what the step runs in: "auto" settled for this device (fp32 or bf16)
+        self.precision = resolve_precision(str(config.get("precision", "fp32")), self.device.type)
         self._rows, self._slice_count, self._slice_state = None, 1, None
         self.world.slices(int(config["batch_size"]))  # a global batch that does not split evenly: one line, now
         seed = int(config["seed"])
@@ -267,8 +269,9 @@ class Trainer:
             return self._train_step()
 
     def _autocast(self):
-        """bf16 mixed precision (``precision = "bf16"``): convolutions and matrix products in
-        bf16, losses, reductions and the weights in fp32, as torch.autocast decides per op. No
+        """bf16 mixed precision (``precision = "bf16"``, or ``"auto"`` on a CPU with bf16
+        arithmetic): convolutions and matrix products in bf16, losses, reductions and the weights
+        in fp32, as torch.autocast decides per op. No
         loss scaling: bf16 has fp32's exponent range. The whole step runs inside the context,
         backward passes included, deliberately: the regularisers differentiate twice
         (``create_graph``), and their inner gradients must be built in the same arithmetic as the
@@ -278,7 +281,7 @@ class Trainer:
 
         import torch
 
-        if self.config.get("precision", "fp32") != "bf16":
+        if self.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
