@@ -308,6 +308,24 @@ def test_ctrl_c_during_export_exits_130_with_one_line_and_writes_nothing(tmp_pat
     assert not out.exists() and not list(tmp_path.glob(".m.onnx.tmp-*"))
 
 
+def test_ctrl_c_while_the_cli_imports_its_libraries_is_one_line_and_130(tmp_path):
+    """The first ~0.2 s of the command, before gankit.cli.main runs: a Ctrl-C there used to print
+    Python's traceback. A stand-in typer that raises KeyboardInterrupt on import puts the
+    interrupt exactly there, every time."""
+    import sys
+
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "typer.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    # what the installed ``gankit`` script runs (pyproject's [project.scripts]), and ``python -m gankit``
+    for args in ([sys.executable, "-c", "import sys; from gankit.__main__ import run; sys.exit(run())"],
+                 [sys.executable, "-m", "gankit", "--help"]):
+        r = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 130, (r.returncode, r.stderr)
+        assert r.stderr == "error: interrupted\n", r.stderr
+
+
 # ----------------------------------------------------------------------- defect 11: parity with the unfolded generator
 def test_export_parity_is_checked_against_the_generator_as_trained(tiny_runs, tmp_path, monkeypatch):
     import gankit.export as ex
