@@ -182,12 +182,12 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
 
     # each follow() returns what rank 0 decided, or exits with rank 0's exit code (rank 0 prints why)
     run = RunDir(distributed.follow(world))
-    values, latest_path = distributed.follow(world)
+    values, latest_path, precision = distributed.follow(world)
     config = Config(values)
     data_name, size = data_choice(family, config)
     dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
 
-    trainer = Trainer(family, dataset, config, run, world=world)
+    trainer = Trainer(family, dataset, config, run, world=world, precision=precision)
     if latest_path is not None:
         trainer.restore(ckpt.load(latest_path))  # every rank reads the checkpoint itself
     world.barrier()
@@ -202,8 +202,10 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
 
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
                   export_path, overwrite, created, ckpt, world=None) -> dict[str, Any]:
+    from gankit.devices import resolve_precision
     from gankit.plugins import load_dataset
-    from gankit.train.config import DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for
+    from gankit.train.config import (DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for,
+                                     unrecorded_defaults)
     from gankit.train.run import remove_stale_temporaries
 
     from gankit.train import distributed
@@ -230,7 +232,11 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                 for reason in skipped:
                     print(f"warning: {reason}; resuming from the older step {latest.step}", file=sys.stderr)
                 keys = schema_for(family).keys
-                merged = {**{k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}, **merged}
+                stored = {k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}
+                # keys the run predates: what it did before they existed, not today's family default
+                legacy = unrecorded_defaults(family)
+                unrecorded = {k: legacy[k] for k in keys if k not in old_config and k not in DERIVED_KEYS}
+                merged = {**unrecorded, **stored, **merged}
             data_name, size = data_choice(family, merged)
             dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
             if len(dataset.x_train) < 2:
@@ -241,7 +247,9 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                 if gone:
                     print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
                           "resuming without them", file=sys.stderr)
-                changed = changed_keys(family, old_config, config)
+                # precision is compared below by what it means on this machine ("auto" may be bf16 here
+                # and fp32 there), once the trainer has settled it
+                changed = [k for k in changed_keys(family, old_config, config) if k != "precision"]
                 if changed and not force:
                     raise UsageError(f"refusing to resume {run.path}: config changed ({', '.join(changed)}); "
                                      "pass --force to accept")
@@ -261,12 +269,17 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
             trainer = Trainer(family, dataset, config, run, evaluator=evaluator,
                               sampler=sampler_for(family, dataset, config), world=world)
             if latest is not None:
+                before = latest.meta.get("precision") or resolve_precision(
+                    str(old_config.get("precision", unrecorded_defaults(family)["precision"])), trainer.device.type)
+                if before != trainer.precision and not force:
+                    raise UsageError(f"refusing to resume {run.path}: it trained in {before} and would go on in "
+                                     f"{trainer.precision} here (precision={config['precision']}); pass --force to accept")
                 trainer.restore(latest)
         except BaseException:
             if created:
                 _remove_if_unused(run)
             raise
-        gate.value = (config.to_dict(), str(latest.path) if latest is not None else None)
+        gate.value = (config.to_dict(), str(latest.path) if latest is not None else None, trainer.precision)
     if latest is not None:
         run.truncate_metrics(latest.step)
         console.print(f"resuming {run.path} from step {latest.step}")

@@ -296,9 +296,64 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_arithmetic(cli, tmp_path
             "--no-evaluate", "--set", "precision=auto")
     assert r.code == 0, r.err
     assert set(seen) == {dtype}
-    assert (", bf16 autocast ->" in r.out) == has_bf16  # the header says what auto became
+    assert (", bf16 autocast ->" in " ".join(r.out.split())) == has_bf16  # the header says what auto became
     # the run keeps "auto" (a resume on this machine settles it the same way)
     assert json.loads((out / "config.json").read_text())["precision"] == "auto"
+
+
+def test_resuming_where_auto_means_another_precision_needs_force(cli, tmp_path, monkeypatch):
+    from gankit import sysinfo
+    from gankit.train import checkpoint as ckpt
+
+    out = tmp_path / "r"
+    common = ("--plugin", "inpaint", "--batch-size", "8", "--out", out, "--no-export", "--no-evaluate")
+    monkeypatch.setattr(sysinfo, "cpu_has_bf16", lambda: True)
+    assert cli("train", *common, "--steps", "2").code == 0  # inpaint on digits defaults to auto: bf16 here
+    newest, _ = ckpt.newest_usable(out / "checkpoints")
+    assert newest.meta["precision"] == "bf16"  # what ran, while config.json keeps "auto"
+    monkeypatch.setattr(sysinfo, "cpu_has_bf16", lambda: False)  # the same run on a CPU without bf16
+    r = cli("train", *common, "--steps", "3", "--resume")
+    assert_one_line_error(r)
+    assert "trained in bf16" in r.err and "fp32 here" in r.err and "--force" in r.err
+    r = cli("train", *common, "--steps", "3", "--resume", "--force")
+    assert r.code == 0, r.err
+
+
+def test_a_run_older_than_a_key_resumes_with_what_it_did_then(cli, tmp_path, monkeypatch):
+    """An inpaint run from before precision and channels_last were in its config: it trained in fp32
+    and NCHW, and resumes so without --force, although today's digit default is auto and NHWC."""
+    import json
+
+    from gankit import sysinfo
+    from gankit.train import trainer as trainer_module
+
+    monkeypatch.setattr(sysinfo, "cpu_has_bf16", lambda: True)
+    out = tmp_path / "r"
+    common = ("--plugin", "inpaint", "--batch-size", "8", "--out", out, "--no-export", "--no-evaluate")
+    assert cli("train", *common, "--steps", "2", "--set", "precision=fp32", "--set", "channels_last=false").code == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["precision"], config["channels_last"]
+    (out / "config.json").write_text(json.dumps(config))
+    seen = []
+    original = trainer_module.Trainer._train_step
+    monkeypatch.setattr(trainer_module.Trainer, "_train_step",
+                        lambda self: seen.append((self.precision, self.channels_last)) or original(self))
+    r = cli("train", *common, "--steps", "3", "--resume")
+    assert r.code == 0, r.err
+    assert seen == [("fp32", False)]
+
+
+@pytest.mark.parametrize("plugin,data,precision", [("restore", "photos", "auto"), ("restore", "mnist5k", "auto"),
+                                                   ("inpaint", "mnist5k", "auto"), ("inpaint", "photos", "fp32"),
+                                                   ("cgan", "mnist5k", "fp32")])
+def test_which_defaults_train_in_nhwc_and_auto_precision(plugin, data, precision):
+    from gankit.plugins import get_family, load_dataset
+    from gankit.train.config import build_config
+
+    family = get_family(plugin)
+    config = build_config(family, load_dataset(data), data=data, seed=0, device="cpu")
+    assert config["precision"] == precision
+    assert config["channels_last"] is True  # the dcgan families have trained NHWC for a while
 
 
 def test_auto_precision_stays_fp32_on_cuda(monkeypatch):

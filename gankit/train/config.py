@@ -138,15 +138,25 @@ def settable(family, key: str) -> bool:
     return key in schema_for(family).keys
 
 
+def unrecorded_defaults(family) -> dict[str, Any]:
+    """What a run did for a key its config.json does not record (the key did not exist yet when
+    it was made): the core's default for a core key, which keeps the behaviour from before the key
+    existed, even where the family has since chosen another default (restore's
+    ``precision = "auto"`` would turn an old fp32 run into bf16); the family's own default for
+    its own keys. Never a ``data_defaults`` value."""
+    schema = schema_for(family)
+    return {k: (CORE_KEYS[k].default if k in CORE_KEYS else spec.default) for k, spec in schema.keys.items()}
+
+
 def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Keys whose value differs between a run's saved config and its resume (volatile ones aside).
 
-    A key missing from an older run's config counts as its default, so a run made before a key
-    existed resumes as long as the key keeps its default.
+    A key missing from an older run's config counts as :func:`unrecorded_defaults` says, so a run
+    made before a key existed resumes as long as the key keeps that value.
     """
     schema = schema_for(family)
     volatile = schema.volatile() | {"config_hash", "world_size"}
-    defaults = schema.defaults()
+    defaults = unrecorded_defaults(family)
     out = []
     for k in sorted(set(old) | set(new)):
         if k in volatile or k not in new:  # a key this gankit no longer has: see obsolete_keys

@@ -62,6 +62,7 @@ class Trainer:
         evaluator: Callable[[Any, int], dict[str, Any]] | None = None,
         sampler: Callable[[Any], np.ndarray] | None = None,
         world: Any = None,
+        precision: str | None = None,
     ):
         import torch
 
@@ -74,8 +75,9 @@ class Trainer:
         self.device = torch.device(resolve_device(config.get("device", "auto")))
         if self.device.type == "cuda" and self.world.distributed:
             self.device = torch.device("cuda", torch.cuda.current_device())
-        # what the step runs in: "auto" settled for this device (fp32 or bf16)
-        self.precision = resolve_precision(str(config.get("precision", "fp32")), self.device.type)
+        # what the step runs in: "auto" settled for this device (fp32 or bf16), or as rank 0 settled
+        # it (``precision``), so that ranks on different CPUs still compute alike
+        self.precision = precision or resolve_precision(str(config.get("precision", "fp32")), self.device.type)
         self._rows, self._slice_count, self._slice_state = None, 1, None
         self.world.slices(int(config["batch_size"]))  # a global batch that does not split evenly: one line, now
         seed = int(config["seed"])
@@ -196,7 +198,8 @@ class Trainer:
             modules=modules,
             optimizers={"opt_g": self.opt_g, "opt_d": self.opt_d},
             rng=rng_state.capture({"noise": self.noise, "augment": self.aug_rng}),
-            meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name, "lr_scale": self.lr_scale},
+            meta={"step": self.step, "config_hash": self.hash, "plugin": self.family.name, "lr_scale": self.lr_scale,
+                  "precision": self.precision},  # what ran: config.json may say "auto"
         )
         ckpt.prune(self.run.checkpoints, int(self.config.get("keep", 3)))
         self.world.barrier()
