@@ -46,8 +46,8 @@ DEFAULTS = {
 # the 64x64 U-Net make a step ~10x the cost of a digit step. The adversarial weight is 100x the
 # digits' one: at 0.01 (or 0) the photo holes stay as smooth as the fill under them; at 1 the
 # hole realism distance halves for ~0.1 dB of hole PSNR (benchmarks/RESULTS.md, inpaint). fp32:
-# in bf16 the photo holes lost a quarter to a third of that realism gain (distance 1.75 against
-# 1.39 on rectangles, 1.46 against 1.12 on strokes) for a step only 1.1x faster
+# bf16 trained 1.35x faster but its holes were less real (distance 1.75 against fp32's 1.23 on
+# rectangles, 1.46 against 0.99 on strokes, same machine and seed)
 DATA_DEFAULTS = {"photos": {"coarse_fill": "biharmonic", "steps": 1500, "batch_size": 16, "adv_weight": 1.0,
                             "precision": "fp32"}}
 
