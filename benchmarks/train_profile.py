@@ -83,7 +83,7 @@ def main() -> None:
 
     import torch
 
-    from gankit.bench.training import SAME_RECIPE, _gankit_stepper, _plain_stepper
+    from gankit.bench.training import SAME_RECIPE, _gankit_stepper, plain_stepper
     from gankit.plugins import get_family, load_dataset
     from gankit.train.config import build_config, parse_sets
 
@@ -95,7 +95,7 @@ def main() -> None:
     base = build_config(family, dataset, data=data, seed=0, device="cpu", overrides=SAME_RECIPE)
     mine = build_config(family, dataset, data=data, seed=0, device="cpu", overrides={**SAME_RECIPE, **parse_sets(args.set)})
     with tempfile.TemporaryDirectory() as tmp:
-        loops = {"gankit": _gankit_stepper(family, dataset, mine, Path(tmp) / "g"), "plain": _plain_stepper(family, dataset, base)}
+        loops = {"gankit": _gankit_stepper(family, dataset, mine, Path(tmp) / "g"), "plain": plain_stepper(family, dataset, base)}
         for fn in loops.values():
             for _ in range(args.warmup):
                 fn()

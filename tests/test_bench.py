@@ -138,6 +138,14 @@ def test_training_speed_and_time_to_quality_records():
     assert speed["kind"] == "training_ratio" and speed["gankit_images_per_s"] > 0 and speed["plain_images_per_s"] > 0
     # the record names what was timed: cgan's recipe at its own batch size, for the steps asked
     assert (speed["model"], speed["batch"], speed["steps"]) == ("cgan", 64, 2)
+    assert speed["precision"] == "fp32"  # cgan's default; bf16 only as the extra row
+    (restore,) = training_speed("restore", steps=2, warmup=1, log=lambda msg: None)
+    # restore's own plain loop (L1 + adversarial + feature matching) against its default recipe
+    assert (restore["model"], restore["batch"]) == ("restore", 16) and restore["plain_images_per_s"] > 0
+    from gankit.sysinfo import cpu_has_bf16
+
+    assert restore["precision"] == ("bf16" if cpu_has_bf16() else "fp32") and "bf16_ratio" not in restore
+    assert "Training (restore, batch 16)" in markdown([restore])
     (ttq,) = time_to_quality(max_steps=4, eval_every=2, samples=50, log=lambda msg: None)
     assert 0.5 < ttq["target_accuracy"] <= 1  # the judge's own accuracy on real test digits
     for side in ("gankit", "plain"):

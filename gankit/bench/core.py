@@ -59,10 +59,12 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
     has_ov = info["openvino"] is not None
     tmp = tempfile.TemporaryDirectory(prefix="gankit-bench-")
     work = Path(tmp.name)
+    benched: set[str] = set()  # families measured: restore gets a training row of its own
     try:
         for spec in models:
             t_model = time.perf_counter()
             model = prepare_model(spec, work, fresh=fresh)
+            benched.add(model.family.name)
             log(f"{model.name}: {model.weights}")
             backends = cpu_backends(openvino_bf16=has_ov and cpu_has_bf16())
             if use_cuda:
@@ -157,10 +159,11 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
                 log(f"  cold start: {records[-1]}")
             log(f"{model.name}: {time.perf_counter() - t_model:.0f} s")
         if train:
-            from gankit.bench.training import training_speed
+            from gankit.bench.training import TRAINING_FAMILIES, training_speed
 
-            for rec in training_speed(threads=threads, log=log):
-                records.append(rec)
+            for plugin in TRAINING_FAMILIES:
+                if plugin == "cgan" or plugin in benched:
+                    records += training_speed(plugin, threads=threads, log=log)
         if time_to_quality:
             from gankit.bench.training import time_to_quality as ttq
 

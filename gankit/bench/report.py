@@ -58,7 +58,8 @@ def markdown(records: list[dict[str, Any]]) -> str:
         lines.append(f"| {x['model']} | {x['batch']} | {x['best_file']} | {x['best_pytorch']} | {x['ratio']:.2f}x |")
     for t in s["training"]:
         lines.append("")
-        lines.append(f"Training ({t['model']}, batch {t['batch']}): gankit {t['gankit_images_per_s']:.0f} images/s, "
+        lines.append(f"Training ({t['model']}, batch {t['batch']}): gankit {t['gankit_images_per_s']:.0f} images/s"
+                     f"{' in bf16' if t.get('precision') == 'bf16' else ''}, "
                      f"plain PyTorch loop {t['plain_images_per_s']:.0f} images/s: {t['ratio']:.2f}x"
                      + (f"; with `--set precision=bf16` {t['gankit_bf16_images_per_s']:.0f} images/s: {t['bf16_ratio']:.2f}x"
                         if "bf16_ratio" in t else ""))

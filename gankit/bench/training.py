@@ -3,7 +3,8 @@
 The plain loop is what a typical reference implementation does (PyTorch-GAN's ``cgan.py``
 pattern): a ``DataLoader`` over a float tensor dataset with shuffling, generator step then
 discriminator step with ``BCEWithLogitsLoss``, Adam, the discriminator's weights left
-trainable during the generator step. Both run the family's own G and D on the same data,
+trainable during the generator step; for restore, the SRGAN-style loop of
+:func:`_plain_restore_stepper`. Both run the family's own G and D on the same data,
 batch size and thread count; images/s is measured over the same number of steps after
 warm-up, alternating the two to cancel drift.
 """
@@ -79,8 +80,75 @@ def _plain_stepper(family, dataset, config):
     return step
 
 
-# fp32 whatever the family defaults to: the plain loop's arithmetic (bf16 gets its own row)
-SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none", "precision": "fp32"}
+def _plain_restore_stepper(family, dataset, config):
+    """The plain loop of a restore GAN, as an SRGAN/pix2pix reference script writes it: a
+    shuffled ``DataLoader``, the same degradation function, G then D each step in fp32 NCHW, and
+    the family's losses (L1 + BCE adversarial + feature matching on D's activations) and Adam
+    settings, with spectral norm on D as the family trains it; no EMA, no checkpoints."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from gankit.data.degradations import degrade
+    from gankit.train.stabilizers import apply_spectral_norm
+
+    torch.manual_seed(0)
+    G, D = family.build_generator(config), family.build_discriminator(config)
+    if config.get("spectral_norm"):
+        apply_spectral_norm(D)
+    x = torch.from_numpy(dataset.x_train).float() / 127.5 - 1
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=int(config["batch_size"]),
+                                         shuffle=True, drop_last=True)
+    betas = (float(config["beta1"]), float(config["beta2"]))
+    opt_g = torch.optim.Adam(G.parameters(), lr=float(config["lr_g"]), betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=float(config["lr_d"]), betas=betas)
+    name, rng = str(config["degradation"]), np.random.default_rng(0)
+    gan_w, fm_w, l1_w = float(config["gan_weight"]), float(config.get("fm_weight", 1.0)), float(config["l1_weight"])
+    it = iter(loader)
+
+    def step():
+        nonlocal it
+        G.train()
+        try:
+            (real,) = next(it)
+        except StopIteration:
+            it = iter(loader)
+            (real,) = next(it)
+        lq = torch.from_numpy(degrade(name, real.numpy(), rng))
+        fake = G(lq)
+        opt_d.zero_grad()
+        d_real, d_fake = D(real), D(fake.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        d_loss.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        with torch.no_grad():
+            real_feats = D.features(real)
+        fake_feats = D.features(fake)
+        adv = D.out(fake_feats[-1])
+        fm = sum((f - r).abs().mean() for f, r in zip(fake_feats, real_feats)) / len(fake_feats)
+        g_loss = (l1_w * (fake - real).abs().mean() + gan_w * F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
+                  + fm_w * fm)
+        g_loss.backward()
+        opt_g.step()
+        return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
+
+    step.G = G  # type: ignore[attr-defined]
+    return step
+
+
+def plain_stepper(family, dataset, config):
+    """The plain PyTorch loop for ``family``: the restore one, or the DCGAN-style one."""
+    return (_plain_restore_stepper if family.task == "restore" else _plain_stepper)(family, dataset, config)
+
+
+# The plain loops leave out what a default recipe adds on top (augmentation, mode seeking, flips):
+# the race is between two loops doing the same work. gankit's row runs in the family's default
+# precision: "auto" (restore) is bf16 on a CPU with bf16 arithmetic, a speed-up bought at no
+# measured quality cost (benchmarks/RESULTS.md); the plain loops are fp32.
+SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none"}
+TRAINING_FAMILIES = ("cgan", "restore")  # restore's row when the bench covers restore
 
 
 def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threads: int | None = None,
@@ -100,10 +168,11 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     config = build_config(family, dataset, data=data, seed=0, device="cpu", overrides=SAME_RECIPE)
     with tempfile.TemporaryDirectory() as tmp:
         steppers = {"gankit": _gankit_stepper(family, dataset, config, Path(tmp) / "a"),
-                    "plain": _plain_stepper(family, dataset, config)}
+                    "plain": plain_stepper(family, dataset, config)}
+        precision = steppers["gankit"].trainer.precision
         # the opt-in bf16 recipe, only where the CPU has bf16 arithmetic (AMX / AVX-512 bf16; torch's
         # own _is_mkldnn_bf16_supported is also true on plain AVX-512, where bf16 is emulated)
-        if cpu_has_bf16():
+        if cpu_has_bf16() and precision != "bf16":
             bf16 = build_config(family, dataset, data=data, seed=0, device="cpu", overrides={**SAME_RECIPE, "precision": "bf16"})
             steppers["gankit_bf16"] = _gankit_stepper(family, dataset, bf16, Path(tmp) / "b")
         for fn in steppers.values():
@@ -119,8 +188,9 @@ def training_speed(plugin: str = "cgan", steps: int = 20, warmup: int = 5, threa
     ips = {k: steps * bs / v for k, v in spent.items()}
     rec = {"kind": "training_ratio", "model": plugin, "batch": bs, "steps": steps,
            "gankit_images_per_s": round(ips["gankit"], 1), "plain_images_per_s": round(ips["plain"], 1),
-           "ratio": round(ips["gankit"] / ips["plain"], 3), "channels_last": bool(config.get("channels_last", False))}
-    log(f"training {plugin}: gankit {rec['gankit_images_per_s']:.0f} images/s, plain loop "
+           "ratio": round(ips["gankit"] / ips["plain"], 3), "channels_last": bool(config.get("channels_last", False)),
+           "precision": precision}
+    log(f"training {plugin}: gankit {rec['gankit_images_per_s']:.0f} images/s ({precision}), plain loop "
         f"{rec['plain_images_per_s']:.0f} images/s ({rec['ratio']:.2f}x)")
     if "gankit_bf16" in ips:
         rec["gankit_bf16_images_per_s"] = round(ips["gankit_bf16"], 1)
