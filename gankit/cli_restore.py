@@ -94,9 +94,10 @@ def load_for_images(model: Path, backend: str, images, task: str):
 
     m = runtime.load(model, backend=backend, **wide_input_options(backend, images))
     if m.task != task:
-        article = "an" if m.task[0] in "aeiou" else "a"
-        raise UsageError(f"{model} is {article} {m.task} model; gankit {task} needs {'an' if task[0] in 'aeiou' else 'a'} "
-                         f"{task} model")
+        def a(word: str) -> str:
+            return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+        raise UsageError(f"{model} is {a(m.task)} model; gankit {task} needs {a(task)} model")
     if m.fallback_reason:
         _console(stderr=True).print(f"note: running on onnxruntime, slower here: {m.fallback_reason}",
                                     markup=False, soft_wrap=True)

@@ -214,7 +214,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
     plugin = family.name
     run.remove_stale_temporaries()
     remove_stale_temporaries(EXPORT_DIR)
-    old_config = latest = None
+    old_config = latest = legacy = None
     # every failure below is rank 0's to report; the other ranks stop with its exit code
     with distributed.decide(world) as gate:
         try:
@@ -269,8 +269,8 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
             trainer = Trainer(family, dataset, config, run, evaluator=evaluator,
                               sampler=sampler_for(family, dataset, config), world=world)
             if latest is not None:
-                before = latest.meta.get("precision") or resolve_precision(
-                    str(old_config.get("precision", unrecorded_defaults(family)["precision"])), trainer.device.type)
+                before = latest.meta.get("precision") or resolve_precision(  # checkpoints older than the record
+                    str(old_config.get("precision", legacy["precision"])), trainer.device.type)
                 if before != trainer.precision and not force:
                     raise UsageError(f"refusing to resume {run.path}: it trained in {before} and would go on in "
                                      f"{trainer.precision} here (precision={config['precision']}); pass --force to accept")

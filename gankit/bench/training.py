@@ -34,6 +34,24 @@ def _gankit_stepper(family, dataset, config, workdir: Path):
     return step
 
 
+def _epochs(tensors, batch_size: int):
+    """Shuffled batches, epoch after epoch, as a reference script's ``for epoch: for batch in
+    loader`` loops draw them. The first epoch's iterator is made now, as those scripts make it
+    before their first step (it draws the sampler's seed from torch's generator)."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*tensors), batch_size=batch_size,
+                                         shuffle=True, drop_last=True)
+    first = iter(loader)
+
+    def batches():
+        yield from first
+        while True:
+            yield from loader
+
+    return batches()
+
+
 def _plain_stepper(family, dataset, config):
     import torch
     from torch import nn
@@ -42,23 +60,16 @@ def _plain_stepper(family, dataset, config):
     G, D = family.build_generator(config), family.build_discriminator(config)
     x = torch.from_numpy(dataset.x_train).float() / 127.5 - 1
     y = torch.from_numpy(dataset.y_train)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=int(config["batch_size"]),
-                                         shuffle=True, drop_last=True)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     bce = nn.BCEWithLogitsLoss()
     latent, k = int(config["latent_dim"]), int(config.get("num_classes") or 0)
     conditional = family.condition == "label"
-    it = iter(loader)
+    batches = _epochs((x, y), int(config["batch_size"]))
 
     def step():
-        nonlocal it
         G.train()  # an evaluation in between may have switched it to eval mode
-        try:
-            imgs, labels = next(it)
-        except StopIteration:
-            it = iter(loader)
-            imgs, labels = next(it)
+        imgs, labels = next(batches)
         bs = imgs.shape[0]
         valid, fake = torch.ones(bs), torch.zeros(bs)
         z = torch.randn(bs, latent)
@@ -97,23 +108,16 @@ def _plain_restore_stepper(family, dataset, config):
     if config.get("spectral_norm"):
         apply_spectral_norm(D)
     x = torch.from_numpy(dataset.x_train).float() / 127.5 - 1
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=int(config["batch_size"]),
-                                         shuffle=True, drop_last=True)
     betas = (float(config["beta1"]), float(config["beta2"]))
     opt_g = torch.optim.Adam(G.parameters(), lr=float(config["lr_g"]), betas=betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=float(config["lr_d"]), betas=betas)
     name, rng = str(config["degradation"]), np.random.default_rng(0)
     gan_w, fm_w, l1_w = float(config["gan_weight"]), float(config.get("fm_weight", 1.0)), float(config["l1_weight"])
-    it = iter(loader)
+    batches = _epochs((x,), int(config["batch_size"]))
 
     def step():
-        nonlocal it
         G.train()
-        try:
-            (real,) = next(it)
-        except StopIteration:
-            it = iter(loader)
-            (real,) = next(it)
+        (real,) = next(batches)
         lq = torch.from_numpy(degrade(name, real.numpy(), rng))
         fake = G(lq)
         opt_d.zero_grad()
