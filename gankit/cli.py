@@ -343,7 +343,7 @@ def evaluate_cmd(
     target: Path = typer.Argument(..., help="A run directory or an exported .onnx file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON record."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Generated samples to judge [default: 1000] "
-                                          "(inpainting: N test images spread over the split [default: all])."),
+                                          "(inpainting, restoration: N test images spread over the split [default: all])."),
     seed: int = typer.Option(0, "--seed", help="Seed for noise and masks."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset to compare with (default: the model's)."),
 ) -> None:

@@ -116,7 +116,7 @@ def test_evaluating_a_run_and_its_exported_file_agree(tiny_runs, plugin):
 
 def test_a_limited_inpainting_evaluation_spreads_over_the_test_split():
     """mnist5k's test split is sorted by class: --samples 64 must not judge zeros only."""
-    from gankit.evaluate.inpainting import held_out
+    from gankit.data import held_out
     from gankit.plugins import load_dataset
 
     ds = load_dataset("mnist5k")
@@ -124,3 +124,27 @@ def test_a_limited_inpainting_evaluation_spreads_over_the_test_split():
     assert len(picked) == 64 and picked[0] == 0 and picked[-1] == len(ds.x_test) - 1
     assert set(ds.y_test[picked].tolist()) == set(range(10))
     assert held_out(ds.x_test, None) is ds.x_test and held_out(ds.x_test, 5000) is ds.x_test
+
+
+def test_a_limited_restoration_evaluation_spreads_over_the_test_split(cli, tmp_path):
+    """--samples reaches restore models too, and picks patches of both held-out photos (the
+    split runs astronaut then coffee, so the first 7 would all be astronaut's)."""
+    import json
+
+    from gankit.data import held_out, to_float
+    from gankit.evaluate.restoration import eval_set
+    from gankit.plugins import load_dataset
+    from tests.restore_models import make_resize_restorer
+
+    ds = load_dataset("photos")
+    clean, lq = eval_set(ds, "sr2", limit=7)
+    np.testing.assert_array_equal(clean, to_float(held_out(ds.x_test, 7)))
+    assert lq.shape == (7, 3, 32, 32)
+    assert not np.array_equal(clean[-1], to_float(ds.x_test[6]))
+    path = make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2, height=64, width=64)
+    r = cli("evaluate", path, "--data", "photos", "--samples", "7", "--json")
+    assert r.code == 0, r.err
+    rec = json.loads(r.out)
+    assert rec["samples"] == 7 and rec["degradation"] == "sr2"
+    # nearest-neighbour enlargement scores below both classical enlargements on the same 7 patches
+    assert rec["results"]["model"]["psnr_db"] < min(rec["results"][k]["psnr_db"] for k in ("bicubic", "lanczos"))

@@ -139,8 +139,8 @@ def test_hole_realism_ranks_fills_of_photo_holes():
     blurred into the hole scores worse than the true texture, on the held-out photos."""
     from scipy.ndimage import gaussian_filter
 
-    from gankit.data import to_float
-    from gankit.evaluate.inpainting import evaluate_inpainting, held_out
+    from gankit.data import held_out, to_float
+    from gankit.evaluate.inpainting import evaluate_inpainting
     from gankit.plugins import load_dataset
 
     ds = load_dataset("photos")

@@ -167,9 +167,9 @@ def training_evaluator(family, dataset: Dataset, config: dict[str, Any], samples
 def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, data: str | None = None) -> dict[str, Any]:
     """Evaluate a run directory (its final EMA/generator weights) or an exported ``.onnx``.
 
-    ``samples``: generated images to judge (default 1000); for inpainting, that many held-out
-    images spread evenly over the test split (default: all of them; the built-in splits are
-    sorted by class or by photo, so the first N would judge one class)."""
+    ``samples``: generated images to judge (default 1000); for inpainting and restoration, that
+    many held-out images spread evenly over the test split (default: all of them; the built-in
+    splits are sorted by class or by photo, so the first N would judge one class or one photo)."""
     gen_samples = 1000 if samples is None else samples
     from gankit.plugins import load_dataset
 
@@ -183,7 +183,7 @@ def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, 
         dataset = load_dataset(data or config["data"])
         source = {"run": str(target), "step": step}
         if family.task == "restore":
-            return _evaluate_restore_run(target, family, config, G, step, dataset, seed)
+            return _evaluate_restore_run(target, family, config, G, step, dataset, seed, samples)
         if family.task == "inpaint":
             from gankit.evaluate.inpainting import evaluate_inpainting, torch_inpaint_fn
 
@@ -194,7 +194,7 @@ def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, 
     else:
         meta = _onnx_metadata(target)
         if meta.get("gankit.task") == "restore":
-            return _evaluate_restore_file(target, meta, data, seed)
+            return _evaluate_restore_file(target, meta, data, seed, samples)
         from gankit import runtime
 
         model = runtime.load(target)
@@ -232,13 +232,14 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
         return {}
 
 
-def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, seed: int) -> dict[str, Any]:
+def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, seed: int,
+                          samples: int | None) -> dict[str, Any]:
     """A restore run: the table's numbers appended to its metrics.jsonl, the perception-distortion plot beside them."""
     from gankit.evaluate.restoration import evaluate_restoration, plot_perception_distortion, torch_restore_fn
     from gankit.train.run import RunDir
 
     rec = evaluate_restoration(torch_restore_fn(G), dataset, degradation=str(config["degradation"]), seed=seed,
-                               slow_baselines=True)
+                               limit=samples, slow_baselines=True)
     rec["source"] = {"run": str(target), "step": step}
     label = "GAN" if float(config.get("gan_weight", 0) or 0) > 0 else "PSNR-oriented"
     rec["plot"] = plot_perception_distortion({f"{target.name} ({label})": rec}, target / "perception_distortion.png")
@@ -247,7 +248,8 @@ def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, s
     return rec
 
 
-def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None, seed: int) -> dict[str, Any]:
+def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None, seed: int,
+                           samples: int | None) -> dict[str, Any]:
     from gankit.evaluate.restoration import evaluate_restoration, onnx_restore_fn
     from gankit.plugins import load_dataset
 
@@ -263,7 +265,8 @@ def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None,
     want = (meta.get("gankit.channels"), meta.get("gankit.height"), meta.get("gankit.width"))
     if tuple(str(s) for s in dataset.shape) != want:
         raise UsageError(f"dataset {data_name} has shape {dataset.shape}, the model ({', '.join(map(str, want))})")
-    rec = evaluate_restoration(onnx_restore_fn(target), dataset, degradation=degradation, seed=seed, slow_baselines=True)
+    rec = evaluate_restoration(onnx_restore_fn(target), dataset, degradation=degradation, seed=seed, limit=samples,
+                               slow_baselines=True)
     rec["source"] = {"model": str(target), "providers": ["CPUExecutionProvider"]}
     return rec
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gankit.data import Dataset, to_float
+from gankit.data import Dataset, held_out, to_float
 from gankit.evaluate.metrics import psnr
 from gankit.images import signed_to_uint8
 
@@ -134,14 +134,6 @@ def _timed(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - t0
-
-
-def held_out(x: np.ndarray, limit: int | None) -> np.ndarray:
-    """``limit`` test images spread evenly over the split (all of them when None or larger):
-    the built-in splits are sorted by class or by photo, so the first N would judge one."""
-    if limit is None or limit >= len(x):
-        return x
-    return x[np.linspace(0, len(x) - 1, limit).astype(int)]
 
 
 def evaluate_inpainting(model_fn: InpaintFn, dataset: Dataset, *, seed: int = 0, baselines: bool = True,
