@@ -104,6 +104,26 @@ def test_config_files_toml_and_a_runs_own_config_reproduce_the_run(cli, tmp_path
     assert "config file: stepz" in r.err and "did you mean steps" in r.err
 
 
+def test_a_runs_own_config_with_keys_its_family_derived(cli, tmp_path):
+    """gan's prepare_data saves cluster_sizes beside the keys: its config.json given back is
+    accepted (the sizes are derived again, the same) and trains the same weights, while a
+    hand-written file that sets the derived key is still refused."""
+    args = ("--steps", "2", "--batch-size", "8", "--no-evaluate", "--no-export")
+    r = cli("train", "--plugin", "gan", *args, "--out", tmp_path / "a")
+    assert r.code == 0, r.err
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["clusters"] > 0 and len(cfg["cluster_sizes"]) == cfg["clusters"]
+    r = cli("train", "--config", tmp_path / "a", "--no-evaluate", "--no-export", "--out", tmp_path / "b")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["cluster_sizes"] == cfg["cluster_sizes"]
+    assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
+    toml = tmp_path / "c.toml"
+    toml.write_text('plugin = "gan"\ncluster_sizes = [0.5, 0.5]\n')
+    r = cli("train", "--config", toml, "--out", tmp_path / "c")
+    assert_one_line_error(r, 2)
+    assert "cluster_sizes: unknown config key" in r.err and not (tmp_path / "c").exists()
+
+
 def test_family_keys_are_typed_by_their_defaults_and_bounded_by_config_keys():
     from gankit.config import Key
     from gankit.train.config import schema_for

@@ -46,6 +46,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"config file {path}: tables are not supported ({', '.join(nested)}); write KEY = VALUE lines")
     if "config_hash" in values:  # a run's own config.json: what it derived is derived again
         values = {k: v for k, v in values.items() if k not in DERIVED_KEYS or k == "plugin"}
+        if "plugin" in values:
+            # and so is what its family's prepare_data derived from the data and saved beside
+            # the keys (gan's cluster_sizes, restore's scale): not settable keys, so dropped as the
+            # resume path drops them, where a hand-written file with such a key is refused
+            from gankit.plugins import get_family
+
+            known = schema_for(get_family(str(values["plugin"]))).keys
+            values = {k: v for k, v in values.items() if k in known or k == "plugin"}
     return values
 
 
