@@ -358,6 +358,20 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     return spec.load(**options)
 
 
+def load_dataset_like(name: str, height: int, width: int, image_size: int | None = None) -> Dataset:
+    """The dataset ``name`` at the size a model was trained on, for evaluating or benchmarking
+    it: ``image_size`` when the run recorded one (``--image-size``), else the data's own size,
+    reloaded at the model's side when that differs (a photos or folder model trained at 128, an
+    exported file that records its height but not the option). A dataset of one fixed size
+    ignores the request, and the caller's shape check names the mismatch."""
+    if image_size is not None:
+        return load_dataset(name, size=int(image_size))
+    dataset = load_dataset(name)
+    if dataset.shape[1:] != (height, width) and height == width:
+        dataset = load_dataset(name, size=int(height))
+    return dataset
+
+
 def available_losses() -> dict[str, AdversarialLoss]:
     return {name: obj for name, (obj, _) in get_manager().losses.items()}
 

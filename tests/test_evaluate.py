@@ -148,3 +148,20 @@ def test_a_limited_restoration_evaluation_spreads_over_the_test_split(cli, tmp_p
     assert rec["samples"] == 7 and rec["degradation"] == "sr2"
     # nearest-neighbour enlargement scores below both classical enlargements on the same 7 patches
     assert rec["results"]["model"]["psnr_db"] < min(rec["results"][k]["psnr_db"] for k in ("bicubic", "lanczos"))
+
+
+def test_evaluate_uses_the_image_size_the_model_was_trained_at(cli, tmp_path, monkeypatch):
+    """A photos model trained with --image-size 32 is judged on 32-pixel patches, from its run
+    directory and from its exported file alike (the file records its height, not the option)."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    r = cli("train", "--plugin", "restore", "--data", "photos", "--image-size", "32", "--steps", "1",
+            "--batch-size", "2", "--no-evaluate", "--out", "runs/r32",
+            "--set", "features=8", "--set", "blocks=1", "--set", "disc_width=8")
+    assert r.code == 0, r.err
+    for target in ("runs/r32", "exported/r32.onnx"):
+        r = cli("evaluate", target, "--samples", "6", "--json")
+        assert r.code == 0, r.err
+        rec = json.loads(r.out)
+        assert (rec["samples"], rec["image_shape"]) == (6, [3, 32, 32]), target

@@ -43,7 +43,7 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
     """``spec``: an installed family name (newest trained run under runs/, else a fresh init)
     or a run directory."""
     from gankit.export import export_generator, prepare_for_export
-    from gankit.plugins import get_family, load_dataset
+    from gankit.plugins import get_family, load_dataset, load_dataset_like
     from gankit.train.run import load_run_generator
 
     path = Path(spec)
@@ -74,7 +74,8 @@ def prepare_model(spec: str, workdir: Path, fresh: bool = False) -> BenchModel:
     module = prepare_for_export(family.export_module(G, config)).eval().requires_grad_(False)
     onnx_path = workdir / f"{name}.onnx"
     export_generator(family, config, G, onnx_path)
-    dataset = load_dataset(config["data"]) if config.get("data") else None
+    dataset = (load_dataset_like(config["data"], int(config["height"]), int(config["width"]), config.get("image_size"))
+               if config.get("data") else None)
     return BenchModel(name, family, config, module, onnx_path, weights, dataset)
 
 

@@ -171,7 +171,7 @@ def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, 
     many held-out images spread evenly over the test split (default: all of them; the built-in
     splits are sorted by class or by photo, so the first N would judge one class or one photo)."""
     gen_samples = 1000 if samples is None else samples
-    from gankit.plugins import load_dataset
+    from gankit.plugins import load_dataset_like
 
     target = Path(target)
     if not target.exists():
@@ -180,7 +180,8 @@ def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, 
         from gankit.train.run import load_run_generator
 
         family, config, G, step = load_run_generator(target)
-        dataset = load_dataset(data or config["data"])
+        dataset = load_dataset_like(data or config["data"], int(config["height"]), int(config["width"]),
+                                    config.get("image_size"))
         source = {"run": str(target), "step": step}
         if family.task == "restore":
             return _evaluate_restore_run(target, family, config, G, step, dataset, seed, samples)
@@ -201,7 +202,7 @@ def evaluate_target(target: Path, *, samples: int | None = None, seed: int = 0, 
         data_name = data or model.metadata.get("gankit.data")
         if not data_name:
             raise UsageError(f"{target} does not record its dataset; pass --data")
-        dataset = load_dataset(data_name)
+        dataset = load_dataset_like(data_name, model.height, model.width)
         if tuple(dataset.shape) != (model.channels, model.height, model.width):
             raise UsageError(f"dataset {data_name} has shape {dataset.shape}, the model {(model.channels, model.height, model.width)}")
         source = {"model": str(target), "providers": model.providers}
@@ -251,7 +252,7 @@ def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, s
 def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None, seed: int,
                            samples: int | None) -> dict[str, Any]:
     from gankit.evaluate.restoration import evaluate_restoration, onnx_restore_fn
-    from gankit.plugins import load_dataset
+    from gankit.plugins import load_dataset, load_dataset_like
 
     data_name = data or meta.get("gankit.data")
     if not data_name:
@@ -261,8 +262,12 @@ def _evaluate_restore_file(target: Path, meta: dict[str, str], data: str | None,
 
     if degradation not in NAMES:
         raise UsageError(f"{target} was trained for degradation {degradation!r}; gankit evaluate knows {', '.join(NAMES)}")
-    dataset = load_dataset(data_name)
     want = (meta.get("gankit.channels"), meta.get("gankit.height"), meta.get("gankit.width"))
+    try:
+        side: tuple[int, int] | None = (int(want[1]), int(want[2]))  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # no or unreadable size in the metadata: the check below says so
+        side = None
+    dataset = load_dataset_like(data_name, *side) if side else load_dataset(data_name)
     if tuple(str(s) for s in dataset.shape) != want:
         raise UsageError(f"dataset {data_name} has shape {dataset.shape}, the model ({', '.join(map(str, want))})")
     rec = evaluate_restoration(onnx_restore_fn(target), dataset, degradation=degradation, seed=seed, limit=samples,

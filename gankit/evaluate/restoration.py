@@ -285,7 +285,8 @@ def evaluate_restoration(model_fn: RestoreFn, dataset: Dataset, *, degradation: 
 
         raise UsageError(f"the model returned {list(out.shape)} for inputs {list(lq.shape)}; expected {list(clean.shape)}")
     out01 = to_8bit01(out)
-    rec: dict[str, Any] = {"kind": "restore", "dataset": dataset.name, "split": "test", "samples": int(n), "seed": seed,
+    rec: dict[str, Any] = {"kind": "restore", "dataset": dataset.name, "split": "test", "samples": int(n),
+                           "image_shape": list(clean.shape[1:]), "seed": seed,
                            "degradation": degradation, "scale": scale, "crop_border": scale,
                            "metric": "Y channel (BT.601)" if clean.shape[1] == 3 else "gray", "results": {}}
     rec["results"]["model"] = {**_score(out01, clean01, scale, real), "ms_per_image": round(1000 * secs / n, 3)}
