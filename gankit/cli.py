@@ -157,9 +157,13 @@ def train_cmd(
     if nproc is not None and nproc > 1:
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
             raise UsageError("--nproc inside torchrun: torchrun already starts the ranks; drop --nproc")
+        from gankit.train.config import read_config_file
         from gankit.train.distributed import launch, strip_nproc
 
-        rc = launch(nproc, strip_nproc(_ARGV), device)
+        # the device the ranks will train on, however it was given (--set and --config count as
+        # the option does): it decides how many slots the launcher counts (cores or GPUs)
+        file_device = read_config_file(config).get("device") if config is not None else None
+        rc = launch(nproc, strip_nproc(_ARGV), device or parse_sets(set_).get("device") or file_device)
         if rc:
             raise SystemExit(rc)  # the ranks (or the launcher) already printed the one line
         return
@@ -241,7 +245,8 @@ def export_cmd(
 @app.command("generate")
 def generate_cmd(
     model: Path = typer.Argument(..., help="An exported gankit .onnx file."),
-    n: int = typer.Option(64, "--n", help="How many images."),
+    n: int = typer.Option(64, "--n", help="How many images (a conditional model without --label: "
+                                          "N // classes per class, at least one each)."),
     label: Optional[int] = typer.Option(None, "--label", help="Class to generate (conditional models)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the noise (default: random)."),
     out: Path = typer.Option(Path("grid.png"), "--out", help="Output PNG grid."),

@@ -293,6 +293,21 @@ def test_strip_nproc():
     assert strip_nproc(["train", "--nproc", "2", "--steps", "3", "--nproc=4"]) == ["train", "--steps", "3"]
 
 
+def test_the_launcher_counts_slots_for_the_device_however_it_was_given(cli, tmp_path, monkeypatch):
+    """--set device=cpu and a config file's device reach the launcher as --device does: on a
+    GPU machine it would otherwise count GPUs and give each CPU rank one thread."""
+    from gankit.train import distributed
+
+    seen = []
+    monkeypatch.setattr(distributed, "launch", lambda nproc, argv, device=None: seen.append((nproc, device)) or 0)
+    toml = tmp_path / "c.toml"
+    toml.write_text('plugin = "cgan"\ndevice = "cpu"\n')
+    for args in (["--device", "cpu"], ["--set", "device=cpu"], ["--config", str(toml)], []):
+        r = cli("train", "--plugin", "cgan", "--nproc", "2", *args)
+        assert r.code == 0, r.err
+    assert seen == [(2, "cpu"), (2, "cpu"), (2, "cpu"), (2, None)]
+
+
 # --------------------------------------------------------------------------- through the CLI
 COMMON = ["--plugin", "cgan", "--batch-size", "8", "--no-evaluate", "--no-export", "--set", "sample_every=0"]
 
