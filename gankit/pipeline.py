@@ -174,7 +174,7 @@ def train(
 def _train_worker(world, family, console, *, merged, sources, resume, force, out) -> dict[str, Any]:
     """Ranks other than 0: follow rank 0's decisions, train their slices, write nothing."""
     from gankit.config import Config
-    from gankit.plugins import load_dataset
+    from gankit.plugins import load_training_data
     from gankit.train import checkpoint as ckpt
     from gankit.train import distributed
     from gankit.train.config import data_choice
@@ -185,7 +185,7 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
     values, latest_path, precision = distributed.follow(world)
     config = Config(values)
     data_name, size = data_choice(family, config)
-    dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
+    dataset = load_training_data(data_name, size)
 
     trainer = Trainer(family, dataset, config, run, world=world, precision=precision)
     if latest_path is not None:
@@ -203,7 +203,7 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
                   export_path, overwrite, created, ckpt, world=None) -> dict[str, Any]:
     from gankit.devices import resolve_precision
-    from gankit.plugins import load_dataset
+    from gankit.plugins import load_training_data
     from gankit.train.config import (DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for,
                                      unrecorded_defaults)
     from gankit.train.run import remove_stale_temporaries
@@ -238,7 +238,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                 unrecorded = {k: legacy[k] for k in keys if k not in old_config and k not in DERIVED_KEYS}
                 merged = {**unrecorded, **stored, **merged}
             data_name, size = data_choice(family, merged)
-            dataset = load_dataset(data_name, **({"size": size} if size is not None else {}))
+            dataset = load_training_data(data_name, size)
             if len(dataset.x_train) < 2:
                 raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
             config = build_config(family, dataset, overrides=merged, sources=sources)

@@ -358,6 +358,20 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     return spec.load(**options)
 
 
+def load_training_data(name: str, size: int | None = None) -> Dataset:
+    """The dataset ``name`` for training, resized to ``size`` x ``size`` when given
+    (``--image-size``); a dataset that cannot resize (``mnist5k``'s digits are 28x28) is
+    refused rather than silently trained at its own size while the run records ``size``."""
+    if size is None:
+        return load_dataset(name)
+    dataset = load_dataset(name, size=int(size))
+    if dataset.shape[1:] != (size, size):
+        h, w = dataset.shape[1:]
+        raise UsageError(f"image_size {size}: dataset {name} is {h}x{w} and does not resize; "
+                         "image_size applies to photos and folder data")
+    return dataset
+
+
 def load_dataset_like(name: str, height: int, width: int, image_size: int | None = None) -> Dataset:
     """The dataset ``name`` at the size a model was trained on, for evaluating or benchmarking
     it: ``image_size`` when the run recorded one (``--image-size``), else the data's own size,
