@@ -27,6 +27,7 @@ def test_help_lists_commands(cli):
         ["train", "--plugin", "gan", "--data", "folder:/definitely/not/here"],
         ["train", "--plugin", "gan", "--data", "imagenet"],
         ["train", "--plugin", "gan", "--image-size", "64"],  # mnist5k's digits do not resize
+        ["train", "--plugin", "stylegan", "--set", "base_convs=0"],  # was built as 1 while config.json said 0
         ["train", "--plugin", "gan", "--loss", "nope"],
         ["train", "--plugin", "gan", "--device", "tpu"],
         ["train", "--plugin", "gan", "--set", "novalue"],

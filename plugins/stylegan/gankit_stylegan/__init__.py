@@ -13,7 +13,7 @@ user who feeds only ``z`` gets an image. torch is imported only when a model is 
 
 from __future__ import annotations
 
-from gankit import hookimpl
+from gankit import Key, hookimpl
 from gankit.family import ModelFamily
 from gankit_stylegan.regularizers import LAZY_R1, PATH_LENGTH
 
@@ -71,6 +71,24 @@ class StyleGANFamily(ModelFamily):
 
     task = "generate"
     regularizers = (LAZY_R1, PATH_LENGTH)
+    # bounds, so that a value the networks cannot build is refused in one line, not built as
+    # something else (base_convs=0 used to build one convolution while config.json said 0)
+    config_keys = {
+        "latent_dim": Key(int, ge=1, le=4096, help="length of the noise vector z"),
+        "w_dim": Key(int, ge=1, le=4096, help="length of the style vector w"),
+        "mapping_layers": Key(int, ge=1, le=16, help="layers of the mapping network z -> w"),
+        "g_channels": Key(int, ge=1, le=4096, help="generator channels at the base resolution"),
+        "g_min_channels": Key(int, ge=1, le=4096, help="the fewest generator channels (halved per level down to it)"),
+        "base_convs": Key(int, ge=1, le=8, help="modulated convolutions at the base resolution"),
+        "d_channels": Key(int, ge=1, le=4096, help="discriminator channels at its lowest resolution"),
+        "d_min_channels": Key(int, ge=1, le=4096, help="the fewest discriminator channels"),
+        "r1_gamma": Key(float, ge=0, help="lazy R1 weight gamma (0 = off)"),
+        "r1_every": Key(int, ge=1, help="D iterations between R1 terms"),
+        "pl_weight": Key(float, ge=0, help="path-length regularisation weight (0 = off)"),
+        "pl_every": Key(int, ge=1, help="steps between path-length terms"),
+        "style_mixing": Key(float, ge=0, le=1, help="probability that a training sample mixes two w's"),
+        "w_avg_beta": Key(float, ge=0, le=1, help="decay of the running average of w (truncation's centre)"),
+    }
 
     def _config(self, config):
         return {**config, "conditional": self.condition == "label"}
