@@ -138,13 +138,21 @@ def test_training_speed_and_time_to_quality_records():
     assert speed["kind"] == "training_ratio" and speed["gankit_images_per_s"] > 0 and speed["plain_images_per_s"] > 0
     # the record names what was timed: cgan's recipe at its own batch size, for the steps asked
     assert (speed["model"], speed["batch"], speed["steps"]) == ("cgan", 64, 2)
-    assert speed["precision"] == "fp32"  # cgan's default; bf16 only as the extra row
+    from gankit.sysinfo import cpu_has_bf16
+
+    # cgan's default precision is auto: bf16 where the CPU has bf16 arithmetic, so no extra row
+    assert speed["precision"] == ("bf16" if cpu_has_bf16() else "fp32") and "bf16_ratio" not in speed
     (restore,) = training_speed("restore", steps=2, warmup=1, log=lambda msg: None)
     # restore's own plain loop (L1 + adversarial + feature matching) against its default recipe
     assert (restore["model"], restore["batch"]) == ("restore", 16) and restore["plain_images_per_s"] > 0
-    from gankit.sysinfo import cpu_has_bf16
-
     assert restore["precision"] == ("bf16" if cpu_has_bf16() else "fp32") and "bf16_ratio" not in restore
+    if cpu_has_bf16():  # a recipe that trains in fp32 gets the bf16 row beside it
+        import gankit.bench.training as training
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(training, "SAME_RECIPE", {**training.SAME_RECIPE, "precision": "fp32"})
+            (fp32,) = training_speed(steps=2, warmup=1, log=lambda msg: None)
+        assert fp32["precision"] == "fp32" and fp32["bf16_ratio"] > 0
     assert "Training (restore, batch 16)" in markdown([restore])
     (ttq,) = time_to_quality(max_steps=4, eval_every=2, samples=50, log=lambda msg: None)
     assert 0.5 < ttq["target_accuracy"] <= 1  # the judge's own accuracy on real test digits

@@ -345,7 +345,7 @@ def test_a_run_older_than_a_key_resumes_with_what_it_did_then(cli, tmp_path, mon
 
 @pytest.mark.parametrize("plugin,data,precision", [("restore", "photos", "auto"), ("restore", "mnist5k", "auto"),
                                                    ("inpaint", "mnist5k", "auto"), ("inpaint", "photos", "fp32"),
-                                                   ("cgan", "mnist5k", "fp32")])
+                                                   ("cgan", "mnist5k", "auto"), ("gan", "mnist5k", "fp32")])
 def test_which_defaults_train_in_nhwc_and_auto_precision(plugin, data, precision):
     from gankit.plugins import get_family, load_dataset
     from gankit.train.config import build_config
@@ -369,7 +369,7 @@ def test_auto_precision_stays_fp32_on_cuda(monkeypatch):
 def test_switching_precision_on_resume_needs_force(cli, tmp_path):
     out = tmp_path / "r"
     common = ("--plugin", "cgan", "--batch-size", "8", "--out", out, "--no-export", "--no-evaluate")
-    assert cli("train", *common, "--steps", "2").code == 0
+    assert cli("train", *common, "--steps", "2", "--set", "precision=fp32").code == 0
     r = cli("train", *common, "--steps", "3", "--resume", "--set", "precision=bf16")
     assert_one_line_error(r)
     assert "precision" in r.err

@@ -149,7 +149,7 @@ def plain_stepper(family, dataset, config):
 
 # The plain loops leave out what a default recipe adds on top (augmentation, mode seeking, flips):
 # the race is between two loops doing the same work. gankit's row runs in the family's default
-# precision: "auto" (restore) is bf16 on a CPU with bf16 arithmetic, whose quality stayed within
+# precision: "auto" (cgan, restore) is bf16 on a CPU with bf16 arithmetic, whose quality stayed within
 # what one seed to the next moves (benchmarks/RESULTS.md); the plain loops are fp32.
 SAME_RECIPE = {"diffaug": "none", "mode_seeking": 0.0, "flips": "none"}
 TRAINING_FAMILIES = ("cgan", "restore")  # restore's row when the bench covers restore
