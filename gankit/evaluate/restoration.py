@@ -12,8 +12,9 @@ Classical baselines, per degradation: bicubic and Lanczos enlargement (``sr2``, 
 ``real``); OpenCV's non-local means, scikit-image's wavelet (BayesShrink) and TV (Chambolle)
 denoisers given the true sigma, and BM3D when the ``bm3d`` package is installed (on
 :data:`BM3D_IMAGES` images spread over the set only: it takes seconds per image; the model is
-scored on the same subset beside it) for ``noise``; Richardson-Lucy and Wiener deconvolution with the known kernel
-for ``blur``; and the degraded input itself for every scale-1 degradation (``jpeg``'s baseline).
+scored on the same subset beside it) for ``noise``; Richardson-Lucy and Wiener deconvolution
+with the known kernel for ``blur``; and the degraded input itself for every scale-1
+degradation (``jpeg``'s baseline).
 Tunable baselines are run over a small parameter grid and the best is reported (:data:`GRIDS`).
 
 Realism, with nothing downloaded:

@@ -26,9 +26,10 @@ __version__ = "0.1.0"
 # hidden layer, which is also why D keeps gan's plain two convolutions (the extra 3x3
 # convolution measured no better with the earlier recipe and costs more per step).
 # precision "auto": bf16 autocast on a CPU with bf16 arithmetic (AMX, AVX-512 bf16), fp32
-# elsewhere. On an AMX CPU a step took 0.64-0.74x the fp32 time, and over five seeds the judge
-# saw the same quality either way: FD / floor 2.71x against 2.71x on average, diversity 0.842
-# against 0.834, accuracy 0.991 against 0.992 (benchmarks/RESULTS.md, stop 39).
+# elsewhere. On an AMX CPU a step took 0.74x the fp32 time (0.64x the plain fp32 loop's), and
+# over five seeds the judge saw the same quality either way: FD / floor 2.71x against 2.71x on
+# average, diversity 0.842 against 0.834, accuracy 0.991 against 0.992 (benchmarks/RESULTS.md,
+# stop 39).
 CGAN_DEFAULTS = {**DEFAULTS, "steps": 700, "diffaug": "none",
                  "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [350, 700],
                  "d_extra_convs": 0, "d_hidden": 512, "clusters": 0, "precision": "auto"}
