@@ -1,5 +1,5 @@
-"""The denoiser against BM3D on the *whole* held-out set (``gankit evaluate`` runs BM3D on the
-first 12 images only, since it takes seconds per image).
+"""The denoiser against BM3D on the *whole* held-out set (``gankit evaluate`` runs BM3D on 12
+images spread over the set only, since it takes seconds per image).
 
     python benchmarks/restore_bm3d.py exported/MODEL.onnx [--data photos] [--limit N]
 

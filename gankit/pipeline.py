@@ -111,7 +111,8 @@ def train(
     from gankit.train.config import merge_sources, read_config_file
 
     console = Console(stderr=False, highlight=False, quiet=quiet)
-    file_values = read_config_file(config_file) if config_file is not None else {}
+    file_dropped: list[str] = []
+    file_values = read_config_file(config_file, file_dropped) if config_file is not None else {}
     file_plugin = file_values.pop("plugin", None)
     if plugin is None:
         if file_plugin is None:
@@ -161,7 +162,8 @@ def train(
         try:
             return _train_locked(family, run, lock, console, merged=merged, sources=sources, resume=resume, force=force,
                                  evaluate=evaluate, export=export, export_path=export_path, overwrite=overwrite,
-                                 created=created, ckpt=ckpt, world=world)
+                                 created=created, ckpt=ckpt, world=world, file_dropped=file_dropped,
+                                 config_file=config_file)
         finally:
             lock.release()
     except BaseException as exc:
@@ -201,7 +203,7 @@ def _train_worker(world, family, console, *, merged, sources, resume, force, out
 
 
 def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume, force, evaluate, export,
-                  export_path, overwrite, created, ckpt, world=None) -> dict[str, Any]:
+                  export_path, overwrite, created, ckpt, world=None, file_dropped=(), config_file=None) -> dict[str, Any]:
     from gankit.devices import resolve_precision
     from gankit.plugins import load_training_data
     from gankit.train.config import (DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for,
@@ -242,6 +244,10 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
             if len(dataset.x_train) < 2:
                 raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
             config = build_config(family, dataset, overrides=merged, sources=sources)
+            gone = sorted(k for k in file_dropped if k not in config)  # what is not derived again
+            if gone:
+                print(f"warning: {config_file} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
+                      "training without them", file=sys.stderr)
             if resume:
                 gone = obsolete_keys(old_config, config)
                 if gone:

@@ -367,8 +367,8 @@ def load_training_data(name: str, size: int | None = None) -> Dataset:
     dataset = load_dataset(name, size=int(size))
     if dataset.shape[1:] != (size, size):
         h, w = dataset.shape[1:]
-        raise UsageError(f"image_size {size}: dataset {name} is {h}x{w} and does not resize; "
-                         "image_size applies to photos and folder data")
+        raise UsageError(f"image_size {size}: dataset {name} is {h}x{w} and does not resize; image_size applies to "
+                         "photos and folder data (a run that recorded it resumes with --set image_size=null --force)")
     return dataset
 
 

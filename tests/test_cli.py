@@ -26,8 +26,6 @@ def test_help_lists_commands(cli):
         ["train", "--plugin", "gan", "--batch-size", "0"],
         ["train", "--plugin", "gan", "--data", "folder:/definitely/not/here"],
         ["train", "--plugin", "gan", "--data", "imagenet"],
-        ["train", "--plugin", "gan", "--image-size", "64"],  # mnist5k's digits do not resize
-        ["train", "--plugin", "stylegan", "--set", "base_convs=0"],  # was built as 1 while config.json said 0
         ["train", "--plugin", "gan", "--loss", "nope"],
         ["train", "--plugin", "gan", "--device", "tpu"],
         ["train", "--plugin", "gan", "--set", "novalue"],
@@ -41,6 +39,15 @@ def test_help_lists_commands(cli):
 )
 def test_bad_input_is_one_line_exit_2(cli, args):
     assert_one_line_error(cli(*args), 2)
+
+
+def test_train_refuses_what_it_cannot_build_by_name(cli, tmp_path):
+    r = cli("train", "--plugin", "gan", "--image-size", "64", "--steps", "1", "--out", tmp_path / "a")
+    assert_one_line_error(r)  # mnist5k's digits do not resize: it used to train at 28x28 anyway
+    assert "image_size 64: dataset mnist5k is 28x28" in r.err and not (tmp_path / "a").exists()
+    r = cli("train", "--plugin", "stylegan", "--set", "base_convs=0", "--steps", "1", "--out", tmp_path / "b")
+    assert_one_line_error(r)  # was built with one convolution while config.json said 0
+    assert "base_convs" in r.err and not (tmp_path / "b").exists()
 
 
 def test_train_refuses_existing_run_dir(cli, tmp_path):

@@ -93,6 +93,15 @@ def test_config_files_toml_and_a_runs_own_config_reproduce_the_run(cli, tmp_path
     r = cli("train", "--config", tmp_path / "a" / "config.json", "--no-evaluate", "--no-export", "--out", tmp_path / "b")
     assert r.code == 0, r.err
     assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
+    # an older run: a key it predates is read as what that run did (the core default, not cgan's
+    # newer "auto"), and a key this gankit no longer takes is dropped with a warning
+    old = {k: v for k, v in cfg.items() if k != "precision"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps({**old, "retired_key": 1}))
+    r = cli("train", "--config", tmp_path / "old", "--steps", "1", "--no-evaluate", "--no-export", "--out", tmp_path / "o")
+    assert r.code == 0, r.err
+    assert "retired_key" in r.err
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["precision"] == "fp32"
     # options and --set override the file
     r = cli("train", "--config", toml, "--steps", "2", "--set", "seed=6", "--no-evaluate", "--no-export", "--out", tmp_path / "c")
     assert r.code == 0, r.err
@@ -117,6 +126,7 @@ def test_a_runs_own_config_with_keys_its_family_derived(cli, tmp_path):
     assert r.code == 0, r.err
     assert json.loads((tmp_path / "b" / "config.json").read_text())["cluster_sizes"] == cfg["cluster_sizes"]
     assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
+    assert "no longer uses" not in r.err  # cluster_sizes is derived again, not retired
     toml = tmp_path / "c.toml"
     toml.write_text('plugin = "gan"\ncluster_sizes = [0.5, 0.5]\n')
     r = cli("train", "--config", toml, "--out", tmp_path / "c")

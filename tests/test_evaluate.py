@@ -165,3 +165,6 @@ def test_evaluate_uses_the_image_size_the_model_was_trained_at(cli, tmp_path, mo
         assert r.code == 0, r.err
         rec = json.loads(r.out)
         assert (rec["samples"], rec["image_shape"]) == (6, [3, 32, 32]), target
+    # a partial look leaves the run's curve and perception-distortion plot to the whole set
+    assert not (tmp_path / "runs" / "r32" / "perception_distortion.png").exists()
+    assert "gankit evaluate" not in (tmp_path / "runs" / "r32" / "metrics.jsonl").read_text()

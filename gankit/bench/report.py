@@ -70,7 +70,8 @@ def markdown(records: list[dict[str, Any]]) -> str:
                          f"{max(c['conditional_accuracy'] for c in side['curve']):.3f})")
         lines.append("")
         lines.append(f"Time to quality ({t['model']}, conditional accuracy >= judge's {t['target_accuracy']:.3f}, "
-                     f"training time only): gankit {fmt(t['gankit'])}; plain loop {fmt(t['plain'])}"
+                     f"training time only): gankit {fmt(t['gankit'])}"
+                     + (f" in {t['precision']}" if t.get("precision") else "") + f"; plain loop {fmt(t['plain'])}"
                      + (f": {t['speedup']:.2f}x" if t.get("speedup") else ""))
     for t in s["restore_throughput"]:
         lines.append("")

@@ -260,6 +260,7 @@ def time_to_quality(plugin: str = "cgan", *, max_steps: int | None = None, eval_
     with tempfile.TemporaryDirectory() as tmp:
         step = _gankit_stepper(family, dataset, config, Path(tmp))
         trainer = step.trainer
+        out["precision"] = trainer.precision  # gankit's side: bf16 or fp32, as "auto" resolved here
 
         def gankit_generator():
             trainer.refresh_ema_statistics()

@@ -70,8 +70,9 @@ class DatasetSpec:
     ``name`` is what users type (``--data NAME``). ``load(**options)`` returns a
     :class:`Dataset`; the options it may receive (accept ``**options`` and ignore the rest):
 
-    - ``size``: an int, from ``gankit train --image-size N`` (only when given): resize to
-      ``size`` x ``size``;
+    - ``size``: an int, from ``gankit train --image-size N`` (only when given), or from
+      evaluation and the bench when a model's side differs from the data's: resize to ``size``
+      x ``size`` (a dataset that ignores it is refused by ``train --image-size``);
     - ``arg``: with ``prefix=True`` the spec handles every name ``NAME:ARG`` (like
       ``folder:PATH``) and ``load`` receives the text after the colon as ``arg``.
 

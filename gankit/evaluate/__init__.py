@@ -235,13 +235,16 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
 def _evaluate_restore_run(target: Path, family, config, G, step: int, dataset, seed: int,
                           samples: int | None) -> dict[str, Any]:
-    """A restore run: the table's numbers appended to its metrics.jsonl, the perception-distortion plot beside them."""
+    """A restore run: the table's numbers appended to its metrics.jsonl, the perception-distortion plot beside them
+    (on the whole held-out set only; with ``samples`` fewer, the record alone)."""
     from gankit.evaluate.restoration import evaluate_restoration, plot_perception_distortion, torch_restore_fn
     from gankit.train.run import RunDir
 
     rec = evaluate_restoration(torch_restore_fn(G), dataset, degradation=str(config["degradation"]), seed=seed,
                                limit=samples, slow_baselines=True)
     rec["source"] = {"run": str(target), "step": step}
+    if samples is not None and samples < len(dataset.x_test):
+        return rec  # a partial look: the run's curve and plot keep to the whole held-out set
     label = "GAN" if float(config.get("gan_weight", 0) or 0) > 0 else "PSNR-oriented"
     rec["plot"] = plot_perception_distortion({f"{target.name} ({label})": rec}, target / "perception_distortion.png")
     run = RunDir(target)

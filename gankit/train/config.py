@@ -20,8 +20,13 @@ from gankit.config import CORE_KEYS, DERIVED_KEYS, MISSING, Config, Key, Schema,
 from gankit.errors import UsageError
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Keys from ``FILE.toml`` or a run's ``config.json`` (derived keys of a run's config dropped)."""
+def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict[str, Any]:
+    """Keys from ``FILE.toml`` or a run's ``config.json`` (derived keys of a run's config dropped).
+
+    A run's config.json is read as that run ran: a key it predates gets the value the run had
+    (:func:`unrecorded_defaults`, as resume does), and the keys its family no longer takes are
+    left out and appended to ``dropped`` (the caller warns about those the family does not
+    derive again, such as gan's cluster_sizes)."""
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"  # a run directory stands for its config
@@ -52,8 +57,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             # resume path drops them, where a hand-written file with such a key is refused
             from gankit.plugins import get_family
 
-            known = schema_for(get_family(str(values["plugin"]))).keys
-            values = {k: v for k, v in values.items() if k in known or k == "plugin"}
+            family = get_family(str(values["plugin"]))
+            known, legacy = schema_for(family).keys, unrecorded_defaults(family)
+            if dropped is not None:
+                dropped.extend(k for k in values if k not in known and k != "plugin")
+            unrecorded = {k: legacy[k] for k in known
+                          if k not in values and k not in DERIVED_KEYS and legacy[k] is not MISSING}
+            values = {**unrecorded, **{k: v for k, v in values.items() if k in known or k == "plugin"}}
     return values
 
 
