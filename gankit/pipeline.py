@@ -206,8 +206,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                   export_path, overwrite, created, ckpt, world=None, file_dropped=(), config_file=None) -> dict[str, Any]:
     from gankit.devices import resolve_precision
     from gankit.plugins import load_training_data
-    from gankit.train.config import (DERIVED_KEYS, build_config, changed_keys, data_choice, obsolete_keys, schema_for,
-                                     unrecorded_defaults)
+    from gankit.train.config import as_recorded, build_config, changed_keys, data_choice, obsolete_keys
     from gankit.train.run import remove_stale_temporaries
 
     from gankit.train import distributed
@@ -216,7 +215,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
     plugin = family.name
     run.remove_stale_temporaries()
     remove_stale_temporaries(EXPORT_DIR)
-    old_config = latest = legacy = None
+    old_config = latest = recorded = None
     # every failure below is rank 0's to report; the other ranks stop with its exit code
     with distributed.decide(world) as gate:
         try:
@@ -233,26 +232,22 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                     raise UsageError(f"nothing to resume in {run.path}: {why}; start a new run with another --out")
                 for reason in skipped:
                     print(f"warning: {reason}; resuming from the older step {latest.step}", file=sys.stderr)
-                keys = schema_for(family).keys
-                stored = {k: v for k, v in old_config.items() if k in keys and k not in DERIVED_KEYS}
                 # keys the run predates: what it did before they existed, not today's family default
-                legacy = unrecorded_defaults(family)
-                unrecorded = {k: legacy[k] for k in keys if k not in old_config and k not in DERIVED_KEYS}
-                merged = {**unrecorded, **stored, **merged}
+                recorded = as_recorded(family, old_config)
+                merged = {**recorded, **merged}
             data_name, size = data_choice(family, merged)
             dataset = load_training_data(data_name, size)
             if len(dataset.x_train) < 2:
                 raise UsageError(f"{data_name} has {len(dataset.x_train)} training image(s); training needs at least 2")
             config = build_config(family, dataset, overrides=merged, sources=sources)
-            gone = sorted(k for k in file_dropped if k not in config)  # what is not derived again
-            if gone:
-                print(f"warning: {config_file} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
-                      "training without them", file=sys.stderr)
+            retired = [(config_file, "training", sorted(k for k in file_dropped if k not in config))]  # not derived again
             if resume:
-                gone = obsolete_keys(old_config, config)
+                retired.append((run.path, "resuming", obsolete_keys(old_config, config)))
+            for where, doing, gone in retired:
                 if gone:
-                    print(f"warning: {run.path} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
-                          "resuming without them", file=sys.stderr)
+                    print(f"warning: {where} records config key(s) this gankit no longer uses: {', '.join(gone)}; "
+                          f"{doing} without them", file=sys.stderr)
+            if resume:
                 # precision is compared below by what it means on this machine ("auto" may be bf16 here
                 # and fp32 there), once the trainer has settled it
                 changed = [k for k in changed_keys(family, old_config, config) if k != "precision"]
@@ -276,7 +271,7 @@ def _train_locked(family, run: RunDir, lock, console, *, merged, sources, resume
                               sampler=sampler_for(family, dataset, config), world=world)
             if latest is not None:
                 before = latest.meta.get("precision") or resolve_precision(  # checkpoints older than the record
-                    str(old_config.get("precision", legacy["precision"])), trainer.device.type)
+                    str(recorded["precision"]), trainer.device.type)
                 if before != trainer.precision and not force:
                     raise UsageError(f"refusing to resume {run.path}: it trained in {before} and would go on in "
                                      f"{trainer.precision} here (precision={config['precision']}); pass --force to accept")

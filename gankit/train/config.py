@@ -23,10 +23,9 @@ from gankit.errors import UsageError
 def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict[str, Any]:
     """Keys from ``FILE.toml`` or a run's ``config.json`` (derived keys of a run's config dropped).
 
-    A run's config.json is read as that run ran: a key it predates gets the value the run had
-    (:func:`unrecorded_defaults`, as resume does), and the keys its family no longer takes are
-    left out and appended to ``dropped`` (the caller warns about those the family does not
-    derive again, such as gan's cluster_sizes)."""
+    A run's config.json is read as that run ran (:func:`as_recorded`, as resume reads it), and
+    the keys its family no longer takes are left out and appended to ``dropped`` (the caller
+    warns about those the family does not derive again, such as gan's cluster_sizes)."""
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"  # a run directory stands for its config
@@ -58,12 +57,10 @@ def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict
             from gankit.plugins import get_family
 
             family = get_family(str(values["plugin"]))
-            known, legacy = schema_for(family).keys, unrecorded_defaults(family)
             if dropped is not None:
+                known = schema_for(family).keys
                 dropped.extend(k for k in values if k not in known and k != "plugin")
-            unrecorded = {k: legacy[k] for k in known
-                          if k not in values and k not in DERIVED_KEYS and legacy[k] is not MISSING}
-            values = {**unrecorded, **{k: v for k, v in values.items() if k in known or k == "plugin"}}
+            values = {"plugin": values["plugin"], **as_recorded(family, values)}
     return values
 
 
@@ -164,6 +161,16 @@ def unrecorded_defaults(family) -> dict[str, Any]:
     its own keys. Never a ``data_defaults`` value."""
     schema = schema_for(family)
     return {k: (CORE_KEYS[k].default if k in CORE_KEYS else spec.default) for k, spec in schema.keys.items()}
+
+
+def as_recorded(family, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The settable keys of a run's saved config as that run ran: the values it records, and for
+    a key it predates the value it had then (:func:`unrecorded_defaults`). Derived keys and keys
+    this gankit no longer takes are left out. How resume and ``--config RUN_DIR`` read a run."""
+    legacy = unrecorded_defaults(family)
+    recorded = {k: saved[k] for k in legacy if k in saved and k not in DERIVED_KEYS}
+    return {**{k: v for k, v in legacy.items() if k not in saved and k not in DERIVED_KEYS and v is not MISSING},
+            **recorded}
 
 
 def changed_keys(family, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
