@@ -105,16 +105,14 @@ def markdown(records: list[dict[str, Any]]) -> str:
 
 
 def chart(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ok = [r for r in records if r.get("kind") == "inference" and r.get("median_ms")]
     models = sorted({r["model"] for r in ok})
     if not models:
         return
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), dpi=100, squeeze=False)
+    fig = Figure(figsize=(6 * len(models), 4.5), dpi=100)
+    axes = fig.subplots(1, len(models), squeeze=False)
     for ax, model in zip(axes[0], models):
         rows = [r for r in ok if r["model"] == model]
         backends = list(dict.fromkeys(r["backend"] for r in rows))
@@ -134,7 +132,6 @@ def chart(records: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp)
-    plt.close(fig)
 
 
 def write_json(records: list[dict[str, Any]], path: Path) -> None:

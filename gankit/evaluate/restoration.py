@@ -401,12 +401,12 @@ def format_table(rec: dict[str, Any]):
 def plot_perception_distortion(recs: dict[str, dict[str, Any]], out: str | Path, title: str = "") -> str:
     """PSNR (x) against realism (y, lower = more realistic) for the models in ``recs`` (label -> record)
     and the classical baselines of the first one: the perception-distortion plane (Blau & Michaeli 2018)."""
-    from gankit.train.plots import _plt, _save
+    from gankit.train.plots import new_figure, save_figure
 
     first = next(iter(recs.values()))
     key = _realism_key(first)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    fig = new_figure(figsize=(6, 4.2), dpi=110)
+    ax = fig.subplots()
     for name, r in first["results"].items():
         if name != "model" and key in r:
             ax.scatter(r["psnr_db"], r[key], marker="s", color="gray")
@@ -421,6 +421,4 @@ def plot_perception_distortion(recs: dict[str, dict[str, Any]], out: str | Path,
     ax.grid(alpha=0.3)
     ax.margins(x=0.35, y=0.12)  # room for the labels
     fig.tight_layout()
-    path = _save(fig, Path(out))
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(out))

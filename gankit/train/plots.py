@@ -6,28 +6,28 @@ from gankit.fileio import atomic_path
 from gankit.train.run import RunDir
 
 
-def _save(fig, path) -> str:
+def save_figure(fig, path) -> str:
     """Write atomically (temporary name, then rename), like every other file of a run."""
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp)
     return str(path)
 
 
-def _plt():
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib Figure drawn by the Agg canvas. Not pyplot: pyplot keeps global state (figures
+    stay alive until closed, a GUI backend may be picked) and its import alone added 0.6 s of
+    the 0.9 s that plotting cost every training process (machine G)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_losses(run: RunDir) -> str | None:
     recs = [r for r in run.read_metrics() if "g_loss" in r]  # supervised runs (adversarial weight 0) log no d_loss
     if not recs:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig = new_figure(figsize=(7, 3.5), dpi=100)
+    ax = fig.subplots()
     steps = [r["step"] for r in recs]
     for key, label in (("d_loss", "discriminator"), ("g_adv", "generator (adversarial)"), ("l1", "generator L1")):
         if key in recs[0]:
@@ -38,16 +38,13 @@ def plot_losses(run: RunDir) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = _save(fig, run.path / "losses.png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, run.path / "losses.png")
 
 
 def plot_quality(run: RunDir) -> str | None:
     recs = [r for r in run.read_metrics() if isinstance(r.get("eval"), dict)]
     if not recs:
         return None
-    plt = _plt()
     # runs recorded before the renames used "coverage" and "hole_psnr_db": still plotted
     for r in recs:
         ev = r["eval"]
@@ -57,7 +54,8 @@ def plot_quality(run: RunDir) -> str | None:
     keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db", "psnr_db") if k in recs[-1]["eval"]]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), dpi=100, squeeze=False)
+    fig = new_figure(figsize=(3.6 * len(keys), 3.2), dpi=100)
+    axes = fig.subplots(1, len(keys), squeeze=False)
     steps = [r["step"] for r in recs]
     for ax, key in zip(axes[0], keys):
         ax.plot(steps, [r["eval"].get(key) for r in recs], marker="o")
@@ -70,6 +68,4 @@ def plot_quality(run: RunDir) -> str | None:
             ax.legend()
     fig.suptitle(f"quality over training: {run.path.name}")
     fig.tight_layout()
-    out = _save(fig, run.path / "quality.png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, run.path / "quality.png")
