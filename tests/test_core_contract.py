@@ -93,6 +93,16 @@ def test_config_files_toml_and_a_runs_own_config_reproduce_the_run(cli, tmp_path
     r = cli("train", "--config", tmp_path / "a" / "config.json", "--no-evaluate", "--no-export", "--out", tmp_path / "b")
     assert r.code == 0, r.err
     assert _weights(tmp_path / "a") == _weights(tmp_path / "b")
+    # the sampling and saving intervals it derived from its steps are derived again from new steps
+    # (`--config RUN --steps N`), while intervals someone chose are kept
+    from gankit.train.config import read_config_file
+
+    derived = tmp_path / "derived.json"
+    derived.write_text(json.dumps({**cfg, "steps": 700, "sample_every": 140, "save_every": 140}))
+    assert not {"sample_every", "save_every"} & set(read_config_file(derived))
+    chosen = tmp_path / "chosen.json"
+    chosen.write_text(json.dumps({**cfg, "steps": 700, "sample_every": 50, "save_every": 140}))
+    assert {k: read_config_file(chosen)[k] for k in ("sample_every", "save_every")} == {"sample_every": 50, "save_every": 140}
     # an older run: a key it predates is read as what that run did (the core default, not cgan's
     # newer "auto"), and a key this gankit no longer takes is dropped with a warning
     old = {k: v for k, v in cfg.items() if k != "precision"}

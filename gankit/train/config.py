@@ -61,6 +61,15 @@ def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict
                 known = schema_for(family).keys
                 dropped.extend(k for k in values if k not in known and k != "plugin")
             values = {"plugin": values["plugin"], **as_recorded(family, values)}
+        # sample_every and save_every left unset are derived from steps and recorded as values; a
+        # recorded value equal to what was derived is taken as derived, so `--config RUN --steps N`
+        # samples and saves on N's schedule rather than on the old run's (a value someone chose
+        # that happens to equal the derived one is indistinguishable, and gives the same run)
+        steps, sample = values.get("steps"), values.get("sample_every")
+        if isinstance(steps, int) and sample == max(1, steps // 5):
+            del values["sample_every"]
+            if values.get("save_every") == sample:
+                del values["save_every"]
     return values
 
 
