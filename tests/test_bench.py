@@ -242,3 +242,15 @@ def test_openvino_engine_results_are_owned_copies_and_strided_inputs_are_read(ti
     assert np.abs(second - ort_model.run_raw(np.ascontiguousarray(z[6:8]), labels[6:8])).max() < 1e-4
     with pytest.raises(runtime.RuntimeInputError, match="missing input 'label'"):
         engine.run({"z": np.ascontiguousarray(z[:2])})
+
+
+def test_cold_start_runs_the_runtime_without_torch_at_the_threads_asked(tiny_runs):
+    """`gankit bench --threads N` reaches the cold-start processes too (they used to take the
+    runtime's default whatever was asked); without it the runtime's own default is what is timed."""
+    from gankit.bench.cold import cold_start
+
+    asked = cold_start(tiny_runs["cgan"]["onnx"], repeats=1, batch=2, threads=1)
+    assert asked["torch_imported"] is False and asked["first_batch_ms"] > 0
+    assert (asked["threads"], asked["session_threads"]) == (1, 1)  # what the child's session really has
+    default = cold_start(tiny_runs["inpaint"]["onnx"], repeats=1, batch=1)
+    assert (default["threads"], default["session_threads"]) == ("runtime default", 0)

@@ -36,6 +36,7 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
     import torch
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    asked_threads = threads  # cold start times what a user gets: the runtime's own default unless asked
     threads = threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     torch.set_num_threads(threads)
     use_cuda = resolve_device(device) == "cuda"
@@ -152,7 +153,7 @@ def run_bench(models: list[str], batches: list[int], *, threads: int | None = No
 
                 try:
                     records.append({"kind": "cold_start", "model": model.name,
-                                    **cold_start(model.onnx_path, repeats=3, batch=16)})
+                                    **cold_start(model.onnx_path, repeats=3, batch=16, threads=asked_threads)})
                 except Exception as exc:
                     records.append({"kind": "cold_start", "model": model.name,
                                     "status": f"error: {first_line(exc, with_type=False, limit=160)}"})
