@@ -377,13 +377,11 @@ def load_dataset_like(name: str, height: int, width: int, image_size: int | None
     it: ``image_size`` when the run recorded one (``--image-size``), else the data's own size,
     reloaded at the model's side when that differs (a photos or folder model trained at 128, an
     exported file that records its height but not the option). A dataset of one fixed size
-    ignores the request, and the caller's shape check names the mismatch."""
-    if image_size is not None:
-        return load_dataset(name, size=int(image_size))
-    dataset = load_dataset(name)
-    if dataset.shape[1:] != (height, width) and height == width:
-        dataset = load_dataset(name, size=int(height))
-    return dataset
+    ignores the request, and the caller's shape check names the mismatch. Loaded once: asking a
+    dataset for the side it has anyway gives what loading it plainly gives."""
+    if image_size is None and height == width:
+        image_size = height
+    return load_dataset(name) if image_size is None else load_dataset(name, size=int(image_size))
 
 
 def available_losses() -> dict[str, AdversarialLoss]:
