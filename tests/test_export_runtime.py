@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 
@@ -321,3 +322,24 @@ def test_tiling_with_more_tiles_than_the_batch_runs_every_tile_in_batches():
     assert big.batches == [16] and sum(small.batches) == 16 and max(small.batches) == 3
     assert np.array_equal(out_small, out_big)
     assert np.array_equal(out_small[~mask], image[~mask]) and not np.array_equal(out_small[mask], image[mask])
+
+
+def test_export_is_byte_for_byte_repeatable_with_the_torchlib_table_read_once(tiny_runs, tmp_path, monkeypatch):
+    """The exporter reads onnxscript's torchlib table once per process (gankit.export's
+    _torchlib_table_once): an export with the table read afresh and one from the kept table
+    write the same bytes."""
+    import gankit.export as ge
+
+    run = tiny_runs["cgan"]["run"]
+    ge.export_run(run, tmp_path / "kept.onnx")
+    with monkeypatch.context() as m:
+        m.setattr(ge, "_torchlib_table_once", lambda: None)
+        for name in ("torch_2_11", "torch_2_9", "torch_2_5"):  # the originals, as torch calls them
+            try:
+                module = importlib.import_module(f"onnxscript._framework_apis.{name}")
+            except ImportError:
+                continue
+            fn = module.get_torchlib_ops
+            m.setattr(module, "get_torchlib_ops", fn.__wrapped__ if hasattr(fn, "__wrapped__") else fn)
+        ge.export_run(run, tmp_path / "fresh.onnx")
+    assert (tmp_path / "kept.onnx").read_bytes() == (tmp_path / "fresh.onnx").read_bytes()

@@ -84,6 +84,42 @@ def metadata(family, config: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _torchlib_table_once() -> None:
+    """Let torch.onnx.export build its ATen-to-ONNX table from a list computed once per process.
+
+    Every export rebuilds the table, and onnxscript's ``get_torchlib_ops`` re-reads and re-parses
+    the source of about 500 torchlib functions to list them: 1.15 s of the 2 s export of a small
+    convolution (machine G), paid again by every export in a process (a training with its
+    export, the bench, the tests). The list depends only on the installed onnxscript and is
+    not changed by its users (torch copies it into a fresh table), so it is read once. The names
+    are onnxscript's private framework API: where they are missing nothing changes."""
+    import importlib
+
+    for name in ("onnxscript._framework_apis.torch_2_11", "onnxscript._framework_apis.torch_2_9",
+                 "onnxscript._framework_apis.torch_2_5"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        original = getattr(module, "get_torchlib_ops", None)
+        if original is None or getattr(original, "_gankit_once", False):
+            continue
+        module.get_torchlib_ops = _once(original)
+
+
+def _once(fn):
+    cache: list = []
+
+    def wrapper():
+        if not cache:
+            cache.append(fn())
+        return list(cache[0])
+
+    wrapper._gankit_once = True
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
 def export_generator(family, config: dict[str, Any], generator, out: str | os.PathLike, *,
                      extra_metadata: dict[str, str] | None = None, tolerance: float = TOLERANCE) -> Path:
     """Export ``generator`` to ``out`` (atomically) or raise :class:`ExportError`."""
@@ -109,6 +145,7 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     if family.task == "restore":  # fully convolutional: any input size (the file contract's height/width)
         dynamic = ({0: batch, 2: torch.export.Dim("height", min=1, max=65536),
                     3: torch.export.Dim("width", min=1, max=65536)},) + dynamic[1:]
+    _torchlib_table_once()
     try:
         with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
