@@ -260,8 +260,11 @@ def generate_cmd(
     from gankit import runtime
     from gankit.images import grid, save_png
 
+    from gankit.fileio import refuse_inputs_as_outputs
+
     _positive("--n", n)
     _check_output(out, overwrite, ".png")
+    refuse_inputs_as_outputs({"--out": out}, {"the model": model})
     m = runtime.load(model, backend=backend)
     if m.task != "generate":
         raise UsageError(f"{model} is a{'n' if m.task[0] in 'aeiou' else ''} {m.task} model; use `gankit {m.task}`")
@@ -305,11 +308,13 @@ def inpaint_cmd(
     from gankit.images import before_after, save_png, to_uint8, to_uint16
     from gankit.runtime.io import read_image, read_mask
 
+    from gankit.fileio import refuse_inputs_as_outputs
+
     _check_output(out, overwrite, ".png")
     if compare is not None:
         _check_output(compare, overwrite, ".png")
-        if _same_file(out, compare):
-            raise UsageError(f"--out and --compare name the same file ({out}); give two different paths")
+    refuse_inputs_as_outputs({"--out": out, "--compare": compare},
+                             {"the input image": image, "the mask": mask, "the model": model})
     m = load_for_images(model, backend, [image], "inpaint")
     img, alpha = read_image(image)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)
     msk = read_mask(mask)
@@ -357,6 +362,8 @@ def evaluate_cmd(
     from gankit.evaluate import evaluate_target, format_report
 
     _positive("--samples", samples)
+    if seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
     result = evaluate_target(target, samples=samples, seed=seed, data=data)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -421,17 +428,6 @@ def bench_cmd(
     if png_out:
         chart(records, png_out)
     typer.echo(table)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """True when two output paths name one file: same spelling after resolving symlinks, ``..``
-    and relative parts, or (both existing) the same inode, e.g. hard links."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 def _check_grid_size(n: int, height: int, width: int, scale: int, classes: int = 0) -> None:

@@ -23,6 +23,11 @@ def _positive(name: str, value: int) -> None:
         raise UsageError(f"{name} must be a positive integer, got {value}")
 
 
+def _nonnegative_seed(seed: Optional[int]) -> None:
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {seed}")
+
+
 def _check_output(path: Path, overwrite: bool, suffix: str) -> None:
     from gankit.fileio import check_output
 
@@ -40,7 +45,8 @@ def _load_generator(model: Path, backend: str):
 
     m = runtime.load(model, backend=backend)
     if m.task != "generate":
-        raise UsageError(f"{model} is an {m.task} model; mix and interpolate need a generate model")
+        raise UsageError(f"{model} is {'an' if m.task[0] in 'aeiou' else 'a'} {m.task} model; mix and interpolate need "
+                         "a generate model")
     return m
 
 
@@ -61,6 +67,7 @@ def mix_cmd(
 
     _positive("--rows", rows)
     _positive("--cols", cols)
+    _nonnegative_seed(seed)
     _check_output(out, overwrite, ".png")
     m = _load_generator(model, backend)
     picture = m.mix(rows, cols, crossover=crossover, truncation=truncation, seed=seed, label=label)
@@ -86,8 +93,13 @@ def interpolate_cmd(
     _positive("--frames", frames)
     if keys < 2:
         raise UsageError(f"--keys must be at least 2, got {keys}")
-    if not fps > 0:
-        raise UsageError(f"--fps must be positive, got {fps}")
+    from gankit.runtime.latent import MAX_FRAMES, MAX_GIF_FPS
+
+    if not 0 < fps <= MAX_GIF_FPS:
+        raise UsageError(f"--fps must be above 0 and at most {MAX_GIF_FPS} (GIF frame delays), got {fps}")
+    if frames > MAX_FRAMES:
+        raise UsageError(f"--frames must be at most {MAX_FRAMES}, got {frames}")
+    _nonnegative_seed(seed)
     _check_output(out, overwrite, ".gif")
     m = _load_generator(model, backend)
     video = m.interpolate(frames, keys=keys, seed=seed, label=label, truncation=truncation)
@@ -116,10 +128,11 @@ def project_cmd(
     require_train("project")
     if variations < 0:
         raise UsageError(f"--variations must be 0 or more, got {variations}")
+    _nonnegative_seed(seed)
     _check_output(out, overwrite, ".png")
     if save_w is not None:
         _check_output(save_w, overwrite, ".npy")
-    pixels, _alpha = read_image(image)  # before torch loads: a bad picture fails fast
+    pixels, _alpha = read_image(image, keep_depth=False)  # before torch loads: a bad picture fails fast
     pixels = to_uint8(pixels)  # 16-bit and float pictures: scaled to 8 bits, never clipped
     from gankit.train.project import fit_image, project, variations as make_variations
     from gankit.train.run import load_run_generator

@@ -25,16 +25,10 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    from gankit.fileio import same_file
-
-    return same_file(a, b)
-
-
 def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tuple[Path, Path]]:
     """(input, output) pairs for every image in ``input_dir`` (not recursive, hidden files
     skipped); refuses outputs that exist (without --overwrite), collide or are inputs."""
-    from gankit.fileio import check_output
+    from gankit.fileio import check_output, same_file
 
     if not input_dir.is_dir():
         raise UsageError(f"--input-dir {input_dir} is not a directory")
@@ -50,11 +44,35 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tup
         if dst.name in seen:
             raise UsageError(f"{seen[dst.name].name} and {src.name} would both be written to {dst}; rename one")
         seen[dst.name] = src
-        if any(_same_file(dst, p) for p in inputs):
+        if any(same_file(dst, p) for p in inputs):
             raise UsageError(f"{dst} is one of the input images; choose another --output-dir")
         check_output(dst, overwrite=overwrite, suffix=".png")
         jobs.append((src, dst))
+    for src in inputs:  # every file opens as an image before anything is written (headers only)
+        _check_header(src)
     return jobs
+
+
+def _check_header(path: Path) -> None:
+    """One line naming an input that is not an image gankit can read (from its header, without
+    decoding it), or a colour image at 16 bits per channel (see :func:`gankit.images.read_image`)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from gankit.errors import first_line
+    from gankit.images import ImageError, colour_bits
+
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")  # a too-large image: the read refuses it in one line
+            wide = colour_bits(im) == 16
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)} (nothing was written; move it "
+                         "out of the folder or fix it)") from None
+    if wide:
+        raise ImageError(f"{path} has 16 bits per colour channel, which gankit would read at 8 (16-bit gray images keep "
+                         "16 bits); convert it to 8-bit colour or to 16-bit gray first (nothing was written)")
 
 
 def _deep(path: Path) -> bool:
@@ -160,9 +178,9 @@ def restore_cmd(
     """Restore images (super-resolution, denoising, deblurring, JPEG repair) of any size with an exported model.
 
     Large images run in tiles with context padding, so they fit in memory and meet without seams.
-    Outputs are lossless PNG; 16-bit inputs stay 16-bit, alpha passes through.
+    Outputs are lossless PNG; 16-bit gray and float inputs come back as 16-bit, alpha passes through.
     """
-    from gankit.fileio import check_output
+    from gankit.fileio import check_output, refuse_inputs_as_outputs
 
     for name, value, low in (("--tile", tile, 0), ("--tile-pad", tile_pad, 0)):
         if value is not None and value < low:
@@ -178,16 +196,15 @@ def restore_cmd(
     else:
         if output_dir is not None:
             raise UsageError("--output-dir applies to --input-dir; with --image use --out")
+        if image.is_dir():
+            raise UsageError(f"--image {image} is a folder; use --input-dir {image} --output-dir DIR for a folder")
         if not image.is_file():
             raise UsageError(f"image not found: {image}")
         out = out or Path("restored.png")
         check_output(out, overwrite=overwrite, suffix=".png")
-        if _same_file(out, image):
-            raise UsageError(f"--out {out} is the input image; write the result elsewhere")
         if compare is not None:
             check_output(compare, overwrite=overwrite, suffix=".png")
-            if _same_file(out, compare) or _same_file(compare, image):
-                raise UsageError(f"--compare {compare} names the input or the --out file; give another path")
+        refuse_inputs_as_outputs({"--out": out, "--compare": compare}, {"the input image": image, "the model": model})
         jobs = [(image, out)]
     m = load_for_images(model, backend, [src for src, _ in jobs], "restore")
     if image is not None:
@@ -200,9 +217,13 @@ def restore_cmd(
     with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.description}"), console=_console(stderr=True), transient=True) as progress:
         task = progress.add_task("", total=len(jobs))
-        for src, dst in jobs:
+        for done, (src, dst) in enumerate(jobs):
             progress.update(task, description=src.name)
-            _restore_file(m, src, dst, tile, tile_pad)
+            try:
+                _restore_file(m, src, dst, tile, tile_pad)
+            except UsageError as exc:  # a file whose header read but whose pixels do not
+                written = f"{done} of {len(jobs)} written to {output_dir} before it" if done else "nothing was written"
+                raise UsageError(f"{exc} ({written})") from None
             progress.advance(task)
     _console().print(f"wrote {len(jobs)} restored image{'s' if len(jobs) != 1 else ''} (x{m.scale}) to [bold]{output_dir}[/bold]")
 

@@ -39,8 +39,28 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, suffix: str | None
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name one file (spelling, ``..`` and symlinks aside), existing or not."""
-    return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
+    """Whether two paths name one file, existing or not: the same path once symlinks, ``..`` and
+    relative parts are resolved, or (both existing) the same inode, e.g. hard links."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def refuse_inputs_as_outputs(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Refuse, before any work, an output that names one of the command's inputs or another
+    output (``{"--out": path, ...}``, ``{"the input image": path, ...}``; None entries skipped):
+    ``--overwrite`` replaces earlier results, never the files a command reads."""
+    named = [(k, v) for k, v in outputs.items() if v is not None]
+    for i, (label, path) in enumerate(named):
+        for what, source in inputs.items():
+            if source is not None and same_file(path, source):
+                raise UsageError(f"{label} {path} is {what}; write the result elsewhere")
+        for other, second in named[:i]:
+            if same_file(path, second):
+                raise UsageError(f"{other} and {label} name the same file ({path}); give two different paths")
 
 
 @contextlib.contextmanager

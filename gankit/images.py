@@ -33,6 +33,21 @@ MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 MODES_WIDE = (*MODES_16BIT, "I", "F")
 
 
+#: ``info`` key :func:`open_image` sets on a colour image stored at 16 bits per channel.
+WIDE_COLOUR = "gankit.16bit_colour"
+
+
+def colour_bits(im) -> int:
+    """16 for a colour image stored with 16 bits per channel (48/64-bit PNG, 16-bit RGB TIFF),
+    which Pillow, having no such modes, decodes at 8; else 8. Read from the file's layout, so
+    call it on an opened image before ``load()``."""
+    for tile in getattr(im, "tile", None) or ():
+        raw = tile[3][0] if isinstance(tile[3], tuple) and tile[3] else tile[3]
+        if isinstance(raw, str) and raw.startswith(("RGB;16", "RGBA;16", "RGBX;16")):
+            return 16
+    return 8
+
+
 def open_image(path: str | os.PathLike):
     """A fully decoded PIL image, or :class:`ImageError` naming the file (missing, corrupt, too large).
 
@@ -42,14 +57,20 @@ def open_image(path: str | os.PathLike):
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
+    if p.is_dir():
+        raise ImageError(f"{p} is a folder, not an image")
     if not p.is_file():
         raise ImageError(f"image not found: {p}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
+                wide = colour_bits(im) == 16  # known from the file's layout before decoding only
                 im.load()
-                return im.copy()
+                out = im.copy()
+                if wide:
+                    out.info[WIDE_COLOUR] = True
+                return out
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{p} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
@@ -109,9 +130,15 @@ def pil_to_array(im) -> tuple[np.ndarray, np.ndarray | None]:
         raise ImageError(f"cannot convert a {mode} image: {first_line(exc, with_type=False)}") from None
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`pil_to_array` of the file at ``path``."""
-    return pil_to_array(open_image(path))
+def read_image(path: str | os.PathLike, *, keep_depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`pil_to_array` of the file at ``path``. With ``keep_depth`` (restoring pixels a
+    user keeps) a colour image stored at 16 bits per channel is refused rather than read at
+    Pillow's 8: gray images keep 16 bits, colour ones cannot yet."""
+    im = open_image(path)
+    if keep_depth and im.info.get(WIDE_COLOUR):
+        raise ImageError(f"{path} has 16 bits per colour channel, which gankit would read at 8 (16-bit gray images "
+                         "keep 16 bits); convert it to 8-bit colour or to 16-bit gray first")
+    return pil_to_array(im)
 
 
 def mask_from_pil(im) -> np.ndarray:

@@ -95,6 +95,18 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
     Image.fromarray(_img(8, 8)).save(src / "x.png")
     (tmp_path / "empty").mkdir()
     out = tmp_path / "o.png"
+    import cv2
+
+    rgb16 = tmp_path / "rgb16.png"  # Pillow reads 48-bit PNGs at 8 bits: refused, not silently truncated
+    cv2.imwrite(str(rgb16), np.full((8, 8, 3), 40000, np.uint16))
+    # a folder with one file that is not an image (sorted after a good one) or one 48-bit PNG:
+    # refused before the good one is written, where it used to stop half way
+    mixed, wide = tmp_path / "mixed", tmp_path / "wide"
+    for folder, bad in ((mixed, "b.png"), (wide, "b.png")):
+        folder.mkdir()
+        Image.fromarray(_img(8, 8)).save(folder / "a.png")
+    (mixed / "b.png").write_text("not an image")
+    (wide / "b.png").write_bytes(rgb16.read_bytes())
     cases = [
         ((gen, "--image", img, "--out", out), "is a generate model; gankit restore needs a restore model"),
         ((inp, "--image", img, "--out", out), "is an inpaint model; gankit restore needs a restore model"),
@@ -110,7 +122,12 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
         ((up2, "--image", img, "--out", tmp_path / "exists.png"), "already exists"),
         ((up2, "--image", img, "--out", img, "--overwrite"), "is the input image"),
         ((up2, "--image", img, "--out", tmp_path / "o.jpg"), "should end in .png"),
-        ((up2, "--image", img, "--out", out, "--compare", out), "names the input or the --out file"),
+        ((up2, "--image", img, "--out", out, "--compare", out), "--out and --compare name the same file"),
+        ((up2, "--image", img, "--out", out, "--compare", img, "--overwrite"), "--compare"),
+        ((up2, "--image", src, "--out", out), "is a folder; use --input-dir"),
+        ((up2, "--image", rgb16, "--out", out), "16 bits per colour channel"),
+        ((up2, "--input-dir", mixed, "--output-dir", tmp_path / "d"), "cannot read image"),
+        ((up2, "--input-dir", wide, "--output-dir", tmp_path / "d"), "16 bits per colour channel"),
         ((up2, "--image", img, "--out", out, "--tile", "-1"), "--tile must be a non-negative integer"),
         ((up2, "--image", img, "--out", out, "--tile-pad", "-3"), "--tile-pad must be"),
         ((up2, "--image", img, "--out", out, "--tile", "x"), "--tile"),

@@ -70,6 +70,24 @@ def test_inpaint_cli_errors(tiny_runs, cli, tmp_path, case):
     assert not out.exists()
 
 
+def test_inpaint_never_writes_over_its_own_inputs(tiny_runs, cli, tmp_path):
+    """--overwrite replaces earlier results, never the image, mask or model the command reads."""
+    rng = np.random.default_rng(0)
+    img = _write(tmp_path / "in.png", rng.integers(0, 255, (30, 30), dtype=np.uint8))
+    mask = _write(tmp_path / "mask.png", np.zeros((30, 30), np.uint8))
+    before = {p: p.read_bytes() for p in (img, mask)}
+    model = tiny_runs["inpaint"]["onnx"]
+    for extra, needle in (
+        (("--out", mask), "--out"), (("--out", img), "--out"),
+        (("--out", tmp_path / "o.png", "--compare", img), "--compare"),
+        (("--out", tmp_path / "o.png", "--compare", tmp_path / "o.png"), "name the same file"),
+    ):
+        r = cli("inpaint", model, "--image", img, "--mask", mask, *extra, "--overwrite")
+        assert_one_line_error(r, 2)
+        assert needle in r.err, r.err
+    assert {p: p.read_bytes() for p in (img, mask)} == before and not (tmp_path / "o.png").exists()
+
+
 def test_coarse_fill_keeps_known_pixels_and_fills_holes_from_their_surroundings():
     import torch
 

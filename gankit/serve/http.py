@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import warnings
 from typing import Any, Sequence
@@ -88,6 +89,11 @@ def _decode_image(data: bytes, what: str, max_pixels: int):
             w, h = im.size
             if w * h > max_pixels:
                 raise ServeError(413, f"{what} is {w}x{h}: over the limit of {max_pixels} pixels")
+            from gankit.images import colour_bits
+
+            if colour_bits(im) == 16:  # Pillow would decode it at 8 bits: say so rather than lose them
+                raise ServeError(400, f"{what} has 16 bits per colour channel, which gankit would read at 8; send "
+                                      "8-bit colour or 16-bit gray")
             im.load()
     except ServeError:
         raise
@@ -95,6 +101,7 @@ def _decode_image(data: bytes, what: str, max_pixels: int):
         raise ServeError(413, f"{what} is too large to decode safely") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "corrupt file"
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", detail)  # an object address, not a name
         raise ServeError(400, f"{what} is not a readable image ({detail[:120]})") from None
     return im
 
