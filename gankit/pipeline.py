@@ -136,6 +136,8 @@ def train(
     family = get_family(plugin)
     if resume and out is None:
         raise UsageError("--resume needs --out RUN_DIR")
+    if force and not resume:
+        raise UsageError("--force applies to --resume (it accepts a changed config); a new run needs no --force")
     # torchrun / --nproc: RANK and WORLD_SIZE in the environment; rank 0 alone checks, locks and writes
     world = distributed.from_env(merged.get("device"))
     try:
@@ -145,6 +147,8 @@ def train(
                                  force=force, out=out)
         run = RunDir(out if out is not None else default_run_dir(plugin))
         with distributed.decide(world) as gate:
+            if run.path.exists() and not run.path.is_dir():
+                raise UsageError(f"--out {run.path} is a file, not a run directory; give a folder")
             export_path = EXPORT_DIR / f"{run.path.name}.onnx"
             if export:
                 from gankit.fileio import check_output

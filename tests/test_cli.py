@@ -50,6 +50,30 @@ def test_train_refuses_what_it_cannot_build_by_name(cli, tmp_path):
     assert "base_convs" in r.err and not (tmp_path / "b").exists()
 
 
+def test_values_that_cannot_work_are_refused_by_name(cli, tiny_runs, tmp_path):
+    """Each of these used to be an internal error, a silent default, or an option ignored."""
+    cgan, inpaint = tiny_runs["cgan"]["onnx"], tiny_runs["inpaint"]["onnx"]
+    (tmp_path / "file.png").write_bytes(b"mine")
+    gif = tmp_path / "w.gif"
+    cases = [
+        (("evaluate", cgan, "--seed", "-1"), "--seed must be a non-negative integer"),
+        (("interpolate", cgan, "--seed", "-1", "--out", gif), "--seed must be a non-negative integer"),
+        (("interpolate", cgan, "--fps", "60", "--out", gif), "at most 50"),
+        (("interpolate", cgan, "--frames", "100000", "--out", gif), "--frames must be at most"),
+        (("interpolate", inpaint, "--out", gif), "is an inpaint model"),
+        (("mix", cgan, "--seed", "-2", "--out", tmp_path / "m.png"), "--seed must be a non-negative integer"),
+        (("generate", tmp_path, "--out", tmp_path / "g.png"), "is a folder, not a model file"),
+        (("train", "--plugin", "cgan", "--steps", "1", "--out", tmp_path / "file.png"), "is a file, not a run directory"),
+        (("train", "--plugin", "cgan", "--steps", "1", "--force", "--out", tmp_path / "r"), "--force applies to --resume"),
+        (("train", "--plugin", "cgan", "--set", "steps=null", "--out", tmp_path / "r"), "steps: null is not a value"),
+    ]
+    for args, needle in cases:
+        r = cli(*args)
+        assert_one_line_error(r, 2)
+        assert needle in r.err, (args, r.err)
+    assert (tmp_path / "file.png").read_bytes() == b"mine" and not (tmp_path / "r").exists() and not gif.exists()
+
+
 def test_train_refuses_existing_run_dir(cli, tmp_path):
     out = tmp_path / "runs" / "x"
     out.mkdir(parents=True)

@@ -92,7 +92,7 @@ def test_cli_rejects_bad_models_and_options_in_one_line(cli, files, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_text("not onnx")
     for args, needle in ((["serve", tmp_path / "missing.onnx"], "not found"), (["serve", junk], "not a loadable onnx"),
-                         (["serve", tmp_path], "directory"), (["serve", files["cg"], "--max-batch", "0"], "--max-batch"),
+                         (["serve", tmp_path], "is a folder, not a model file"), (["serve", files["cg"], "--max-batch", "0"], "--max-batch"),
                          (["serve", files["cg"], "--queue", "0"], "--queue"),
                          (["serve", files["cg"], files["cg"]], "named 'cg'")):
         r = cli(*args)
@@ -283,6 +283,29 @@ def test_client_that_disconnects_costs_no_inference(serve):
     assert 'status="500"' not in text
 
 
+def _rgb16_png(h: int, w: int) -> bytes:
+    """A 48-bit colour PNG (Pillow cannot write one; OpenCV can)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.full((h, w, 3), 40000, np.uint16))
+    assert ok
+    return buf.tobytes()
+
+
+def test_max_wait_beyond_the_batching_window_is_refused(files):
+    """inf used to start a server whose batcher thread died on the first request (a wait too long
+    for the platform's timeout) while /readyz still said ready."""
+    from gankit.errors import UsageError
+    from gankit.serve import create_app
+    from gankit.serve.command import serve
+
+    for bad in (float("inf"), float("nan"), -1.0, 1e9):
+        with pytest.raises(UsageError, match="--max-wait-ms must be from 0 to 600000"):
+            serve([files["cg"]], max_wait_ms=bad)
+        with pytest.raises(UsageError, match="max_wait_ms must be from 0 to 600000"):
+            create_app([files["cg"]], max_wait_ms=bad)
+
+
 def test_bad_requests_get_4xx_json_never_500(serve, tmp_path):
     srv = serve(max_body_bytes=200_000, max_pixels=4_096)
     gen, inp = srv.url + "/v1/models/cg/generate", srv.url + "/v1/models/inp/inpaint"
@@ -313,6 +336,8 @@ def test_bad_requests_get_4xx_json_never_500(serve, tmp_path):
         (httpx.post(inp, files={"image": ("i.txt", b"hello", "text/plain"), "mask": ("m.png", mask, "image/png")}), 415, "text/plain"),
         (httpx.post(inp, files={"image": ("i.png", b"\x89PNG\r\n\x1a\nbroken", "image/png"), "mask": ("m.png", mask, "image/png")}), 400, "not a readable image"),
         (httpx.post(inp, files={"image": ("i.png", b"", "image/png"), "mask": ("m.png", mask, "image/png")}), 400, "empty"),
+        (httpx.post(inp, files={"image": ("i.png", _rgb16_png(10, 10), "image/png"), "mask": ("m.png", mask, "image/png")}), 400,
+         "16 bits per colour channel"),
         (httpx.post(inp, files={"image": ("i.png", img, "image/png"), "mask": ("m.png", png_bytes(np.zeros((9, 10), np.uint8)), "image/png")}), 422, "must match"),
         (httpx.post(inp, files={"image": ("i.png", png_bytes(np.zeros((100, 100), np.uint8)), "image/png"),
                                 "mask": ("m.png", png_bytes(np.zeros((100, 100), np.uint8)), "image/png")}), 413, "pixels"),
@@ -324,6 +349,9 @@ def test_bad_requests_get_4xx_json_never_500(serve, tmp_path):
     ]
     for r, status, needle in cases:
         assert_json_error(r, status, needle)
+    garbage = httpx.post(inp, files={"image": ("i.png", b"hello" * 10, "image/png"), "mask": ("m.png", mask, "image/png")})
+    assert_json_error(garbage, 400, "not a readable image")
+    assert "BytesIO" not in garbage.json()["error"]  # an object's address is no help to the caller
     assert 'status="500"' not in get_metrics(srv)  # no internal error was ever answered
     assert httpx.get(srv.url + "/readyz").status_code == 200
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gankit.runtime.errors import RuntimeInputError
+from gankit.runtime.inputs import seeded_rng
 
 MAX_BATCH = 256
 
@@ -140,7 +141,7 @@ def mix(model, rows: int = 4, cols: int = 6, *, crossover: int | None = None, tr
     _require(model, ("z2", "crossover"), "style mixing")
     if crossover is None:
         crossover = int(model.metadata.get("gankit.mix_crossover", max(1, num_layers(model) // 2)))
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     zr = rng.standard_normal((rows, model.latent_dim)).astype(np.float32)
     zc = rng.standard_normal((cols, model.latent_dim)).astype(np.float32)
     n = rows * cols
@@ -179,6 +180,10 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
     return (wa * a + wb * b).astype(np.float32)
 
 
+MAX_GIF_FPS = 50
+MAX_FRAMES = 10_000  # a GIF of 10,000 frames is already hundreds of MB in memory
+
+
 def walk(latent_dim: int, frames: int, keys: int = 4, seed: int | None = None) -> np.ndarray:
     """``frames`` z's [frames, latent_dim] on a closed loop through ``keys`` random key z's.
 
@@ -186,7 +191,9 @@ def walk(latent_dim: int, frames: int, keys: int = 4, seed: int | None = None) -
     into each key and the loop joins without a jump (frame ``frames`` would be frame 0).
     """
     frames, keys = _count(frames, "frames"), _count(keys, "keys", 2)
-    z = np.random.default_rng(seed).standard_normal((keys, latent_dim))
+    if frames > MAX_FRAMES:
+        raise RuntimeInputError(f"frames must be at most {MAX_FRAMES}, got {frames}")
+    z = seeded_rng(seed).standard_normal((keys, latent_dim))
     pos = np.arange(frames) * keys / frames
     seg = np.floor(pos).astype(int)
     frac = pos - seg
@@ -210,10 +217,11 @@ def save_gif(frames: np.ndarray, path, *, fps: float = 12.0, scale: int = 1) -> 
     """Write uint8 ``[F, H, W, C]`` frames as a looping GIF (Pillow)."""
     from PIL import Image
 
-    if fps <= 0:
-        raise RuntimeInputError(f"fps must be positive, got {fps}")
+    if not 0 < fps <= MAX_GIF_FPS:
+        # GIF delays are whole hundredths of a second, and viewers slow anything under 2 to 10
+        raise RuntimeInputError(f"fps must be above 0 and at most {MAX_GIF_FPS} (GIF frame delays), got {fps}")
     frames = np.asarray(frames)
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     images = [Image.fromarray(f[..., 0] if f.shape[2] == 1 else f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=max(20, int(round(1000 / fps))), loop=0)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)

@@ -71,6 +71,8 @@ class GankitModel:
         if threads is not None:
             threads = whole("threads", threads, 1, MAX_THREADS)
         self.path = model_path(path)
+        if self.path.is_dir():
+            raise ModelFormatError(f"{self.path} is a folder, not a model file (give an .onnx file)")
         if not self.path.is_file():
             raise ModelFormatError(f"model file not found: {self.path}")
         # why "auto" left OpenVINO for onnxruntime ("" when it did not): a file OpenVINO cannot

@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect
 
 from gankit.errors import UsageError
 from gankit.runtime.errors import RuntimeInputError
-from gankit.serve.batcher import LINGER, Admission, Batcher, QueueFull
+from gankit.serve.batcher import LINGER, MAX_WAIT_MS, Admission, Batcher, QueueFull
 from gankit.serve.metrics import Metrics
 from gankit.serve.http import (  # noqa: F401 - the app's HTTP plumbing
     FORMATS, ServeError, _ClientGone, BodyTooLarge, _Guard, _decode_image, _error, _negotiate, _npy, _png, _read_form, _send_error, _validation_message,
@@ -295,8 +295,8 @@ def create_app(paths: Sequence[Any], max_batch: int = 32, max_wait_ms: float = 5
                             ("max_pixels", max_pixels, 1)):
         if isinstance(value, bool) or int(value) != value or value < low:
             raise UsageError(f"{opt} must be an integer >= {low}, got {value!r}")
-    if not (max_wait_ms >= 0):
-        raise UsageError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
+    if not (0 <= max_wait_ms <= MAX_WAIT_MS):
+        raise UsageError(f"max_wait_ms must be from 0 to {MAX_WAIT_MS:g}, got {max_wait_ms!r}")
     if linger not in LINGER:
         raise UsageError(f"linger must be one of {', '.join(LINGER)}, got {linger!r}")
     state = _State(_load(paths), max_batch=int(max_batch), max_wait_ms=float(max_wait_ms), queue=int(queue),

@@ -34,6 +34,9 @@ import numpy as np
 
 
 LINGER = ("adaptive", "fixed")
+# the longest batching window taken (ten minutes; the tests hold one open for a minute on a loaded
+# machine): inf overflowed the condition variable's timeout and killed the batcher thread
+MAX_WAIT_MS = 600_000.0
 
 
 class QueueFull(Exception):
@@ -87,8 +90,8 @@ class Batcher:
                  on_cancel: Callable[[], None] | None = None):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
-        if max_wait_ms < 0:
-            raise ValueError("max_wait_ms must be >= 0")
+        if not 0 <= max_wait_ms <= MAX_WAIT_MS:
+            raise ValueError(f"max_wait_ms must be from 0 to {MAX_WAIT_MS}")
         if linger not in LINGER:
             raise ValueError(f"linger must be one of {', '.join(LINGER)}")
         self.adaptive = linger == "adaptive"

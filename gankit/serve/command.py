@@ -21,11 +21,15 @@ def serve(models: Sequence[Path], *, host: str = "127.0.0.1", port: int = 8000, 
     for name, value in (("--max-batch", max_batch), ("--queue", queue)):
         if value < 1:
             raise UsageError(f"{name} must be a positive integer, got {value}")
-    if max_wait_ms < 0:
-        raise UsageError(f"--max-wait-ms must be >= 0, got {max_wait_ms}")
+    from gankit.serve.batcher import MAX_WAIT_MS
+
+    if not 0 <= max_wait_ms <= MAX_WAIT_MS:  # nan fails both comparisons
+        raise UsageError(f"--max-wait-ms must be from 0 to {MAX_WAIT_MS:g}, got {max_wait_ms}")
     if linger not in ("adaptive", "fixed"):
         raise UsageError(f"--linger must be adaptive or fixed, got {linger!r}")
     for path in models:
+        if Path(path).is_dir():
+            raise UsageError(f"{path} is a folder, not a model file (give the .onnx files in it)")
         if not Path(path).exists():
             raise UsageError(f"model file not found: {path}")
     app = create_app(list(models), max_batch=max_batch, max_wait_ms=max_wait_ms, queue=queue, linger=linger)

@@ -32,6 +32,10 @@ NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
 def _read(path: Path):
     import onnx
 
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            raise UsageError(f"{path} is a run directory; --triton takes exported .onnx files (gankit export {path} first)")
+        raise UsageError(f"{path} is a folder, not a model file (give an .onnx file)")
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
     try:

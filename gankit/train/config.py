@@ -130,6 +130,11 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     are shorthands for the same keys, kept for callers that build a config directly.
     """
     schema = schema_for(family)
+    sources = sources or {}
+    for k, v in (overrides or {}).items():  # a null the user wrote for a key that takes none
+        if v is None and k in schema.keys and not schema.keys[k].nullable and sources.get(k) in ("--set ", "config file: "):
+            kind = getattr(schema.keys[k].resolved_type(), "__name__", "a value")
+            raise UsageError(f"{sources[k]}{k}: null is not a value of this key ({kind}); leave it out for the default")
     # None from a caller means "not given", except for keys where null is a value (lr_decay: off)
     over = {k: v for k, v in (overrides or {}).items()
             if v is not None or (k in schema.keys and schema.keys[k].nullable)}
