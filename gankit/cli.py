@@ -210,8 +210,8 @@ def export_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Output .onnx (default: exported/<run>.onnx)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     triton: Optional[Path] = typer.Option(None, "--triton", help="Instead: write a Triton model repository here from .onnx files."),
-    triton_max_batch: int = typer.Option(32, "--triton-max-batch", help="max_batch_size of the Triton configs."),
-    triton_kind: str = typer.Option("gpu", "--triton-kind", help="Triton instance kind: gpu or cpu (for servers without a GPU)."),
+    triton_max_batch: Optional[int] = typer.Option(None, "--triton-max-batch", help="max_batch_size of the Triton configs [default: 32]."),
+    triton_kind: Optional[str] = typer.Option(None, "--triton-kind", help="Triton instance kind: gpu or cpu (for servers without a GPU) [default: gpu]."),
     int8: bool = typer.Option(False, "--int8", help="Write an int8 file instead (calibrated on the run's training data; default exported/<run>-int8.onnx), for --backend openvino on CPUs."),
 ) -> None:
     """Export a run's generator to a self-describing ONNX file, checked for parity (or a Triton repository)."""
@@ -222,9 +222,13 @@ def export_cmd(
             raise UsageError("--out does not apply with --triton (models go to REPO/NAME/1/model.onnx)")
         if int8:
             raise UsageError("--int8 does not apply with --triton (export the int8 file first, then give it to --triton)")
-        for d in write_repository(triton, targets, max_batch=triton_max_batch, kind=triton_kind, overwrite=overwrite):
+        for d in write_repository(triton, targets, max_batch=32 if triton_max_batch is None else triton_max_batch,
+                                  kind=triton_kind or "gpu", overwrite=overwrite):
             _console().print(f"wrote [bold]{d}[/bold]")
         return
+    for name, value in (("--triton-max-batch", triton_max_batch), ("--triton-kind", triton_kind)):
+        if value is not None:
+            raise UsageError(f"{name} applies to --triton REPO (it was given without it)")
     require_train("export")
     if len(targets) != 1:
         raise UsageError("export takes one run directory (several .onnx files only with --triton REPO)")

@@ -168,3 +168,19 @@ def test_evaluate_uses_the_image_size_the_model_was_trained_at(cli, tmp_path, mo
     # a partial look leaves the run's curve and perception-distortion plot to the whole set
     assert not (tmp_path / "runs" / "r32" / "perception_distortion.png").exists()
     assert "gankit evaluate" not in (tmp_path / "runs" / "r32" / "metrics.jsonl").read_text()
+
+
+def test_report_shows_no_fd_ratio_when_the_floor_is_zero():
+    """A folder whose train and test images are copies has a floor of ~0: its FD/floor of 1e9x
+    is no measurement, and the report says why instead of printing it."""
+    from rich.console import Console
+
+    from gankit.evaluate import format_report
+
+    rec = {"dataset": "folder:x", "split": "test", "samples": 4, "seed": 0, "class_entropy": 1.0, "fd": 3.2,
+           "judge_sha256": "0" * 64}
+    console = Console(width=200, record=True)
+    console.print(format_report({**rec, "fd_floor": 3e-9, "fd_ratio": 1.07e9}))
+    console.print(format_report({**rec, "fd_floor": 1.6, "fd_ratio": 2.0}))
+    text = console.export_text()
+    assert "1070000000" not in text and "floor ~0" in text and "2.00x" in text

@@ -303,7 +303,10 @@ def format_report(rec: dict[str, Any]):
               f"{real:.4f} (real class frequencies)" if real is not None else "1.0000 (uniform classes)")
     n = rec.get("fd_samples", rec.get("samples"))
     t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} ({n} train vs test)")
-    t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
+    if rec["fd_floor"] > 1e-6:
+        t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
+    else:  # train and test are (near) copies of each other: no scale to divide by
+        t.add_row("FD / floor", "n/a", "floor ~0: train and test images nearly identical")
     if "diversity" in rec:
         t.add_row("intra-class diversity", f"{rec['diversity']:.3f}", "1.000 (real test spread)")
     t.caption = f"judge {rec['judge_sha256'][:12]}"
