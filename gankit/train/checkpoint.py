@@ -87,7 +87,8 @@ def save(path: Path, *, modules: dict, optimizers: dict, rng: dict, meta: dict[s
     # the checksum covers the metadata (step, RNG and optimiser state) and the tensor bytes. The
     # tensors are serialised once: adding the checksum to the header does not move the data
     # section (its offsets are relative to its own start), so the new header is put in front of
-    # the same bytes rather than serialising every tensor a second time (half of a save's time)
+    # the same bytes rather than serialising every tensor a second time (a 37 MB gan checkpoint:
+    # 0.154 s instead of 0.21 s, benchmarks/overheads.py)
     blob = to_bytes(tensors, metadata=str_meta)
     n = int.from_bytes(blob[:8], "little")
     str_meta[CHECKSUM_KEY] = json.dumps(_digest(str_meta, blob))

@@ -14,9 +14,10 @@ def save_figure(fig, path) -> str:
 
 
 def new_figure(**kwargs):
-    """A matplotlib Figure drawn by the Agg canvas. Not pyplot: pyplot keeps global state (figures
-    stay alive until closed, a GUI backend may be picked) and its import alone added 0.6 s of
-    the 0.9 s that plotting cost every training process (machine G)."""
+    """A matplotlib Figure drawn by the Agg canvas. Not pyplot: pyplot keeps global state (every
+    figure stays alive until closed, a GUI backend may be picked), which a server or a
+    long-running bench process does not want. (Not faster to import: ~0.9 s in a fresh process
+    either way, benchmarks/overheads.py.)"""
     from matplotlib.figure import Figure
 
     return Figure(**kwargs)
