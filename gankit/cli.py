@@ -154,6 +154,9 @@ def train_cmd(
         _list_keys(plugin)
         return
     _positive("--nproc", nproc)
+    from gankit.train.config import check_resume_options
+
+    check_resume_options(resume, force, out)  # once here, not once per rank
     if nproc is not None and nproc > 1:
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
             raise UsageError("--nproc inside torchrun: torchrun already starts the ranks; drop --nproc")
@@ -299,7 +302,7 @@ _add_restore_commands(app)
 @app.command("inpaint")
 def inpaint_cmd(
     model: Path = typer.Argument(..., help="An exported gankit inpainting .onnx file."),
-    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit or float)."),
+    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit gray or float)."),
     mask: Path = typer.Option(..., "--mask", help="Mask image, same size: white (above mid-gray) = missing pixel."),
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),

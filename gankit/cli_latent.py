@@ -93,10 +93,10 @@ def interpolate_cmd(
     _positive("--frames", frames)
     if keys < 2:
         raise UsageError(f"--keys must be at least 2, got {keys}")
-    from gankit.runtime.latent import MAX_FRAMES, MAX_GIF_FPS
+    from gankit.runtime.latent import MAX_FRAMES, MAX_GIF_FPS, MIN_GIF_FPS
 
-    if not 0 < fps <= MAX_GIF_FPS:
-        raise UsageError(f"--fps must be above 0 and at most {MAX_GIF_FPS} (GIF frame delays), got {fps}")
+    if not MIN_GIF_FPS <= fps <= MAX_GIF_FPS:
+        raise UsageError(f"--fps must be from {MIN_GIF_FPS} to {MAX_GIF_FPS} (GIF frame delays), got {fps}")
     if frames > MAX_FRAMES:
         raise UsageError(f"--frames must be at most {MAX_FRAMES}, got {frames}")
     _nonnegative_seed(seed)

@@ -55,24 +55,28 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tup
 
 def _check_header(path: Path) -> None:
     """One line naming an input that is not an image gankit can read (from its header, without
-    decoding it), or a colour image at 16 bits per channel (see :func:`gankit.images.read_image`)."""
+    decoding it): not an image, too large, or stored at 16 bits per channel in a layout Pillow
+    reads at 8 (see :func:`gankit.images.read_image`)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     from gankit.errors import first_line
-    from gankit.images import ImageError, colour_bits
+    from gankit.images import ImageError, colour_bits, wide_colour_error
 
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore")  # a too-large image: the read refuses it in one line
-            wide = colour_bits(im) == 16
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # as open_image: an error
+            with Image.open(path) as im:
+                wide = colour_bits(im) == 16
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise ImageError(f"{path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels; nothing was "
+                         "written)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)} (nothing was written; move it "
                          "out of the folder or fix it)") from None
     if wide:
-        raise ImageError(f"{path} has 16 bits per colour channel, which gankit would read at 8 (16-bit gray images keep "
-                         "16 bits); convert it to 8-bit colour or to 16-bit gray first (nothing was written)")
+        raise ImageError(wide_colour_error(path) + " (nothing was written)")
 
 
 def _deep(path: Path) -> bool:
@@ -84,10 +88,10 @@ def _deep(path: Path) -> bool:
     from gankit.images import MODES_WIDE
 
     try:
-        # a too-large image warns here; the read that follows refuses it in one line
-        with warnings.catch_warnings(), Image.open(path) as im:
-            warnings.simplefilter("ignore")
-            return im.mode in MODES_WIDE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a too-large image: the read that follows refuses it in one line
+            with Image.open(path) as im:
+                return im.mode in MODES_WIDE
     except Exception:  # unreadable: the restore itself reports it in one line
         return False
 
@@ -165,7 +169,7 @@ def _restore_file(model, src: Path, dst: Path, tile: Optional[int], tile_pad: Op
 
 def restore_cmd(
     model: Path = typer.Argument(..., help="An exported gankit restore .onnx file."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Image to restore (PNG/JPEG/TIFF...; gray, RGB, alpha, palette, 16-bit or float)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image to restore (PNG/JPEG/TIFF...; gray, RGB, alpha, palette, 16-bit gray or float)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Restored PNG (default: restored.png)."),
     input_dir: Optional[Path] = typer.Option(None, "--input-dir", help="Instead of --image: restore every image in this folder."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --input-dir: where the restored PNGs go (same names, .png)."),

@@ -33,19 +33,34 @@ MODES_16BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 MODES_WIDE = (*MODES_16BIT, "I", "F")
 
 
-#: ``info`` key :func:`open_image` sets on a colour image stored at 16 bits per channel.
+#: ``info`` key :func:`open_image` sets on an image stored at more than 8 bits per channel that
+#: Pillow decodes at 8 (any mode but the one-channel wide ones).
 WIDE_COLOUR = "gankit.16bit_colour"
 
 
 def colour_bits(im) -> int:
-    """16 for a colour image stored with 16 bits per channel (48/64-bit PNG, 16-bit RGB TIFF),
-    which Pillow, having no such modes, decodes at 8; else 8. Read from the file's layout, so
-    call it on an opened image before ``load()``."""
+    """16 for an image stored with 16 bits per channel that Pillow, having no such multi-channel
+    modes, decodes at 8 (48/64-bit PNG, 16-bit gray+alpha PNG, 16-bit PPM, 16-bit RGB, RGBa,
+    CMYK or planar TIFF); else 8. One-channel 16-bit and float images keep their depth and are 8
+    here. Read from the file's layout, so call it on an opened image before ``load()``."""
+    if im.mode in MODES_WIDE:
+        return 8
     for tile in getattr(im, "tile", None) or ():
-        raw = tile[3][0] if isinstance(tile[3], tuple) and tile[3] else tile[3]
-        if isinstance(raw, str) and raw.startswith(("RGB;16", "RGBA;16", "RGBX;16")):
+        codec, args = tile[0], tile[3]
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str) and ";16" in raw:  # RGB;16B, LA;16B, RGBa;16L, CMYK;16L ...
             return 16
+        if codec == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return 16  # a PNM maxval above 255
+    bits = getattr(im, "tag_v2", {}).get(258)  # TIFF BitsPerSample (planar files name no ;16 raw mode)
+    if isinstance(bits, (tuple, list)) and bits and max(bits) > 8 or isinstance(bits, int) and bits > 8:
+        return 16
     return 8
+
+
+def wide_colour_error(path) -> str:
+    return (f"{path} has 16 bits per channel in a layout gankit reads at 8 (only one-channel 16-bit and float images "
+            "keep their depth); convert it to 8 bits or to 16-bit gray first")
 
 
 def open_image(path: str | os.PathLike):
@@ -136,8 +151,7 @@ def read_image(path: str | os.PathLike, *, keep_depth: bool = True) -> tuple[np.
     Pillow's 8: gray images keep 16 bits, colour ones cannot yet."""
     im = open_image(path)
     if keep_depth and im.info.get(WIDE_COLOUR):
-        raise ImageError(f"{path} has 16 bits per colour channel, which gankit would read at 8 (16-bit gray images "
-                         "keep 16 bits); convert it to 8-bit colour or to 16-bit gray first")
+        raise ImageError(wide_colour_error(path))
     return pil_to_array(im)
 
 

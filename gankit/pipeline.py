@@ -108,7 +108,7 @@ def train(
     from rich.console import Console
 
     from gankit.train import checkpoint as ckpt
-    from gankit.train.config import merge_sources, read_config_file
+    from gankit.train.config import check_resume_options, merge_sources, read_config_file, refuse_user_nulls
 
     console = Console(stderr=False, highlight=False, quiet=quiet)
     file_dropped: list[str] = []
@@ -134,10 +134,8 @@ def train(
     from gankit.train import distributed
 
     family = get_family(plugin)
-    if resume and out is None:
-        raise UsageError("--resume needs --out RUN_DIR")
-    if force and not resume:
-        raise UsageError("--force applies to --resume (it accepts a changed config); a new run needs no --force")
+    check_resume_options(resume, force, out)
+    refuse_user_nulls(family, merged, sources)  # before any data is loaded
     # torchrun / --nproc: RANK and WORLD_SIZE in the environment; rank 0 alone checks, locks and writes
     world = distributed.from_env(merged.get("device"))
     try:

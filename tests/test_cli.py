@@ -58,13 +58,15 @@ def test_values_that_cannot_work_are_refused_by_name(cli, tiny_runs, tmp_path):
     cases = [
         (("evaluate", cgan, "--seed", "-1"), "--seed must be a non-negative integer"),
         (("interpolate", cgan, "--seed", "-1", "--out", gif), "--seed must be a non-negative integer"),
-        (("interpolate", cgan, "--fps", "60", "--out", gif), "at most 50"),
+        (("interpolate", cgan, "--fps", "60", "--out", gif), "from 0.01 to 50"),
+        (("interpolate", cgan, "--fps", "0.001", "--out", gif), "from 0.01 to 50"),
         (("interpolate", cgan, "--frames", "100000", "--out", gif), "--frames must be at most"),
         (("interpolate", inpaint, "--out", gif), "is an inpaint model"),
         (("mix", cgan, "--seed", "-2", "--out", tmp_path / "m.png"), "--seed must be a non-negative integer"),
         (("generate", tmp_path, "--out", tmp_path / "g.png"), "is a folder, not a model file"),
         (("train", "--plugin", "cgan", "--steps", "1", "--out", tmp_path / "file.png"), "is a file, not a run directory"),
         (("train", "--plugin", "cgan", "--steps", "1", "--force", "--out", tmp_path / "r"), "--force applies to --resume"),
+        (("train", "--plugin", "cgan", "--force", "--nproc", "2", "--out", tmp_path / "r"), "--force applies to --resume"),
         (("train", "--plugin", "cgan", "--set", "steps=null", "--out", tmp_path / "r"), "steps: null is not a value"),
     ]
     for args, needle in cases:

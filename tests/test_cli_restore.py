@@ -107,6 +107,17 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
         Image.fromarray(_img(8, 8)).save(folder / "a.png")
     (mixed / "b.png").write_text("not an image")
     (wide / "b.png").write_bytes(rgb16.read_bytes())
+    ppm16 = tmp_path / "p16.ppm"  # maxval 65535: Pillow reads it as 8-bit RGB
+    ppm16.write_bytes(b"P6\n4 4\n65535\n" + np.full((4, 4, 3), 40000, ">u2").tobytes())
+    # a folder holding a PNG whose header claims 30000x30000 pixels: refused by its header, in one line
+    import struct
+    import zlib
+
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
+    (huge / "h.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
     cases = [
         ((gen, "--image", img, "--out", out), "is a generate model; gankit restore needs a restore model"),
         ((inp, "--image", img, "--out", out), "is an inpaint model; gankit restore needs a restore model"),
@@ -125,9 +136,11 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
         ((up2, "--image", img, "--out", out, "--compare", out), "--out and --compare name the same file"),
         ((up2, "--image", img, "--out", out, "--compare", img, "--overwrite"), "--compare"),
         ((up2, "--image", src, "--out", out), "is a folder; use --input-dir"),
-        ((up2, "--image", rgb16, "--out", out), "16 bits per colour channel"),
+        ((up2, "--image", rgb16, "--out", out), "16 bits per channel"),
+        ((up2, "--image", ppm16, "--out", out), "16 bits per channel"),
+        ((up2, "--input-dir", huge, "--output-dir", tmp_path / "d"), "too large to decode safely"),
         ((up2, "--input-dir", mixed, "--output-dir", tmp_path / "d"), "cannot read image"),
-        ((up2, "--input-dir", wide, "--output-dir", tmp_path / "d"), "16 bits per colour channel"),
+        ((up2, "--input-dir", wide, "--output-dir", tmp_path / "d"), "16 bits per channel"),
         ((up2, "--image", img, "--out", out, "--tile", "-1"), "--tile must be a non-negative integer"),
         ((up2, "--image", img, "--out", out, "--tile-pad", "-3"), "--tile-pad must be"),
         ((up2, "--image", img, "--out", out, "--tile", "x"), "--tile"),

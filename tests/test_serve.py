@@ -337,7 +337,7 @@ def test_bad_requests_get_4xx_json_never_500(serve, tmp_path):
         (httpx.post(inp, files={"image": ("i.png", b"\x89PNG\r\n\x1a\nbroken", "image/png"), "mask": ("m.png", mask, "image/png")}), 400, "not a readable image"),
         (httpx.post(inp, files={"image": ("i.png", b"", "image/png"), "mask": ("m.png", mask, "image/png")}), 400, "empty"),
         (httpx.post(inp, files={"image": ("i.png", _rgb16_png(10, 10), "image/png"), "mask": ("m.png", mask, "image/png")}), 400,
-         "16 bits per colour channel"),
+         "16 bits per channel"),
         (httpx.post(inp, files={"image": ("i.png", img, "image/png"), "mask": ("m.png", png_bytes(np.zeros((9, 10), np.uint8)), "image/png")}), 422, "must match"),
         (httpx.post(inp, files={"image": ("i.png", png_bytes(np.zeros((100, 100), np.uint8)), "image/png"),
                                 "mask": ("m.png", png_bytes(np.zeros((100, 100), np.uint8)), "image/png")}), 413, "pixels"),

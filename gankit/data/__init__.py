@@ -71,8 +71,9 @@ class DatasetSpec:
     :class:`Dataset`; the options it may receive (accept ``**options`` and ignore the rest):
 
     - ``size``: an int, from ``gankit train --image-size N`` (only when given), or from
-      evaluation and the bench when a model's side differs from the data's: resize to ``size``
-      x ``size`` (a dataset that ignores it is refused by ``train --image-size``);
+      evaluation and the bench, which ask for the side of the model they judge (usually the
+      data's own, so ``size`` equal to it must give what loading without it gives): resize to
+      ``size`` x ``size`` (a dataset that ignores it is refused by ``train --image-size``);
     - ``arg``: with ``prefix=True`` the spec handles every name ``NAME:ARG`` (like
       ``folder:PATH``) and ``load`` receives the text after the colon as ``arg``.
 

@@ -90,27 +90,37 @@ def _torchlib_table_once() -> None:
     Every export rebuilds the table, and onnxscript's ``get_torchlib_ops`` re-reads and re-parses
     the source of about 500 torchlib functions to list them: a 2-step cgan run exports in 1.26 s
     instead of 1.80 s (median of 5, machine G, benchmarks/overheads.py), for every export after
-    the first in a process (the bench, serve's tests, the test suite). The list depends only on the installed onnxscript and is
-    not changed by its users (torch copies it into a fresh table), so it is read once. The names
-    are onnxscript's private framework API: where they are missing nothing changes."""
+    the first in a process (the bench, serve's tests, the test suite). The list depends only on
+    the installed onnxscript (torch copies it into a fresh table each time). The names are
+    onnxscript's private framework API, one module per torch release, read by torch as
+    attributes: each such module's function is wrapped; a call with arguments, or a module that
+    is missing, goes through unchanged. Torchlib functions registered after the first export of a
+    process would not be seen (gankit registers none)."""
     import importlib
+    import pkgutil
 
-    for name in ("onnxscript._framework_apis.torch_2_11", "onnxscript._framework_apis.torch_2_9",
-                 "onnxscript._framework_apis.torch_2_5"):
+    try:
+        import onnxscript._framework_apis as apis
+    except ImportError:
+        return
+    for info in pkgutil.iter_modules(apis.__path__):
+        if not info.name.startswith("torch_"):
+            continue
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(f"{apis.__name__}.{info.name}")
         except ImportError:
             continue
         original = getattr(module, "get_torchlib_ops", None)
-        if original is None or getattr(original, "_gankit_once", False):
-            continue
-        module.get_torchlib_ops = _once(original)
+        if callable(original) and not getattr(original, "_gankit_once", False):
+            module.get_torchlib_ops = _once(original)
 
 
 def _once(fn):
     cache: list = []
 
-    def wrapper():
+    def wrapper(*args, **kwargs):
+        if args or kwargs:  # not how torch 2.6-2.13 call it: no cache for a call we do not know
+            return fn(*args, **kwargs)
         if not cache:
             cache.append(fn())
         return list(cache[0])
@@ -145,8 +155,8 @@ def export_generator(family, config: dict[str, Any], generator, out: str | os.Pa
     if family.task == "restore":  # fully convolutional: any input size (the file contract's height/width)
         dynamic = ({0: batch, 2: torch.export.Dim("height", min=1, max=65536),
                     3: torch.export.Dim("width", min=1, max=65536)},) + dynamic[1:]
-    _torchlib_table_once()
     try:
+        _torchlib_table_once()
         with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(

@@ -181,6 +181,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray | float) -> np.ndarray:
 
 
 MAX_GIF_FPS = 50
+MIN_GIF_FPS = 0.01
 MAX_FRAMES = 10_000  # a GIF of 10,000 frames is already hundreds of MB in memory
 
 
@@ -217,9 +218,10 @@ def save_gif(frames: np.ndarray, path, *, fps: float = 12.0, scale: int = 1) -> 
     """Write uint8 ``[F, H, W, C]`` frames as a looping GIF (Pillow)."""
     from PIL import Image
 
-    if not 0 < fps <= MAX_GIF_FPS:
-        # GIF delays are whole hundredths of a second, and viewers slow anything under 2 to 10
-        raise RuntimeInputError(f"fps must be above 0 and at most {MAX_GIF_FPS} (GIF frame delays), got {fps}")
+    if not MIN_GIF_FPS <= fps <= MAX_GIF_FPS:
+        # GIF delays are whole hundredths of a second in 16 bits (at most 655 s), and viewers slow
+        # anything under 2 to 10
+        raise RuntimeInputError(f"fps must be from {MIN_GIF_FPS} to {MAX_GIF_FPS} (GIF frame delays), got {fps}")
     frames = np.asarray(frames)
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)

@@ -89,11 +89,10 @@ def _decode_image(data: bytes, what: str, max_pixels: int):
             w, h = im.size
             if w * h > max_pixels:
                 raise ServeError(413, f"{what} is {w}x{h}: over the limit of {max_pixels} pixels")
-            from gankit.images import colour_bits
+            from gankit.images import colour_bits, wide_colour_error
 
             if colour_bits(im) == 16:  # Pillow would decode it at 8 bits: say so rather than lose them
-                raise ServeError(400, f"{what} has 16 bits per colour channel, which gankit would read at 8; send "
-                                      "8-bit colour or 16-bit gray")
+                raise ServeError(400, wide_colour_error(what))
             im.load()
     except ServeError:
         raise

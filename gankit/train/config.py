@@ -63,8 +63,8 @@ def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict
             values = {"plugin": values["plugin"], **as_recorded(family, values)}
         # sample_every and save_every left unset are derived from steps and recorded as values; a
         # recorded value equal to what was derived is taken as derived, so `--config RUN --steps N`
-        # samples and saves on N's schedule rather than on the old run's (a value someone chose
-        # that happens to equal the derived one is indistinguishable, and gives the same run)
+        # samples and saves on N's schedule rather than on the old run's. A value someone chose that
+        # happens to equal the derived one cannot be told apart: it follows N too
         steps, sample = values.get("steps"), values.get("sample_every")
         if isinstance(steps, int) and sample == max(1, steps // 5):
             del values["sample_every"]
@@ -130,11 +130,7 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     are shorthands for the same keys, kept for callers that build a config directly.
     """
     schema = schema_for(family)
-    sources = sources or {}
-    for k, v in (overrides or {}).items():  # a null the user wrote for a key that takes none
-        if v is None and k in schema.keys and not schema.keys[k].nullable and sources.get(k) in ("--set ", "config file: "):
-            kind = getattr(schema.keys[k].resolved_type(), "__name__", "a value")
-            raise UsageError(f"{sources[k]}{k}: null is not a value of this key ({kind}); leave it out for the default")
+    refuse_user_nulls(family, overrides or {}, sources or {})
     # None from a caller means "not given", except for keys where null is a value (lr_decay: off)
     over = {k: v for k, v in (overrides or {}).items()
             if v is not None or (k in schema.keys and schema.keys[k].nullable)}
@@ -161,6 +157,24 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     if checked["save_every"] is None:
         checked["save_every"] = checked["sample_every"]
     return Config(checked)
+
+
+def refuse_user_nulls(family, overrides: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """A null written in ``--set`` or a config file for a key that takes none is refused (it used to
+    mean "the default", silently). None from the Python API or an option still means "not given"."""
+    keys = schema_for(family).keys
+    for k, v in overrides.items():
+        if v is None and k in keys and not keys[k].nullable and sources.get(k) in ("--set ", "config file: "):
+            kind = getattr(keys[k].resolved_type(), "__name__", "a value")
+            raise UsageError(f"{sources[k]}{k}: null is not a value of this key ({kind}); leave it out for the default")
+
+
+def check_resume_options(resume: bool, force: bool, out: Any) -> None:
+    """The options that only make sense together, checked before any rank or data is started."""
+    if resume and out is None:
+        raise UsageError("--resume needs --out RUN_DIR")
+    if force and not resume:
+        raise UsageError("--force applies to --resume (it accepts a changed config); a new run needs no --force")
 
 
 def settable(family, key: str) -> bool:
