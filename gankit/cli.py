@@ -265,9 +265,8 @@ def generate_cmd(
     import numpy as np
 
     from gankit import runtime
-    from gankit.images import grid, save_png
-
     from gankit.fileio import refuse_inputs_as_outputs
+    from gankit.images import grid, save_png
 
     _positive("--n", n)
     _check_output(out, overwrite, ".png")
@@ -312,10 +311,9 @@ def inpaint_cmd(
     """Restore the masked part of an image with an exported inpainting model."""
     import numpy as np
 
+    from gankit.fileio import refuse_inputs_as_outputs
     from gankit.images import before_after, save_png, to_uint8, to_uint16
     from gankit.runtime.io import read_image, read_mask
-
-    from gankit.fileio import refuse_inputs_as_outputs
 
     _check_output(out, overwrite, ".png")
     if compare is not None:
