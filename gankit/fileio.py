@@ -38,6 +38,13 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, suffix: str | None
     return path
 
 
+def cache_dir(kind: str) -> Path:
+    """Where gankit keeps what it can compute again (``GANKIT_CACHE``, else ``~/.cache/gankit``),
+    one folder per ``kind`` (the judge, gan's clusters)."""
+    root = os.environ.get("GANKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gankit")
+    return Path(root) / kind
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file, existing or not: the same path once symlinks, ``..`` and
     relative parts are resolved, or (both existing) the same inode, e.g. hard links."""

@@ -10,7 +10,6 @@ judge, identified by the SHA-256 of its weights file.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,9 @@ EPOCHS = 6
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("GANKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gankit")
-    return Path(root) / "judge"
+    from gankit.fileio import cache_dir as gankit_cache
+
+    return gankit_cache("judge")
 
 
 def _data_key(dataset: Dataset) -> str:

@@ -35,12 +35,50 @@ def usable_clusters(k: int, n_images: int) -> int:
 
 
 def cluster_labels(x_train: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """One cluster index in ``0..k-1`` per image (uint8 NCHW images; deterministic, memoised)."""
+    """One cluster index in ``0..k-1`` per image (uint8 NCHW images; deterministic, memoised in
+    the process and kept on disk under ``GANKIT_CACHE``: 2.4 s of every gan training process's
+    start on mnist5k, machine G)."""
     x = np.ascontiguousarray(x_train)
     key = (hashlib.sha1(x.reshape(-1).view(np.uint8)).hexdigest(), x.shape, k, seed)
     if key not in _CACHE:
-        _CACHE[key] = _kmeans(_pooled(x), k, seed)
+        path = _disk_path(key)
+        labels = _read_labels(path, len(x), k)
+        if labels is None:
+            labels = _kmeans(_pooled(x), k, seed)
+            _write_labels(path, labels)
+        _CACHE[key] = labels
     return _CACHE[key].copy()
+
+
+def _disk_path(key: tuple):
+    """The cache file for ``key``, named by everything the labels depend on: the images, k, the
+    seed, this module's constants and the numpy and scipy that computed them."""
+    import scipy
+
+    from gankit.fileio import cache_dir
+
+    recipe = repr((key, PCA_DIMS, MAX_VALUES, FIT_LIMIT, RESTARTS, np.__version__, scipy.__version__)).encode()
+    return cache_dir("clusters") / f"{hashlib.sha256(recipe).hexdigest()[:24]}.npy"
+
+
+def _read_labels(path, n: int, k: int) -> np.ndarray | None:
+    """The cached labels, or None when absent or not what they should be (then they are recomputed)."""
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    ok = labels.shape == (n,) and labels.dtype == np.int64 and (n == 0 or 0 <= labels.min() <= labels.max() < k)
+    return labels if ok else None
+
+
+def _write_labels(path, labels: np.ndarray) -> None:
+    from gankit.fileio import atomic_path
+
+    try:
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, labels, allow_pickle=False)
+    except OSError:  # a read-only or full cache: the labels are simply computed again next time
+        pass
 
 
 def _pooled(x: np.ndarray) -> np.ndarray:

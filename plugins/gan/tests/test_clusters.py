@@ -58,6 +58,34 @@ def test_clusters_are_deterministic_complete_and_group_digits_without_labels(mni
     assert purity > 0.5, purity
 
 
+def test_clusters_are_kept_on_disk_and_a_bad_cache_file_is_computed_again(tmp_path, monkeypatch):
+    """A second process reads the labels instead of running k-means; a cache file that is not
+    the labels (damaged, or another shape) is ignored and replaced."""
+    from gankit_gan import clusters
+
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(clusters, "_CACHE", {})  # a fresh process
+    x = np.random.default_rng(0).integers(0, 256, (200, 1, 8, 8), dtype=np.uint8)
+    first = cluster_labels(x, 4, seed=0)
+    (path,) = (tmp_path / "cache" / "clusters").glob("*.npy")
+    assert np.array_equal(np.load(path), first)
+    runs = []
+    real = clusters._kmeans
+    monkeypatch.setattr(clusters, "_kmeans", lambda *a: runs.append(1) or real(*a))
+    monkeypatch.setattr(clusters, "_CACHE", {})
+    assert np.array_equal(cluster_labels(x, 4, seed=0), first) and runs == []  # read, not computed
+    for bad in (b"not numpy", None):
+        if bad is None:
+            np.save(path, np.zeros(3, np.int64))  # a valid file of the wrong shape
+        else:
+            path.write_bytes(bad)
+        monkeypatch.setattr(clusters, "_CACHE", {})
+        assert np.array_equal(cluster_labels(x, 4, seed=0), first)
+    assert len(runs) == 2 and np.array_equal(np.load(path), first)
+    cluster_labels(x, 4, seed=1)  # another seed: another file
+    assert len(list((tmp_path / "cache" / "clusters").glob("*.npy"))) == 2
+
+
 def test_cluster_count_shrinks_for_small_data():
     assert usable_clusters(80, 4000) == 80
     assert usable_clusters(80, 1000) == 1000 // MIN_PER_CLUSTER
