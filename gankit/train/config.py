@@ -160,8 +160,9 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
 
 
 def refuse_user_nulls(family, overrides: Mapping[str, Any], sources: Mapping[str, str]) -> None:
-    """A null written in ``--set`` or a config file for a key that takes none is refused (it used to
-    mean "the default", silently). None from the Python API or an option still means "not given"."""
+    """A null written in ``--set`` (or ``pipeline.train(overrides=...)``, which counts as ``--set``)
+    or a config file for a key that takes none is refused: it used to mean "the default", silently.
+    None from an option, or from ``build_config`` called without sources, still means "not given"."""
     keys = schema_for(family).keys
     for k, v in overrides.items():
         if v is None and k in keys and not keys[k].nullable and sources.get(k) in ("--set ", "config file: "):
