@@ -86,6 +86,7 @@ class World:
     # a client of the rendezvous store (failure reports, see report_failure); None in one process
     store: Any = field(default=None, repr=False, compare=False)
     _watchdog: Any = field(default=None, repr=False, compare=False)
+    _watchdog_thread: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -515,7 +516,7 @@ def from_env(device: str | None) -> World:
         stop = threading.Event()
         thread = threading.Thread(target=_watch, args=(world, watch_store, stop), name="gankit-watchdog", daemon=True)
         thread.start()
-        world._watchdog = stop
+        world._watchdog, world._watchdog_thread = stop, thread
     try:
         refuse_mixed_devices(world.gather("cuda" if use_cuda else "cpu"))
     except UsageError as exc:
@@ -563,6 +564,11 @@ def refuse_mixed_devices(kinds: list[str]) -> None:
 def close(world: World) -> None:
     if world._watchdog is not None:
         world._watchdog.set()  # a normal end: the ranks that finish first are no failure
+        # and wait for it to leave its store call: a daemon thread still inside the C++ store
+        # client when the interpreter exits can abort the process ("terminate called without an
+        # active exception", SIGABRT), seen once on a rank that finished before rank 0's export
+        if world._watchdog_thread is not None and world._watchdog_thread is not threading.current_thread():
+            world._watchdog_thread.join(timeout=5)
     if world.distributed:
         import torch.distributed as dist
 
