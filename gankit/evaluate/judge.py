@@ -15,16 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from gankit.data import Dataset, to_float
-from gankit.fileio import atomic_path
+from gankit.fileio import atomic_path, cache_dir
 
 JUDGE_VERSION = "1"
 EPOCHS = 6
-
-
-def cache_dir() -> Path:
-    from gankit.fileio import cache_dir as gankit_cache
-
-    return gankit_cache("judge")
 
 
 def _data_key(dataset: Dataset) -> str:
@@ -114,7 +108,7 @@ def load_judge(dataset: Dataset, retrain: bool = False) -> Judge:
     from safetensors.torch import load_file, save_file
 
     c, h, _ = dataset.shape
-    path = cache_dir() / f"{_data_key(dataset)}.safetensors"
+    path = cache_dir("judge") / f"{_data_key(dataset)}.safetensors"
     if path.is_file() and not retrain:
         net = _build(c, h, max(dataset.num_classes, 1))
         try:

@@ -66,11 +66,16 @@ def read_config_file(path: str | Path, dropped: list[str] | None = None) -> dict
         # samples and saves on N's schedule rather than on the old run's. A value someone chose that
         # happens to equal the derived one cannot be told apart: it follows N too
         steps, sample = values.get("steps"), values.get("sample_every")
-        if isinstance(steps, int) and sample == max(1, steps // 5):
+        if isinstance(steps, int) and sample == derived_sample_every(steps):
             del values["sample_every"]
             if values.get("save_every") == sample:
                 del values["save_every"]
     return values
+
+
+def derived_sample_every(steps: int) -> int:
+    """``sample_every`` when not given: five samples (and checkpoints) over the run."""
+    return max(1, steps // 5)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -130,7 +135,6 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     are shorthands for the same keys, kept for callers that build a config directly.
     """
     schema = schema_for(family)
-    refuse_user_nulls(family, overrides or {}, sources or {})
     # None from a caller means "not given", except for keys where null is a value (lr_decay: off)
     over = {k: v for k, v in (overrides or {}).items()
             if v is not None or (k in schema.keys and schema.keys[k].nullable)}
@@ -153,7 +157,7 @@ def build_config(family, dataset, *, data: str | None = None, seed: int | None =
     )
     checked.update(family.prepare_data(dataset, Config(checked)) or {})
     if checked["sample_every"] is None:
-        checked["sample_every"] = max(1, checked["steps"] // 5)
+        checked["sample_every"] = derived_sample_every(checked["steps"])
     if checked["save_every"] is None:
         checked["save_every"] = checked["sample_every"]
     return Config(checked)

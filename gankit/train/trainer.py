@@ -274,10 +274,11 @@ class Trainer:
     def _autocast(self):
         """bf16 mixed precision (``precision = "bf16"``, or ``"auto"`` on a CPU with bf16
         arithmetic): convolutions and matrix products in bf16, losses, reductions and the weights
-        in fp32, as torch.autocast decides per op. No loss scaling: bf16 has fp32's exponent range. The whole step runs inside the context,
-        backward passes included, deliberately: the regularisers differentiate twice
-        (``create_graph``), and their inner gradients must be built in the same arithmetic as the
-        forward pass they differentiate; backward ops take their forward op's dtype either way.
+        in fp32, as torch.autocast decides per op. No loss scaling: bf16 has fp32's exponent range.
+        The whole step runs inside the context, backward passes included, deliberately: the
+        regularisers differentiate twice (``create_graph``), and their inner gradients must be
+        built in the same arithmetic as the forward pass they differentiate; backward ops take
+        their forward op's dtype either way.
         Running averages kept in buffers (stylegan's w_avg, pl_mean) are updated in fp32."""
         import contextlib
 
