@@ -184,3 +184,38 @@ def test_report_shows_no_fd_ratio_when_the_floor_is_zero():
     console.print(format_report({**rec, "fd_floor": 1.6, "fd_ratio": 2.0}))
     text = console.export_text()
     assert "1070000000" not in text and "floor ~0" in text and "2.00x" in text
+
+
+def test_the_record_carries_no_fd_ratio_when_the_splits_are_copies(tmp_path):
+    """The null reaches every reader of the record: JSON, metrics.jsonl and the quality plot,
+    which draws the other metrics and leaves the ratio's panel out."""
+    import json
+
+    from gankit.data import to_float
+    from gankit.evaluate import evaluate_generator
+    from gankit.train.plots import plot_quality
+    from gankit.train.run import RunDir
+
+    ds = load_dataset("mnist5k")
+    x, y = ds.x_train[:300], ds.y_train[:300]
+    copies = Dataset("copies", x, y, x.copy(), y.copy(), ds.class_names)
+
+    def sample(z, labels):
+        return to_float(x[np.arange(len(z)) % len(x)])
+
+    rec = evaluate_generator(sample, copies, latent_dim=4, conditional=False, samples=300)
+    assert rec["fd_floor"] < 1e-6 and rec["fd_ratio"] is None
+    assert json.loads(json.dumps(rec))["fd_ratio"] is None
+
+    from PIL import Image
+
+    def panels(records):  # each panel is 3.6 inches at 100 dpi
+        run = RunDir(tmp_path / f"r{len(list(tmp_path.iterdir()))}")
+        run.create({})
+        for step, ev in enumerate(records, 1):
+            run.append_metrics({"step": step, "eval": ev})
+        with Image.open(plot_quality(run)) as im:
+            return round(im.width / 360)
+
+    assert panels([rec, rec]) == 1  # class entropy only: a ratio that is null everywhere gets no panel
+    assert panels([{**rec, "fd_ratio": 2.0}, rec]) == 2  # a gap where it is null, not an error

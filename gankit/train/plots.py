@@ -52,14 +52,17 @@ def plot_quality(run: RunDir) -> str | None:
         for old, new in (("coverage", "class_entropy"), ("hole_psnr_db", "hole_psnr_rect_db")):
             if old in ev and new not in ev:
                 ev[new] = ev[old]
-    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db", "psnr_db") if k in recs[-1]["eval"]]
+    # a null value (FD/floor on a folder whose splits are copies) is a gap in the curve; a metric
+    # with no value at all gets no panel
+    keys = [k for k in ("conditional_accuracy", "class_entropy", "fd_ratio", "hole_psnr_rect_db", "psnr_db")
+            if k in recs[-1]["eval"] and any(r["eval"].get(k) is not None for r in recs)]
     if not keys:
         return None
     fig = new_figure(figsize=(3.6 * len(keys), 3.2), dpi=100)
     axes = fig.subplots(1, len(keys), squeeze=False)
     steps = [r["step"] for r in recs]
     for ax, key in zip(axes[0], keys):
-        ax.plot(steps, [r["eval"].get(key) for r in recs], marker="o")
+        ax.plot(steps, [float("nan") if r["eval"].get(key) is None else r["eval"][key] for r in recs], marker="o")
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
