@@ -25,9 +25,10 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tuple[Path, Path]]:
+def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> tuple[list[tuple[Path, Path]], bool]:
     """(input, output) pairs for every image in ``input_dir`` (not recursive, hidden files
-    skipped); refuses outputs that exist (without --overwrite), collide or are inputs."""
+    skipped), and whether any input has more than 8 bits per channel; refuses outputs that
+    exist (without --overwrite), collide or are inputs, and inputs whose header does not read."""
     from gankit.fileio import check_output, same_file
 
     if not input_dir.is_dir():
@@ -48,27 +49,28 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> list[tup
             raise UsageError(f"{dst} is one of the input images; choose another --output-dir")
         check_output(dst, overwrite=overwrite, suffix=".png")
         jobs.append((src, dst))
-    for src in inputs:  # every file opens as an image before anything is written (headers only)
-        _check_header(src)
-    return jobs
+    # every file opens as an image before anything is written (headers only, each read once)
+    deep = [_check_header(src) for src in inputs]
+    return jobs, any(deep)
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> bool:
     """One line naming an input that is not an image gankit can read (from its header, without
     decoding it): not an image, too large, or stored at 16 bits per channel in a layout Pillow
-    reads at 8 (see :func:`gankit.images.read_image`)."""
+    reads at 8 (see :func:`gankit.images.read_image`). Returns True for a readable image with
+    more than 8 bits per channel (16-bit gray or float)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     from gankit.errors import first_line
-    from gankit.images import ImageError, colour_bits, wide_colour_error
+    from gankit.images import MODES_WIDE, ImageError, colour_bits, wide_colour_error
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # as open_image: an error
             with Image.open(path) as im:
-                wide = colour_bits(im) == 16
+                wide, deep = colour_bits(im) == 16, im.mode in MODES_WIDE
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels; nothing was "
                          "written)") from None
@@ -77,6 +79,7 @@ def _check_header(path: Path) -> None:
                          "out of the folder or fix it)") from None
     if wide:
         raise ImageError(wide_colour_error(path) + " (nothing was written)")
+    return deep
 
 
 def _deep(path: Path) -> bool:
@@ -96,12 +99,14 @@ def _deep(path: Path) -> bool:
         return False
 
 
-def wide_input_options(backend: str, images) -> dict:
+def wide_input_options(backend: str, images, deep: Optional[bool] = None) -> dict:
     """``precision="f32"`` when OpenVINO would run (``auto`` or ``openvino``) and one of
     ``images`` has more than 8 bits per channel: bf16 keeps 8 significant bits, so a 16-bit or
     float image would come back with 8 (one such image in a folder runs the whole folder in
-    fp32: one model, one load)."""
-    if backend in ("auto", "openvino") and any(_deep(p) for p in images):
+    fp32: one model, one load). ``deep``: already known from the headers (a folder's check)."""
+    if deep is None:
+        deep = backend in ("auto", "openvino") and any(_deep(p) for p in images)
+    if backend in ("auto", "openvino") and deep:
         from gankit.runtime.engines import resolve_backend
 
         if resolve_backend(backend) == "openvino":
@@ -109,12 +114,12 @@ def wide_input_options(backend: str, images) -> dict:
     return {}
 
 
-def load_for_images(model: Path, backend: str, images, task: str):
+def load_for_images(model: Path, backend: str, images, task: str, deep: Optional[bool] = None):
     """The ``task`` model for these images, with a one-line note when ``auto`` left OpenVINO
     for onnxruntime (after the task check, so a wrong model is one line of error, not two)."""
     from gankit import runtime
 
-    m = runtime.load(model, backend=backend, **wide_input_options(backend, images))
+    m = runtime.load(model, backend=backend, **wide_input_options(backend, images, deep))
     if m.task != task:
         def a(word: str) -> str:
             return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
@@ -196,7 +201,7 @@ def restore_cmd(
             raise UsageError("--input-dir needs --output-dir (where the restored PNGs go)")
         if out is not None or compare is not None:
             raise UsageError("--out and --compare apply to --image; with --input-dir outputs go to --output-dir")
-        jobs = _folder_jobs(input_dir, output_dir, overwrite)
+        jobs, deep = _folder_jobs(input_dir, output_dir, overwrite)
     else:
         if output_dir is not None:
             raise UsageError("--output-dir applies to --input-dir; with --image use --out")
@@ -209,8 +214,8 @@ def restore_cmd(
         if compare is not None:
             check_output(compare, overwrite=overwrite, suffix=".png")
         refuse_inputs_as_outputs({"--out": out, "--compare": compare}, {"the input image": image, "the model": model})
-        jobs = [(image, out)]
-    m = load_for_images(model, backend, [src for src, _ in jobs], "restore")
+        jobs, deep = [(image, out)], None
+    m = load_for_images(model, backend, [src for src, _ in jobs], "restore", deep)
     if image is not None:
         w, h = _restore_file(m, image, out, tile, tile_pad, compare)
         _console().print(f"wrote [bold]{out}[/bold] ({w}x{h}, x{m.scale})" + (f" and {compare}" if compare else ""))
@@ -218,8 +223,10 @@ def restore_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    err = _console(stderr=True)
+    # no bar when stderr is a log or a pipe: a transient bar there leaves only a blank line
     with Progress(TextColumn("restoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}"), console=_console(stderr=True), transient=True) as progress:
+                  TextColumn("{task.description}"), console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("", total=len(jobs))
         for done, (src, dst) in enumerate(jobs):
             progress.update(task, description=src.name)

@@ -63,12 +63,16 @@ def test_folder_mode_never_overwrites_without_asking(cli, up2, tmp_path):
     Image.fromarray(images["a"]).save(src / "a.png")
     Image.fromarray(images["b"]).save(src / "b.png")
     Image.fromarray(images["c"]).save(src / "c.jpg", quality=95)
+    # 16-bit gray in a folder: the header check that finds it also keeps OpenVINO (auto) in fp32
+    g16 = (np.arange(6 * 7, dtype=np.uint32).reshape(6, 7) * 1531 % 65536).astype(np.uint16)
+    Image.fromarray(g16).save(src / "d.png")
     (src / "notes.txt").write_text("not an image")
     (src / ".hidden.png").write_bytes(b"junk")
     r = cli("restore", up2, "--input-dir", src, "--output-dir", dst)
     assert r.code == 0, r.err
-    assert "wrote 3 restored images" in " ".join(r.out.split())
-    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert "wrote 4 restored images" in " ".join(r.out.split())
+    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(dst / "d.png")).astype(np.uint16), g16.repeat(2, 0).repeat(2, 1))
     np.testing.assert_array_equal(np.asarray(Image.open(dst / "a.png")), images["a"].repeat(2, 0).repeat(2, 1))
     np.testing.assert_array_equal(np.asarray(Image.open(dst / "b.png")), images["b"].repeat(2, 0).repeat(2, 1))
     assert Image.open(dst / "c.png").size == (18, 24)
@@ -82,6 +86,21 @@ def test_folder_mode_never_overwrites_without_asking(cli, up2, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in dst.iterdir()} == stamp and not (dst / "a.png").exists()
     assert cli("restore", up2, "--input-dir", src, "--output-dir", dst, "--overwrite").code == 0
     assert (dst / "a.png").exists()
+
+
+def test_a_file_whose_pixels_do_not_read_stops_the_folder_in_one_line(cli, up2, tmp_path):
+    """Its header reads, so the check before writing passes it; the message counts what was
+    written, and stderr holds that line only (the progress bar left a blank line in logs)."""
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(_img(8, 8)).save(src / "a.png")
+    Image.fromarray(_img(300, 300, seed=4)).save(tmp_path / "big.png")
+    whole = (tmp_path / "big.png").read_bytes()
+    (src / "b.png").write_bytes(whole[: len(whole) // 2])
+    r = cli("restore", up2, "--input-dir", src, "--output-dir", dst)
+    assert_one_line_error(r)
+    assert r.err.startswith("error: ") and r.err.count("\n") == 1, repr(r.err)
+    assert "1 of 2 written" in r.err and sorted(p.name for p in dst.iterdir()) == ["a.png"]
 
 
 def test_refusals_are_one_line_exit_2_and_write_nothing(cli, up2, tmp_path):
