@@ -511,6 +511,9 @@ def test_truncation_is_offered_and_fed_where_the_model_has_it(tmp_path):
         # no truncation given means psi 1 (n = 8 fills a batch, and its first row has the n = 1 noise)
         np.testing.assert_array_equal(outs[4], gen({"seed": 1, "n": 8})[:1])
         assert_json_error(httpx.post(srv.url + "/v1/models/sg/generate", json={"truncation": 3}), 422, "truncation")
+        # NaN is legal JSON to Python's reader: named as not finite, not as "above 2"
+        assert_json_error(httpx.post(srv.url + "/v1/models/sg/generate", content=b'{"truncation": NaN}',
+                                     headers={"content-type": "application/json"}), 422, "truncation: input should be a finite number")
     finally:
         srv.stop()
 

@@ -54,7 +54,7 @@ class GenerateRequest(BaseModel):
     labels: int | str | list[int | str] | None = Field(
         None, description="One class (index or name) for all images, a list of n, or null to cycle through the classes.")
     seed: int | None = Field(None, ge=0, lt=2**63, description="Seed for the noise; null draws one (returned in X-Seed).")
-    truncation: float | None = Field(None, ge=0.0, le=2.0, description="Truncation psi, for models with a truncation input.")
+    truncation: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False, description="Truncation psi, for models with a truncation input.")
 
 
 class ServedModel:
