@@ -312,7 +312,7 @@ def inpaint_cmd(
     import numpy as np
 
     from gankit.fileio import refuse_inputs_as_outputs
-    from gankit.images import before_after, save_png, to_uint8, to_uint16
+    from gankit.images import before_after, save_png, to_uint16, with_alpha
     from gankit.runtime.io import read_image, read_mask
 
     _check_output(out, overwrite, ".png")
@@ -326,8 +326,7 @@ def inpaint_cmd(
     restored = m.inpaint(img, msk)  # same dtype as img: a 16-bit file stays 16-bit
     if restored.dtype == np.float32:  # PNG has no float pixels: 16 bits keep float files' precision
         restored = to_uint16(restored)
-    if alpha is not None:  # Pillow's alpha modes are 8-bit
-        restored = np.concatenate([to_uint8(restored), alpha[..., None]], axis=2)
+    restored = with_alpha(restored, alpha)  # at the alpha's depth: 8-bit alpha makes the PNG 8-bit
     save_png(restored, out)
     if compare is not None:
         save_png(before_after(img, msk, restored[..., : img.shape[2]]), compare)

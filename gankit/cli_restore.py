@@ -56,15 +56,15 @@ def _folder_jobs(input_dir: Path, output_dir: Path, overwrite: bool) -> tuple[li
 
 def _check_header(path: Path) -> bool:
     """One line naming an input that is not an image gankit can read (from its header, without
-    decoding it): not an image, too large, or stored at 16 bits per channel in a layout Pillow
-    reads at 8 (see :func:`gankit.images.read_image`). Returns True for a readable image with
-    more than 8 bits per channel (16-bit gray or float)."""
+    decoding it): not an image, too large, or 16-bit colour where OpenCV, which reads it, is
+    missing (see :func:`gankit.images.read_image`). Returns True for a readable image with more
+    than 8 bits per channel (16-bit gray or colour, or float)."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
 
     from gankit.errors import first_line
-    from gankit.images import MODES_WIDE, ImageError, colour_bits, wide_colour_error
+    from gankit.images import MODES_WIDE, ImageError, colour_bits, cv2_or_none, wide_colour_error
 
     try:
         with warnings.catch_warnings():
@@ -77,24 +77,24 @@ def _check_header(path: Path) -> bool:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)} (nothing was written; move it "
                          "out of the folder or fix it)") from None
-    if wide:
+    if wide and cv2_or_none() is None:
         raise ImageError(wide_colour_error(path) + " (nothing was written)")
-    return deep
+    return deep or wide
 
 
 def _deep(path: Path) -> bool:
-    """True for an image with more than 8 bits per channel (16-bit or float), from its header."""
+    """True for an image with more than 8 bits per channel (16-bit gray or colour, or float), from its header."""
     import warnings
 
     from PIL import Image
 
-    from gankit.images import MODES_WIDE
+    from gankit.images import MODES_WIDE, colour_bits
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a too-large image: the read that follows refuses it in one line
             with Image.open(path) as im:
-                return im.mode in MODES_WIDE
+                return im.mode in MODES_WIDE or colour_bits(im) == 16
     except Exception:  # unreadable: the restore itself reports it in one line
         return False
 
@@ -155,17 +155,17 @@ def _restore_file(model, src: Path, dst: Path, tile: Optional[int], tile_pad: Op
     """Restore one file into a lossless PNG; returns the output (width, height)."""
     import numpy as np
 
-    from gankit.images import save_png, to_uint8, to_uint16
+    from gankit.images import save_png, to_uint16, with_alpha
     from gankit.runtime.io import read_image
 
     img, alpha = read_image(src)  # uint8, uint16 (16-bit files) or float32 in [0, 1] (float files)
     restored = model.restore(img, tile=tile, tile_pad=tile_pad)  # same dtype: 16-bit stays 16-bit
     if restored.dtype == np.float32:  # PNG has no float pixels: 16 bits keep float files' precision
         restored = to_uint16(restored)
-    if alpha is not None:  # Pillow's alpha modes are 8-bit; the alpha is resized like the image
+    if alpha is not None:  # resized like the image; 8-bit alpha makes the PNG 8-bit, 16-bit keeps 16
         from gankit.runtime.tiles import resize_plane
 
-        restored = np.concatenate([to_uint8(restored), resize_plane(alpha, model.scale)[..., None]], axis=2)
+        restored = with_alpha(restored, resize_plane(alpha, model.scale))
     save_png(restored, dst)
     if compare is not None:
         save_png(side_by_side(img, restored[..., : img.shape[2]]), compare)

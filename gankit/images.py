@@ -1,6 +1,7 @@
 """Pictures: reading images of any mode, sample grids, before/after strips, PNG writing.
 
-numpy + Pillow only (no torch). This is the one place that decodes user images: the CLI,
+numpy + Pillow (no torch), and OpenCV, where installed, for the one thing Pillow cannot do:
+colour at 16 bits per channel. This is the one place that decodes user images: the CLI,
 :mod:`gankit.runtime` and the ``folder:`` datasets all read through :func:`open_image` and
 :func:`pil_to_array`, so a 16-bit or float file means the same thing everywhere. It imports
 nothing from gankit but :mod:`gankit.errors`, so both the runtime and the data layer may use it.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gankit.errors import UsageError, first_line
-from gankit.fileio import atomic_path
+from gankit.fileio import atomic_path, atomic_write_bytes
 
 
 class ImageError(UsageError):
@@ -36,6 +37,16 @@ MODES_WIDE = (*MODES_16BIT, "I", "F")
 #: ``info`` key :func:`open_image` sets on an image stored at more than 8 bits per channel that
 #: Pillow decodes at 8 (any mode but the one-channel wide ones).
 WIDE_COLOUR = "gankit.16bit_colour"
+
+
+def _gray_alpha_layout(im) -> bool:
+    """True for a 16-bit gray+alpha file (Pillow opens it as 8-bit RGBA; OpenCV as BGRA)."""
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3]
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str) and raw.startswith("LA;16"):
+            return True
+    return False
 
 
 def colour_bits(im) -> int:
@@ -59,8 +70,40 @@ def colour_bits(im) -> int:
 
 
 def wide_colour_error(path) -> str:
-    return (f"{path} has 16 bits per channel in a layout gankit reads at 8 (only one-channel 16-bit and float images "
-            "keep their depth); convert it to 8 bits or to 16-bit gray first")
+    """Why a colour file with 16 bits per channel cannot be read at its depth here."""
+    return (f"{path} has 16 bits per channel in colour, which gankit reads with OpenCV, and OpenCV is not installed "
+            "(pip install opencv-python-headless, or convert the image to 8 bits)")
+
+
+def cv2_or_none():
+    """OpenCV, or None where it is not installed (the base install has Pillow only)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def read_wide_colour(path: str | os.PathLike, gray: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint16 ``[H, W, 3]`` RGB (``[H, W, 1]`` when ``gray``) and uint16 alpha or None, from a
+    file with 16 bits per channel in colour, which Pillow would decode at 8 (it has no such
+    modes). OpenCV decodes it (PNG, TIFF, PPM), from bytes so that any path name works; without
+    OpenCV it is refused in one line rather than read at 8 bits."""
+    cv2 = cv2_or_none()
+    if cv2 is None:
+        raise ImageError(wide_colour_error(path))
+    try:
+        a = cv2.imdecode(np.fromfile(os.fspath(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    except (cv2.error, OSError, ValueError) as exc:
+        raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)}") from None
+    if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        got = "nothing" if a is None else f"{a.dtype} {'x'.join(map(str, a.shape))}"
+        raise ImageError(f"cannot read image {path} at 16 bits per channel: OpenCV decoded {got} (convert it to a "
+                         "16-bit RGB or RGBA PNG)")
+    rgb = np.ascontiguousarray(a[..., 2::-1])  # OpenCV is BGR(A)
+    if gray:  # gray+alpha arrives with gray copied into B, G and R
+        rgb = np.ascontiguousarray(rgb[..., :1])
+    return rgb, (np.ascontiguousarray(a[..., 3]) if a.shape[2] == 4 else None)
 
 
 def open_image(path: str | os.PathLike):
@@ -80,11 +123,12 @@ def open_image(path: str | os.PathLike):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                wide = colour_bits(im) == 16  # known from the file's layout before decoding only
+                # known from the file's layout before decoding only: "gray" (gray+alpha) or "colour"
+                wide = colour_bits(im) == 16 and ("gray" if _gray_alpha_layout(im) else "colour")
                 im.load()
                 out = im.copy()
                 if wide:
-                    out.info[WIDE_COLOUR] = True
+                    out.info[WIDE_COLOUR] = wide
                 return out
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{p} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels)") from None
@@ -147,12 +191,24 @@ def pil_to_array(im) -> tuple[np.ndarray, np.ndarray | None]:
 
 def read_image(path: str | os.PathLike, *, keep_depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`pil_to_array` of the file at ``path``. With ``keep_depth`` (restoring pixels a
-    user keeps) a colour image stored at 16 bits per channel is refused rather than read at
-    Pillow's 8: gray images keep 16 bits, colour ones cannot yet."""
-    im = open_image(path)
-    if keep_depth and im.info.get(WIDE_COLOUR):
-        raise ImageError(wide_colour_error(path))
+    user keeps) a colour image stored at 16 bits per channel is read at 16 by OpenCV
+    (:func:`read_wide_colour`: uint16 pixels and alpha), or refused where OpenCV is missing,
+    never read at Pillow's 8 bits. Without ``keep_depth`` it is Pillow's 8-bit reading."""
+    im = open_image(path)  # decodes the whole file once with Pillow: a truncated file fails here
+    wide = im.info.get(WIDE_COLOUR)
+    if keep_depth and wide:
+        return read_wide_colour(path, gray=wide == "gray")
     return pil_to_array(im)
+
+
+def with_alpha(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``[H, W, C + 1]`` pixels with ``alpha`` appended at the alpha's depth (uint8 alpha: 8-bit
+    pixels, as Pillow's alpha modes are; uint16 alpha from a 16-bit file: 16-bit pixels), or the
+    pixels as they are when there is no alpha."""
+    if alpha is None:
+        return pixels
+    depth = to_uint16 if alpha.dtype == np.uint16 else to_uint8
+    return np.concatenate([depth(pixels), alpha[..., None]], axis=2)
 
 
 def mask_from_pil(im) -> np.ndarray:
@@ -248,8 +304,23 @@ def to_pil(array: np.ndarray, scale: int = 1):
 
 
 def save_png(array_or_image, path: str | os.PathLike, scale: int = 1) -> Path:
-    """Write a PNG atomically (temporary name, then rename): a reader never sees half a file."""
-    im = array_or_image if hasattr(array_or_image, "save") else to_pil(array_or_image, scale)
+    """Write a PNG atomically (temporary name, then rename): a reader never sees half a file.
+
+    uint16 pixels with more than one channel (16-bit colour, or gray with a 16-bit alpha, which
+    becomes RGBA) are written at 16 bits by OpenCV where it is installed; Pillow, which writes
+    everything else, has no such modes and would scale them to 8."""
+    a = None if hasattr(array_or_image, "save") else np.asarray(array_or_image)
+    cv2 = cv2_or_none() if a is not None and a.dtype == np.uint16 and a.ndim == 3 and a.shape[2] > 1 else None
+    if cv2 is not None:
+        if a.shape[2] == 2:
+            a = a[..., [0, 0, 0, 1]]
+        if scale > 1:
+            a = a.repeat(scale, axis=0).repeat(scale, axis=1)
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(a[..., [2, 1, 0, 3][: a.shape[2]]]))  # OpenCV is BGR(A)
+        if not ok:
+            raise ImageError(f"OpenCV could not encode a {a.shape} uint16 PNG for {path}")
+        return atomic_write_bytes(path, buf.tobytes())
+    im = array_or_image if a is None else to_pil(a, scale)
     with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
     return Path(path)

@@ -48,6 +48,27 @@ def test_inpaint_cli(tiny_runs, cli, tmp_path):
     assert Image.open(cmp).size == (36 * 2 + 4, 40)
 
 
+def test_inpaint_keeps_sixteen_bit_colour_and_alpha(tiny_runs, cli, tmp_path):
+    """A 64-bit RGBA PNG (read and written by OpenCV, which Pillow cannot) comes back at 16 bits:
+    known pixels and the alpha bit for bit, the hole filled."""
+    import cv2
+
+    rgba = np.random.default_rng(1).integers(0, 65536, (40, 36, 4), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), rgba[..., [2, 1, 0, 3]])
+    mask_arr = np.zeros((40, 36), np.uint8)
+    mask_arr[5:15, 5:15] = 255
+    mask = _write(tmp_path / "mask.png", mask_arr)
+    out = tmp_path / "out.png"
+    r = cli("inpaint", tiny_runs["inpaint"]["onnx"], "--image", tmp_path / "in.png", "--mask", mask, "--out", out)
+    assert r.code == 0, r.err
+    res = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., [2, 1, 0, 3]]
+    assert res.dtype == np.uint16 and res.shape == rgba.shape
+    keep = mask_arr == 0
+    np.testing.assert_array_equal(res[keep], rgba[keep])
+    np.testing.assert_array_equal(res[..., 3], rgba[..., 3])
+    assert not np.array_equal(res[~keep][..., :3], rgba[~keep][..., :3])
+
+
 @pytest.mark.parametrize("case", ["size-mismatch", "missing-image", "corrupt-image", "truncated", "generator-model"])
 def test_inpaint_cli_errors(tiny_runs, cli, tmp_path, case):
     rng = np.random.default_rng(0)

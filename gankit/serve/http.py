@@ -89,10 +89,11 @@ def _decode_image(data: bytes, what: str, max_pixels: int):
             w, h = im.size
             if w * h > max_pixels:
                 raise ServeError(413, f"{what} is {w}x{h}: over the limit of {max_pixels} pixels")
-            from gankit.images import colour_bits, wide_colour_error
+            from gankit.images import colour_bits
 
             if colour_bits(im) == 16:  # Pillow would decode it at 8 bits: say so rather than lose them
-                raise ServeError(400, wide_colour_error(what))
+                raise ServeError(400, f"{what} has 16 bits per channel in colour, which gankit serve does not read "
+                                      "(the CLI does, with OpenCV); send it at 8 bits, or as 16-bit gray")
             im.load()
     except ServeError:
         raise
