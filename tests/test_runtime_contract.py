@@ -448,12 +448,79 @@ def test_uint16_and_float_arrays_keep_their_depth(models):
     out = m.inpaint(RAMP16, HOLE)
     assert out.dtype == np.uint16 and out.shape == RAMP16.shape and np.array_equal(out[~HOLE], RAMP16[~HOLE])
     f = RAMP16.astype(np.float64) / 65535
-    outf = m.inpaint(f, HOLE)
-    assert outf.dtype == np.float32 and np.array_equal(outf[~HOLE], f.astype(np.float32)[~HOLE])
+    outf = m.inpaint(f, HOLE)  # the caller's float64 back, known pixels exactly as given (not via float32)
+    assert outf.dtype == np.float64 and np.array_equal(outf[~HOLE], f[~HOLE])
     # the same picture at three depths is filled alike (one model, one [-1, 1] path)
     out8 = m.inpaint((RAMP16 // 257).astype(np.uint8), HOLE)
     assert np.abs(out[HOLE] / 257.0 - out8[HOLE]).max() <= 2.0
     assert np.abs(outf[HOLE] * 255.0 - out8[HOLE]).max() <= 2.0
+
+
+def test_results_come_back_in_the_callers_dtype(models, tmp_path):
+    """float64, float16 and int64 arrays used to come back as float32 or uint8."""
+    from tests.restore_models import make_resize_restorer
+
+    up2 = runtime.load(make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2))
+    rgb = np.random.default_rng(0).random((6, 5, 3))
+    for dtype in (np.float64, np.float16):
+        out = up2.restore(rgb.astype(dtype))
+        assert out.dtype == dtype and out.shape == (12, 10, 3)
+        np.testing.assert_allclose(out, rgb.astype(dtype).repeat(2, 0).repeat(2, 1), atol=1e-3)
+    ints = (rgb * 255).astype(np.int64)
+    out = up2.restore(ints)
+    assert out.dtype == np.int64 and np.array_equal(out, ints.repeat(2, 0).repeat(2, 1))
+    filled = models["inpaint"].inpaint((RAMP16 // 257).astype(np.int32), HOLE)
+    assert filled.dtype == np.int32 and np.array_equal(filled[~HOLE], (RAMP16 // 257)[~HOLE])
+
+
+def test_empty_images_huge_views_and_huge_context_are_refused_up_front(models, tmp_path):
+    """Each used to escape as a raw error (ZeroDivisionError, numpy's ValueError, a MemoryError
+    after a 17.9 GiB float32 copy), or to ask for windows that got the process OOM-killed."""
+    from tests.restore_models import make_resize_restorer
+
+    up2 = runtime.load(make_resize_restorer(tmp_path / "up2.onnx", c=3, scale=2))
+    inp = models["inpaint"]
+    for call, needle in [
+        (lambda: up2.restore(Image.new("RGB", (0, 0))), "image is empty"),
+        (lambda: up2.restore(Image.new("RGB", (0, 5))), "image is empty"),
+        (lambda: inp.inpaint(Image.new("L", (0, 0)), np.zeros((0, 0), bool)), "image is empty"),
+        (lambda: up2.restore(np.broadcast_to(np.zeros((1, 1, 3)), (40000, 40000, 3))), "restore it in parts"),
+        (lambda: inp.inpaint(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (40000, 40000, 3)),
+                             np.zeros((40000, 40000), bool)), "inpaint it in parts"),
+    ]:
+        with pytest.raises(runtime.RuntimeInputError, match=needle):
+            call()
+    small = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    # context beyond the image's side is capped: the same result as the largest useful pad
+    assert np.array_equal(up2.restore(small, tile=7, tile_pad=1024), up2.restore(small, tile=7, tile_pad=30))
+
+
+def test_integer_masks_of_zeros_and_ones_mark_holes_whatever_their_type(models):
+    """A 0/1 uint16 mask was read by the 16-bit range rule (> 32767): no hole, silently."""
+    m = models["inpaint"]
+    img = (RAMP16 // 257).astype(np.uint8)
+    ref = m.inpaint(img, HOLE)
+    for dtype in (np.uint8, np.uint16, np.int32, np.int64, np.uint32):
+        assert np.array_equal(m.inpaint(img, HOLE.astype(dtype)), ref), dtype
+    assert np.array_equal(m.inpaint(img, HOLE.astype(np.uint16) * 65535), ref)  # 16-bit masks by their range
+
+
+def test_backend_arguments_are_named_in_the_error(tiny_runs, tmp_path):
+    path = tiny_runs["cgan"]["onnx"]
+    with pytest.raises(runtime.RuntimeInputError, match="folder .* does not exist"):
+        runtime.load(path, optimized_path=tmp_path / "nowhere" / "x.onnx")
+    pytest.importorskip("openvino")
+    for backend in ("openvino", "auto"):
+        with pytest.raises(runtime.RuntimeInputError, match="OpenVINO has no device 'NPUX' here"):
+            runtime.load(path, backend=backend, device="NPUX")
+
+
+def test_first_line_skips_openvinos_source_locations():
+    from gankit.errors import first_line
+
+    exc = RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\nException from src/inference/src/dev/"
+                       "core_impl.cpp:706:\nDevice with \"NPUX\" name is not registered in the OpenVINO Runtime\n\n")
+    assert first_line(exc, with_type=False) == 'Device with "NPUX" name is not registered in the OpenVINO Runtime'
 
 
 def _mask_file(path: Path, value_16bit: int | None = None) -> Path:

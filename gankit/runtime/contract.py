@@ -39,6 +39,9 @@ MAX_CLASSES = 1 << 20
 OUTPUT_NAME = {"generate": "image", "inpaint": "restored", "restore": "restored"}
 MAX_SCALE = 8  # x2 and x4 in practice; x8 is the largest a single-image SR model is commonly trained for
 MAX_SIZE_MULTIPLE = 256
+MAX_LAYERS = 256  # style layers of a generator (stylegan at 1024x1024 has 18)
+#: Inputs a generate file may give defaults (``gankit.optional_inputs``; :mod:`gankit.runtime.latent`).
+OPTIONAL_INPUTS = ("truncation", "z2", "crossover")
 MAX_DEGRADATION = 64  # characters: it is displayed (CLI, serve's page), never interpreted
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
 
@@ -146,6 +149,9 @@ def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     known = {"gankit.format", "gankit.task", "gankit.plugin", "gankit.latent_dim", "gankit.num_classes",
              "gankit.class_names", "gankit.channels", "gankit.height", "gankit.width", "gankit.value_range",
              "gankit.version"}
+    if task == "generate":
+        _latent_keys(meta, path)
+        known |= {"gankit.optional_inputs", "gankit.num_layers", "gankit.mix_crossover"}
     restore: dict = {}
     if task == "restore":  # the keys mean nothing for other tasks: there they stay in extra, unread
         restore = _restore_keys(meta, height, width, path)
@@ -154,6 +160,36 @@ def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
                      num_classes=num_classes, class_names=class_names, channels=channels, height=height,
                      width=width, version=meta.get("gankit.version", ""),
                      extra={k: v for k, v in meta.items() if k not in known}, **restore)
+
+
+def optional_input_names(meta: dict[str, str]) -> list[str]:
+    return [name for name in meta.get("gankit.optional_inputs", "").split(",") if name]
+
+
+def _latent_keys(meta: dict[str, str], path: Path) -> None:
+    """``gankit.optional_inputs`` names only inputs the latent tools know, z2 and crossover
+    together; a file that mixes styles says how many layers it has (``gankit.num_layers``) and
+    where its mixing grid crosses over (``gankit.mix_crossover``, default half of them)."""
+    names = optional_input_names(meta)
+    unknown = [n for n in names if n not in OPTIONAL_INPUTS]
+    if unknown:
+        raise _bad(path, f"gankit.optional_inputs names {show(','.join(unknown))}; the runtime knows "
+                         f"{', '.join(OPTIONAL_INPUTS)}")
+    if ("z2" in names) != ("crossover" in names):
+        raise _bad(path, "gankit.optional_inputs names one of z2 and crossover without the other")
+    if "crossover" in names:
+        layers = _int_key(meta, "gankit.num_layers", path, 1, MAX_LAYERS)
+        _int_key(meta, "gankit.mix_crossover", path, 0, layers, default=str(max(1, layers // 2)))
+
+
+def check_optional_inputs(meta: dict[str, str], overridable: set[str] | None, path: Path) -> None:
+    """Every name in ``gankit.optional_inputs`` is an input the engine can be fed (an
+    initializer that is also a graph input); ``overridable`` None: the engine cannot say."""
+    if overridable is None:
+        return
+    missing = [n for n in optional_input_names(meta) if n not in overridable]
+    if missing:
+        raise _bad(path, f"gankit.optional_inputs names {', '.join(missing)}, which the graph has no input for")
 
 
 def _restore_keys(meta: dict[str, str], height: int, width: int, path: Path) -> dict:

@@ -108,6 +108,8 @@ class OnnxRuntimeEngine:
         if threads:
             so.intra_op_num_threads = int(threads)
         if optimized_path:
+            if not Path(optimized_path).parent.is_dir():  # onnxruntime's own message is "SystemError : 2"
+                raise RuntimeInputError(f"optimized_path's folder {Path(optimized_path).parent} does not exist")
             so.optimized_model_filepath = str(optimized_path)
         for key, value in (session_config or {}).items():  # e.g. gankit serve turns off intra-op spinning
             so.add_session_config_entry(str(key), str(value))
@@ -122,6 +124,8 @@ class OnnxRuntimeEngine:
         self.outputs = [self._spec(o) for o in self.session.get_outputs()]
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
+        # inputs with a default (an initializer that is also a graph input): fed only when given
+        self.optional_names = {i.name for i in self.session.get_overridable_initializers()}
 
     @staticmethod
     def _spec(arg) -> TensorSpec:
@@ -189,8 +193,16 @@ class OpenVINOEngine:
         # defaults a caller leaves out, as onnxruntime does.
         optional = [n for n in self.metadata.get("gankit.optional_inputs", "").split(",") if n]
         self.defaults: dict[str, np.ndarray] = {}
-        try:  # any failure of OpenVINO here (its plugin, the file, the compile) is the file's one-line error
+        try:
             core = ov.Core()
+            known = core.available_devices
+        except Exception as exc:  # OpenVINO itself (its CPU plugin), not the arguments: auto falls back
+            raise ModelFormatError(f"OpenVINO cannot start for {path} ({first_line(exc, with_type=False)})") from None
+        # a plain device name (CPU, GPU.1) must be one OpenVINO has here; AUTO, MULTI:..., HETERO:...
+        # are OpenVINO's to resolve
+        if ":" not in device and device != "AUTO" and device not in known and device.split(".")[0] not in known:
+            raise RuntimeInputError(f"OpenVINO has no device {show(device)} here (available: {', '.join(known) or 'none'})")
+        try:  # any failure of OpenVINO here (the file, the compile) is the file's one-line error
             with tempfile.TemporaryDirectory() as tmp:
                 source = self._without_defaults(path, optional, Path(tmp)) if optional else path
                 model = core.read_model(str(source))
@@ -205,6 +217,7 @@ class OpenVINOEngine:
             raise ModelFormatError(f"OpenVINO cannot compile {path} ({first_line(exc, with_type=False)})") from None
         self.input_names = [i.name for i in self.inputs]
         self.output_names = [o.name for o in self.outputs]
+        self.optional_names = set(self.defaults)
         self.precision = precision
         self._ov = ov
         self._lock = threading.Lock()

@@ -102,6 +102,8 @@ def as_image(image: Any) -> np.ndarray:
             pixels, alpha = pil_to_array(image)
         except ImageError as exc:
             raise RuntimeInputError(str(exc)) from None
+        if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+            raise RuntimeInputError("image is empty")
         if alpha is not None:
             if pixels.shape[2] == 1:  # gray + alpha: RGBA, as the array contract has no 2-channel form
                 pixels = np.repeat(pixels, 3, axis=2)
@@ -132,6 +134,30 @@ def as_image(image: Any) -> np.ndarray:
     raise RuntimeInputError(f"image must be a uint8, uint16 or float array or a PIL image, got dtype {a.dtype}")
 
 
+def image_shape(image: Any) -> tuple[int, int, int]:
+    """(H, W, C) of an image argument before any conversion (a conversion may be the large copy
+    a size check is there to refuse); (0, 0, 0) when it has no image shape (:func:`as_image`
+    says why). C as :func:`as_image` will give it: gray+alpha counts as RGBA."""
+    if is_pil(image):
+        w, h = image.size
+        bands = len(image.getbands())
+        return int(h), int(w), 4 if bands in (2, 4) or "transparency" in image.info else bands
+    shape = getattr(image, "shape", None)
+    if not isinstance(shape, tuple) or len(shape) not in (2, 3):
+        return 0, 0, 0
+    return int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1
+
+
+def caller_dtype(image: Any) -> np.dtype | None:
+    """The dtype a result goes back in when the caller's array is not already the runtime's
+    uint8, uint16 or float32 (float64 stays float64, int64 holding 0..255 stays int64); None
+    for PIL images, lists and those three."""
+    dtype = getattr(image, "dtype", None)
+    if not isinstance(image, np.ndarray) or dtype in (np.uint8, np.uint16, np.float32) or dtype.kind not in "iuf":
+        return None
+    return dtype
+
+
 def as_mask(mask: Any) -> np.ndarray:
     """bool ``[H, W]``, True = missing."""
     if is_pil(mask):
@@ -156,9 +182,12 @@ def as_mask(mask: Any) -> np.ndarray:
         raise RuntimeInputError(f"mask must be a bool, integer or float array or a PIL image, got dtype {m.dtype}")
     if m.size and m.min() < 0:
         raise RuntimeInputError(f"mask values must not be negative, got {m.min()}")
+    top = m.max(initial=0)
+    if top <= 1:  # a 0/1 mask, whatever the integer type
+        return m != 0
     if m.dtype == np.uint16:
         return m > 32767
-    return m != 0 if m.max(initial=0) <= 1 else m > 127
+    return m > 127
 
 
 def codec(scale: float, dtype):

@@ -18,24 +18,33 @@ from typing import Any
 
 import numpy as np
 
-from gankit.runtime.errors import RuntimeInputError
+from gankit.runtime.contract import optional_input_names
+from gankit.runtime.errors import RuntimeInputError, show
 from gankit.runtime.inputs import seeded_rng
 
 MAX_BATCH = 256
+# psi beyond this pushes w so far from the average that float32 activations overflow to NaN
+# (1e300 did); StyleGAN users work in 0..1.5, and negative psi mirrors w through the average
+MAX_TRUNCATION = 10.0
+MAX_KEYS = 1000  # key latents of a walk: more than frames is pointless, and each is a z
+MAX_PAD = 256  # pixels between the cells of a mixing grid
 
 
 def optional_inputs(model) -> list[str]:
     """The file's inputs with defaults (``gankit.optional_inputs``); [] for earlier files."""
-    raw = model.metadata.get("gankit.optional_inputs", "")
-    return [name for name in raw.split(",") if name]
+    return optional_input_names(model.metadata)
 
 
+# gankit.num_layers and gankit.mix_crossover were range-checked at load
+# (gankit.runtime.contract), wherever a file names z2 and crossover
 def num_layers(model) -> int:
     """How many style layers the file's generator has (``gankit.num_layers``), 0 if it has none."""
-    try:
-        return int(model.metadata.get("gankit.num_layers", "0"))
-    except ValueError:
-        return 0
+    return int(model.metadata.get("gankit.num_layers", "0")) if "crossover" in optional_inputs(model) else 0
+
+
+def mix_crossover(model) -> int:
+    """The layer where the file's style-mixing grid switches to the column's styles."""
+    return int(model.metadata.get("gankit.mix_crossover", max(1, num_layers(model) // 2)))
 
 
 def _require(model, names: tuple[str, ...], what: str) -> None:
@@ -58,14 +67,15 @@ def check_truncation(model, truncation: Any) -> float | None:
     """``truncation`` as a float (None = the file's default of 1), refusing what the file cannot do."""
     if truncation is None:
         return None
-    if isinstance(truncation, bool):
-        raise RuntimeInputError(f"truncation must be a number, got {truncation!r}")
-    try:
-        psi = float(truncation)
-    except (TypeError, ValueError):
-        raise RuntimeInputError(f"truncation must be a number, got {truncation!r}") from None
+    # a number, not a string that float() would parse, nor a bool
+    if isinstance(truncation, (bool, np.bool_)) or not isinstance(truncation, (int, float, np.integer, np.floating)):
+        raise RuntimeInputError(f"truncation must be a number, got {show(truncation)}")
+    psi = float(truncation)
     if not math.isfinite(psi):
         raise RuntimeInputError(f"truncation must be finite, got {truncation!r}")
+    if abs(psi) > MAX_TRUNCATION:
+        raise RuntimeInputError(f"truncation must be from {-MAX_TRUNCATION:g} to {MAX_TRUNCATION:g} (1 = none, 0 = the "
+                                f"average image), got {psi:g}")
     if psi != 1.0:  # psi = 1 is plain generation, which every file can do
         _require(model, ("truncation",), "truncation")
     return psi
@@ -87,8 +97,9 @@ def run_latent(model, z: np.ndarray, labels: np.ndarray | None = None, *, trunca
         layers = num_layers(model)
         if crossover is None:
             crossover = layers
-        if isinstance(crossover, bool) or not float(crossover).is_integer() or not 0 <= int(crossover) <= layers:
-            raise RuntimeInputError(f"crossover must be a layer index in 0..{layers}, got {crossover!r}")
+        if (isinstance(crossover, (bool, np.bool_)) or not isinstance(crossover, (int, float, np.integer, np.floating))
+                or not math.isfinite(crossover) or not float(crossover).is_integer() or not 0 <= int(crossover) <= layers):
+            raise RuntimeInputError(f"crossover must be a layer index in 0..{layers}, got {show(crossover)}")
         extra["crossover"] = np.asarray(int(crossover), np.int64)
         if z2 is not None:
             z2 = np.ascontiguousarray(z2, dtype=np.float32)
@@ -103,7 +114,7 @@ def run_latent(model, z: np.ndarray, labels: np.ndarray | None = None, *, trunca
             feed["z2"] = z2[i : i + batch_size]
         if model.num_classes:
             feed["label"] = np.ascontiguousarray(labels[i : i + batch_size], dtype=np.int64)
-        outs.append(model.engine.run(feed))
+        outs.append(model._run(feed))  # backend failures and NaN outputs become gankit errors
     if not outs:
         return np.zeros((0, model.channels, model.height, model.width), np.float32)
     return np.concatenate(outs)
@@ -114,9 +125,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def _count(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise RuntimeInputError(f"{name} must be an integer >= {low}, got {value!r}")
+def _count(value: Any, name: str, low: int = 1, high: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise RuntimeInputError(f"{name} must be an integer >= {low}, got {show(value)}")
+    if high is not None and value > high:
+        raise RuntimeInputError(f"{name} must be at most {high}, got {show(value)}")
     return int(value)
 
 
@@ -137,10 +150,12 @@ def mix(model, rows: int = 4, cols: int = 6, *, crossover: int | None = None, tr
     resolutions). ``label``: the class of every image of a conditional model (default 0).
     """
     _check_generate(model)
-    rows, cols = _count(rows, "rows"), _count(cols, "cols")
+    rows, cols, pad = _count(rows, "rows"), _count(cols, "cols"), _count(pad, "pad", 0, MAX_PAD)
     _require(model, ("z2", "crossover"), "style mixing")
+    h, w, c = model.height, model.width, model.channels
+    model._check_result_size((rows + 1) * (cols + 1), (h + pad) * (w + pad) * c * 4, "rows x cols")
     if crossover is None:
-        crossover = int(model.metadata.get("gankit.mix_crossover", max(1, num_layers(model) // 2)))
+        crossover = mix_crossover(model)
     rng = seeded_rng(seed)
     zr = rng.standard_normal((rows, model.latent_dim)).astype(np.float32)
     zc = rng.standard_normal((cols, model.latent_dim)).astype(np.float32)
@@ -149,7 +164,6 @@ def mix(model, rows: int = 4, cols: int = 6, *, crossover: int | None = None, tr
                        z2=np.tile(zc, (rows, 1)), crossover=crossover)
     row_src = run_latent(model, zr, _one_label(model, rows, label), truncation=truncation)
     col_src = run_latent(model, zc, _one_label(model, cols, label), truncation=truncation)
-    h, w, c = model.height, model.width, model.channels
     out = np.full(((rows + 1) * (h + pad) + pad, (cols + 1) * (w + pad) + pad, c), 255, np.uint8)
 
     def put(r: int, col: int, image: np.ndarray) -> None:
@@ -191,9 +205,7 @@ def walk(latent_dim: int, frames: int, keys: int = 4, seed: int | None = None) -
     Each stretch between two keys is a slerp eased with a smoothstep, so the walk slows
     into each key and the loop joins without a jump (frame ``frames`` would be frame 0).
     """
-    frames, keys = _count(frames, "frames"), _count(keys, "keys", 2)
-    if frames > MAX_FRAMES:
-        raise RuntimeInputError(f"frames must be at most {MAX_FRAMES}, got {frames}")
+    frames, keys = _count(frames, "frames", 1, MAX_FRAMES), _count(keys, "keys", 2, MAX_KEYS)
     z = seeded_rng(seed).standard_normal((keys, latent_dim))
     pos = np.arange(frames) * keys / frames
     seg = np.floor(pos).astype(int)
@@ -218,11 +230,20 @@ def save_gif(frames: np.ndarray, path, *, fps: float = 12.0, scale: int = 1) -> 
     """Write uint8 ``[F, H, W, C]`` frames as a looping GIF (Pillow)."""
     from PIL import Image
 
+    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, (int, float, np.integer, np.floating)):
+        raise RuntimeInputError(f"fps must be a number, got {show(fps)}")
     if not MIN_GIF_FPS <= fps <= MAX_GIF_FPS:
         # GIF delays are whole hundredths of a second in 16 bits (at most 655 s), and viewers slow
         # anything under 2 to 10
         raise RuntimeInputError(f"fps must be from {MIN_GIF_FPS} to {MAX_GIF_FPS} (GIF frame delays), got {fps}")
     frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[0] < 1 or frames.shape[3] not in (1, 3) or frames.dtype != np.uint8:
+        raise RuntimeInputError(f"frames must be uint8 [F >= 1, H, W, 1|3], got {frames.dtype} {list(frames.shape)}")
+    scale = _count(scale, "scale", 1, 64)
+    from pathlib import Path
+
+    if not Path(path).parent.is_dir():
+        raise RuntimeInputError(f"folder {Path(path).parent} does not exist")
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
     images = [Image.fromarray(f[..., 0] if f.shape[2] == 1 else f) for f in frames]

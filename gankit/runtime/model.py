@@ -10,6 +10,7 @@ its arguments' types and ranges and refuses NaN and infinity, so a caller only e
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any, Sequence
 
@@ -17,13 +18,15 @@ import numpy as np
 
 from gankit.errors import first_line
 from gankit.images import nchw_to_hwc_uint8
-from gankit.runtime.contract import MAX_SIDE, check_graph, fits, parse_metadata, probe
+from gankit.runtime.contract import MAX_SIDE, check_graph, check_optional_inputs, fits, parse_metadata, probe
 from gankit.runtime.engines import BACKENDS, ENGINE_OPTIONS, default_providers, open_engine, resolve_backend
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
-from gankit.runtime.inputs import (CODECS, as_image, as_mask, asarray, flag, in_range, is_pil, model_path, pil_images,
-                                   real_array, seeded_rng, whole)
+from gankit.runtime.inputs import (CODECS, as_image, as_mask, asarray, caller_dtype, flag, image_shape, in_range, is_pil,
+                                   model_path, pil_images, real_array, seeded_rng, whole)
 
 MAX_BATCH = 256
+# how onnxruntime's and OpenVINO's allocators report running out of memory
+_OUT_OF_MEMORY = re.compile(r"Failed to allocate memory|bad_alloc|out of memory", re.IGNORECASE)
 MAX_THREADS = 4096
 # What one call may return (bytes of the result array). Beyond this a request is refused up
 # front instead of failing half-way in an allocation (or being killed by the OOM killer).
@@ -104,6 +107,7 @@ class GankitModel:
         self.metadata: dict[str, str] = dict(self.engine.metadata)
         self.info = parse_metadata(self.metadata, self.path)
         check_graph(self.info, self.engine.inputs, self.engine.outputs, self.path)
+        check_optional_inputs(self.metadata, getattr(self.engine, "optional_names", None), self.path)
         t0 = time.perf_counter()
         probe(self.info, self.engine.run, self.path)
         self.probe_ms = (time.perf_counter() - t0) * 1e3
@@ -148,8 +152,11 @@ class GankitModel:
         try:
             out = self.engine.run(feed)
         except MemoryError:
-            raise RuntimeInputError("out of memory running the model; use a smaller batch_size") from None
+            raise RuntimeInputError("out of memory running the model; use a smaller batch_size (restore: or tile)") from None
         except Exception as exc:
+            if _OUT_OF_MEMORY.search(str(exc)):  # the engine's allocator, not the file, gave up
+                raise RuntimeInputError("out of memory running the model; use a smaller batch_size "
+                                        "(restore: or tile)") from None
             raise ModelFormatError(f"{self.path} failed to run ({first_line(exc, with_type=False)})") from None
         if not np.isfinite(out).all():
             raise ModelFormatError(f"{self.path} produced NaN or infinite values for finite inputs")
@@ -308,9 +315,11 @@ class GankitModel:
         integer dtypes must hold 0..255). The result has the same dtype and layout (an
         ``[H, W]`` array gives ``[H, W]``; a PIL image gives ``[H, W, C]``: ``I;16`` uint16,
         ``F`` float32, ``LA``/``RGBA``/transparent palette images RGBA).
-        ``mask``: ``[H, W]`` bool/integer/float array or PIL image; true, nonzero (0/1 masks),
-        above 127 (8-bit) or above half range (uint16, float) = missing. Known pixels come back
-        unchanged. Images larger than the model are processed in overlapping model-sized
+        ``mask``: ``[H, W]`` bool/integer/float array or PIL image; true, nonzero (0/1 masks of
+        any integer type), else above 127 (8-bit) or above half range (uint16, float) = missing.
+        Known pixels come back unchanged (float64 ones too: a result in another dtype than the
+        runtime's uint8, uint16 or float32 is converted back, and known pixels copied from the
+        caller's own array). Images larger than the model are processed in overlapping model-sized
         tiles (only tiles that touch a hole are run; overlapping predictions are averaged);
         smaller ones are padded by reflection. A colour image through a grayscale model is
         restored channel by channel; alpha passes through untouched.
@@ -320,6 +329,11 @@ class GankitModel:
         self._require("inpaint")
         batch_size = whole("batch_size", batch_size, 1)
         as_pil = flag("as_pil", as_pil)
+        h, w, c = image_shape(image)  # before as_image's copy: a huge view must not be converted first
+        if not fits(h * w, 4 * max(c, self.channels) * 3, MAX_RESULT_BYTES):  # image, prediction and result in float32
+            raise RuntimeInputError(f"a {w}x{h} image exceeds what one inpaint call may hold "
+                                    f"({MAX_RESULT_BYTES >> 30} GiB); inpaint it in parts")
+        back = caller_dtype(image)
         img = as_image(image)
         flat = not is_pil(image) and np.ndim(image) == 2  # [H, W] in, [H, W] out, as restore()
         msk = as_mask(mask)
@@ -343,6 +357,9 @@ class GankitModel:
         out = np.where(msk[..., None], out, rgb)  # known pixels exactly as given
         if alpha is not None:
             out = np.concatenate([out, alpha[..., None]], axis=2)
+        if back is not None:  # the caller's dtype, known pixels from the caller's own array
+            given = np.asarray(image).reshape(out.shape)
+            out = np.where(msk[..., None], out.astype(back), given)
         if as_pil:
             return pil_images(out[None])[0]
         return out[..., 0] if flat else out
@@ -414,13 +431,19 @@ class GankitModel:
         batch_size = whole("batch_size", batch_size, 1, MAX_BATCH)
         pil_in = is_pil(image)
         as_pil = pil_in if as_pil is None else flag("as_pil", as_pil)
+        s = self.scale
+        h, w, c = image_shape(image)  # before as_image's copy: a huge float64 view must not be converted first
+        if not fits(h * w, 4 * s * s * max(c, self.channels), MAX_RESULT_BYTES):  # float32 result
+            raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
+                                    "may return; restore it in parts")
+        back = caller_dtype(image)
         img = as_image(image)
         flat = not pil_in and img.ndim == 3 and np.ndim(image) == 2  # [H, W] in, [sH, sW] out
         h, w = img.shape[:2]
-        s = self.scale
-        if not fits(h * w, 4 * s * s * max(img.shape[2], self.channels), MAX_RESULT_BYTES):  # float32 result
-            raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
-                                    "may return; restore it in parts")
+        # context beyond the image's own side is only the image reflected again and again; it
+        # grew every window (a tile_pad of 1024 on a 20x30 image asked for 2055^2 windows and
+        # the OOM killer ended the process)
+        tile_pad = min(tile_pad, max(h, w))
         geometry = restore_geometry(h, w, tile, tile_pad, self.size_multiple)
         wh, ww = geometry.window
         # model rows per call: a gray model takes each colour channel as a row of its own
@@ -446,6 +469,8 @@ class GankitModel:
             out = run(rgb)
         if alpha is not None:
             out = np.concatenate([out, resize_plane(alpha, s)[..., None]], axis=2)
+        if back is not None:
+            out = out.astype(back)
         if as_pil:
             return pil_images(out[None])[0]
         return out[..., 0] if flat else out

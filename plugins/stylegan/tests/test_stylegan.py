@@ -250,6 +250,80 @@ def test_runtime_truncation_mix_and_interpolate(exported):
     assert steps.max() < np.abs(walk[0].astype(int) - walk[6].astype(int)).mean() + 1  # no jumps
 
 
+def test_latent_tools_refuse_bad_arguments_in_one_line(exported):
+    """Each used to surface as numpy's or onnxruntime's own error, a MemoryError, or (psi 1e300,
+    which overflows float32) as NaN cast to pixel values."""
+    import gankit.runtime as rt
+    from gankit.runtime import RuntimeInputError
+
+    family, config, G, path = exported
+    m = rt.load(path, providers=["CPUExecutionProvider"])
+    labels = 1 if family.condition == "label" else None
+    for call, needle in [
+        (lambda: m.generate(2, labels=labels, truncation=1e300), "from -10 to 10"),
+        (lambda: m.generate(2, labels=labels, truncation="0.7"), "must be a number"),
+        (lambda: m.interpolate(3, truncation=1e300), "from -10 to 10"),
+        (lambda: m.mix(1, 1, truncation=1e300), "from -10 to 10"),
+        (lambda: m.mix(2, 3, pad=-5), "pad must be an integer >= 0"),
+        (lambda: m.mix(2, 3, pad=2.5), "pad must be an integer"),
+        (lambda: m.mix(2, 3, pad=10**6), "pad must be at most"),
+        (lambda: m.mix(10**12, 3), "too many for one call"),
+        (lambda: m.mix(2, 3, crossover=[2]), "crossover must be a layer index"),
+        (lambda: m.mix(2, 3, crossover="2"), "crossover must be a layer index"),
+        (lambda: m.interpolate(4, keys=10**12), "keys must be at most"),
+    ]:
+        with pytest.raises(RuntimeInputError, match=needle):
+            call()
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("gankit.optional_inputs", "z2,crossover,truncation,zoom", "the runtime knows"),
+    ("gankit.optional_inputs", "z2,truncation", "z2 and crossover"),
+    ("gankit.mix_crossover", "abc", "not an integer"),
+    ("gankit.num_layers", "x", "not an integer"),
+    ("gankit.num_layers", "99999", "between 1 and"),
+    ("gankit.mix_crossover", "99", "between 0 and"),
+])
+def test_edited_latent_metadata_is_refused_at_load(exported, tmp_path, key, value, needle):
+    import onnx
+
+    import gankit.runtime as rt
+    from gankit.runtime import ModelFormatError
+
+    family, config, G, path = exported
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            break
+    else:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(tmp_path / "edited.onnx"))
+    with pytest.raises(ModelFormatError, match=needle):
+        rt.load(tmp_path / "edited.onnx", providers=["CPUExecutionProvider"])
+
+
+def test_optional_inputs_the_graph_lacks_are_refused_at_load(tmp_path):
+    """A plain generator whose metadata claims stylegan's inputs: refused when loaded, where
+    mix() and truncation used to fail in onnxruntime's words."""
+    import onnx
+
+    import gankit.runtime as rt
+    from gankit.runtime import ModelFormatError
+    from tests.serve_models import make_generator
+
+    plain = make_generator(tmp_path / "g.onnx", latent=4, classes=0, c=1, h=8, w=8)
+    model = onnx.load(str(plain))
+    model.metadata_props.add(key="gankit.optional_inputs", value="z2,crossover,truncation")
+    model.metadata_props.add(key="gankit.num_layers", value="4")
+    onnx.save(model, str(tmp_path / "claims.onnx"))
+    for backend in ("onnxruntime", "openvino"):
+        if backend == "openvino":
+            pytest.importorskip("openvino")
+        with pytest.raises(ModelFormatError, match="no input for"):
+            rt.load(tmp_path / "claims.onnx", backend=backend)
+
+
 def test_slerp_walk_is_a_closed_smooth_loop():
     from gankit.runtime.latent import slerp, walk
 
