@@ -137,6 +137,7 @@ HOSTILE_METADATA = [
     ("gan", {"task": "restore", "latent_dim": "0", "scale": "1"}, "a gankit restore model has"),
     ("gan", {"inputs": "z,label"}, "gankit.inputs"),
     ("gan", {"output": "restored"}, "gankit.output"),
+    ("gan", {"plugin": "gan\u2028two lines"}, "must be a plugin name"),
 ]
 
 

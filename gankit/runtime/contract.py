@@ -42,7 +42,8 @@ MAX_SIZE_MULTIPLE = 256
 MAX_LAYERS = 256  # style layers of a generator (stylegan at 1024x1024 has 18)
 #: Inputs a generate file may give defaults (``gankit.optional_inputs``; :mod:`gankit.runtime.latent`).
 OPTIONAL_INPUTS = ("truncation", "z2", "crossover")
-MAX_DEGRADATION = 64  # characters: it is displayed (CLI, serve's page), never interpreted
+MAX_DEGRADATION = 64
+MAX_PLUGIN_NAME = 100  # characters: it is displayed (CLI, serve's page), never interpreted
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
 
 
@@ -156,7 +157,12 @@ def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     if task == "restore":  # the keys mean nothing for other tasks: there they stay in extra, unread
         restore = _restore_keys(meta, height, width, path)
         known |= {"gankit.scale", "gankit.degradation", "gankit.size_multiple"}
-    return ModelInfo(format=fmt, task=task, plugin=meta.get("gankit.plugin", ""), latent_dim=latent_dim,
+    plugin = meta.get("gankit.plugin", "").strip()
+    # shown in repr(), error messages and serve's page: a name, not text that could span lines
+    if len(plugin) > MAX_PLUGIN_NAME or not plugin.isprintable() or any(ch.isspace() for ch in plugin):
+        raise _bad(path, f"gankit.plugin is {show(plugin)}; it must be a plugin name (at most {MAX_PLUGIN_NAME} "
+                         "printable characters, no spaces)")
+    return ModelInfo(format=fmt, task=task, plugin=plugin, latent_dim=latent_dim,
                      num_classes=num_classes, class_names=class_names, channels=channels, height=height,
                      width=width, version=meta.get("gankit.version", ""),
                      extra={k: v for k, v in meta.items() if k not in known}, **restore)
