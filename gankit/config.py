@@ -112,6 +112,8 @@ CORE_KEYS: dict[str, Key] = {
     "n_critic": Key(int, None, ge=1, le=100, nullable=True, help="D updates per G update (default: the loss's)"),
     "gp_weight": Key(float, None, ge=0, nullable=True, help="gradient-penalty weight (default: the loss's)"),
     "r1": Key(float, 0.0, ge=0, help="R1 penalty weight gamma on real images (0 = off)"),
+    "r1_every": Key(int, 1, ge=1, le=1000, help="R1 on every N-th D step only, weighted N times (lazy "
+                    "regularisation, as StyleGAN2 does with 16; 1 = every step)"),
     "ema": Key(float, 0.0, ge=0, lt=1, help="EMA decay of the generator weights (0 = off)"),
     "diffaug": Key(str, None, nullable=True, help="DiffAugment policy for D: color,translation,cutout, all or none"),
     "flips": Key(str, "none", choices=("none", "hflip", "dihedral"),

@@ -227,8 +227,12 @@ def _r1_weight(config: dict[str, Any]) -> float:
 GRADIENT_PENALTY = Regularizer("gp", _gp_term, "D", _gp_weight,
                                description="WGAN-GP gradient penalty (Gulrajani et al. 2017): weight gp_weight, "
                                            "else the loss's gradient_penalty")
-R1 = Regularizer("r1", _r1_term, "D", _r1_weight, real_grad=True,
-                 description="R1 penalty on real images (Mescheder et al. 2018): gamma in r1")
+def _r1_every(config: dict[str, Any]) -> int:
+    return int(config.get("r1_every", 1) or 1)
+
+
+R1 = Regularizer("r1", _r1_term, "D", _r1_weight, every=_r1_every, real_grad=True,
+                 description="R1 penalty on real images (Mescheder et al. 2018): gamma in r1, every r1_every D steps")
 
 
 @hookimpl

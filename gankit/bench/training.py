@@ -66,6 +66,11 @@ def _plain_stepper(family, dataset, config):
     latent, k = int(config["latent_dim"]), int(config.get("num_classes") or 0)
     conditional = family.condition == "label"
     batches = _epochs((x, y), int(config["batch_size"]))
+    # R1 is part of the recipe where the family's defaults switch it on (cgan): the plain loop
+    # pays for it too, written as a reference script would (gamma/2 E|grad D(x)|^2), lazily on
+    # every r1_every-th step with the weight scaled to match, as StyleGAN2's script does
+    gamma, every = float(config.get("r1") or 0.0), int(config.get("r1_every") or 1)
+    count = [0]
 
     def step():
         G.train()  # an evaluation in between may have switched it to eval mode
@@ -82,7 +87,14 @@ def _plain_stepper(family, dataset, config):
         g_loss.backward()
         opt_g.step()
         opt_d.zero_grad()
-        d_loss = (bce(D(*d_args(imgs, labels)), valid) + bce(D(*d_args(gen.detach(), gen_labels)), fake)) / 2
+        r1_due = gamma > 0 and count[0] % every == 0
+        count[0] += 1
+        real = imgs.requires_grad_(True) if r1_due else imgs
+        d_real = D(*d_args(real, labels))
+        d_loss = (bce(d_real, valid) + bce(D(*d_args(gen.detach(), gen_labels)), fake)) / 2
+        if r1_due:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            d_loss = d_loss + every * gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
         d_loss.backward()
         opt_d.step()
         return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
