@@ -516,6 +516,30 @@ def test_backend_arguments_are_named_in_the_error(tiny_runs, tmp_path):
             runtime.load(path, backend=backend, device="NPUX")
 
 
+def test_a_gpu_provider_that_cannot_start_is_an_error_not_a_silent_cpu_run(tiny_runs, monkeypatch):
+    """onnxruntime logs pages and runs on the CPU when CUDA cannot start; a caller who asked for
+    CUDA alone hears it in one line, one who listed the CPU as fallback gets it quietly."""
+    import onnxruntime as ort
+
+    from gankit.runtime import engines
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider to ask for")
+    path = tiny_runs["cgan"]["onnx"]
+    if not engines._cuda_driver_present():
+        with pytest.raises(runtime.RuntimeInputError, match="needs an NVIDIA GPU"):
+            runtime.load(path, providers=["CUDAExecutionProvider"])
+        assert runtime.load(path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]).providers == \
+            ["CPUExecutionProvider"]
+        monkeypatch.setattr(engines, "_cuda_driver_present", lambda: True)  # a driver, but no CUDA libraries
+    try:
+        m = runtime.load(path, providers=["CUDAExecutionProvider"])
+    except runtime.RuntimeInputError as exc:
+        assert "none of the requested providers (CUDAExecutionProvider) could start" in str(exc)
+    else:  # a machine where CUDA really starts
+        assert m.providers[0] == "CUDAExecutionProvider"
+
+
 def test_first_line_skips_openvinos_source_locations():
     from gankit.errors import first_line
 

@@ -85,7 +85,18 @@ def _check_providers(providers: Any) -> list[Any]:
         checked.append(p)
     if not checked:
         raise RuntimeInputError("providers is empty; give at least one, e.g. ['CPUExecutionProvider']")
+    gpu = [n for n in _names(checked) if n in ("CUDAExecutionProvider", "TensorrtExecutionProvider")]
+    if gpu and not _cuda_driver_present():
+        # onnxruntime would log pages about missing CUDA libraries, then run on the CPU anyway
+        if len(gpu) == len(checked):
+            raise RuntimeInputError(f"{', '.join(gpu)} needs an NVIDIA GPU and its driver, and this machine has none; "
+                                    "leave providers out for the default, or add 'CPUExecutionProvider' as a fallback")
+        checked = [p for p, n in zip(checked, _names(checked)) if n not in gpu]  # the fallback asked for, quietly
     return checked
+
+
+def _names(providers: Sequence[Any]) -> list[str]:
+    return [p[0] if isinstance(p, tuple) else p for p in providers]
 
 
 class OnnxRuntimeEngine:
@@ -117,6 +128,13 @@ class OnnxRuntimeEngine:
             self.session = ort.InferenceSession(str(path), so, providers=chosen)
         except Exception as exc:
             raise ModelFormatError(f"{path} is not a loadable ONNX model ({first_line(exc, with_type=False)})") from None
+        running = self.session.get_providers()
+        if providers is not None and not set(_names(chosen)) & set(running):
+            # none of the asked-for providers started (e.g. CUDA libraries missing): onnxruntime
+            # fell back to its CPU provider, which the caller did not ask for
+            raise RuntimeInputError(f"none of the requested providers ({', '.join(_names(chosen))}) could start here; "
+                                    f"onnxruntime would run on {', '.join(running)}. Add 'CPUExecutionProvider' to "
+                                    "allow that, or leave providers out")
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = _ORT_SILENT
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
