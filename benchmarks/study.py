@@ -81,7 +81,7 @@ def write_table(results: list[dict], path: Path) -> None:
     for r in sorted(results, key=lambda r: (r["family"], r["final"].get("fd_ratio") or 1e9)):
         f = r["final"]
         acc = f"{f['conditional_accuracy']:.3f}" if f.get("conditional_accuracy") is not None else "-"
-        lines.append(f"| {r['family']} | {r['variant']} | {f.get('fd_ratio', float('nan')):.1f}x | {acc} | "
+        lines.append(f"| {r['family']} | {r['variant']} | {f['fd_ratio'] if f.get('fd_ratio') is not None else float('nan'):.1f}x | {acc} | "
                      f"{f.get('class_entropy', f.get('coverage', float('nan'))):.3f} | {f.get('diversity', float('nan')):.2f} | "
                      f"{r['train_seconds']:.0f} | {', '.join(sorted(set(r['warnings']))) or '-'} |")
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -301,7 +301,7 @@ _add_restore_commands(app)
 @app.command("inpaint")
 def inpaint_cmd(
     model: Path = typer.Argument(..., help="An exported gankit inpainting .onnx file."),
-    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit gray or float)."),
+    image: Path = typer.Option(..., "--image", help="Image to restore (PNG/JPEG/TIFF; gray, RGB, alpha, palette, 16-bit gray or colour, float)."),
     mask: Path = typer.Option(..., "--mask", help="Mask image, same size: white (above mid-gray) = missing pixel."),
     out: Path = typer.Option(Path("restored.png"), "--out", help="Restored image."),
     compare: Optional[Path] = typer.Option(None, "--compare", help="Also write a before/after picture here."),

@@ -64,22 +64,23 @@ def _check_header(path: Path) -> bool:
     from PIL import Image, UnidentifiedImageError
 
     from gankit.errors import first_line
-    from gankit.images import MODES_WIDE, ImageError, colour_bits, cv2_or_none, wide_colour_error
+    from gankit.images import MODES_WIDE, ImageError, wide_layout, colour_bits, wide_colour_refusal
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # as open_image: an error
             with Image.open(path) as im:
-                wide, deep = colour_bits(im) == 16, im.mode in MODES_WIDE
+                wide, deep = colour_bits(im) == 16 and wide_layout(im), im.mode in MODES_WIDE
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise ImageError(f"{path} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels; nothing was "
                          "written)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)} (nothing was written; move it "
                          "out of the folder or fix it)") from None
-    if wide and cv2_or_none() is None:
-        raise ImageError(wide_colour_error(path) + " (nothing was written)")
-    return deep or wide
+    refusal = wide and wide_colour_refusal(path, wide)
+    if refusal:
+        raise ImageError(refusal + " (nothing was written)")
+    return deep or bool(wide)
 
 
 def _deep(path: Path) -> bool:
@@ -174,7 +175,7 @@ def _restore_file(model, src: Path, dst: Path, tile: Optional[int], tile_pad: Op
 
 def restore_cmd(
     model: Path = typer.Argument(..., help="An exported gankit restore .onnx file."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Image to restore (PNG/JPEG/TIFF...; gray, RGB, alpha, palette, 16-bit gray or float)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image to restore (PNG/JPEG/TIFF...; gray, RGB, alpha, palette, 16-bit gray or colour, float)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Restored PNG (default: restored.png)."),
     input_dir: Optional[Path] = typer.Option(None, "--input-dir", help="Instead of --image: restore every image in this folder."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="With --input-dir: where the restored PNGs go (same names, .png)."),
@@ -187,7 +188,8 @@ def restore_cmd(
     """Restore images (super-resolution, denoising, deblurring, JPEG repair) of any size with an exported model.
 
     Large images run in tiles with context padding, so they fit in memory and meet without seams.
-    Outputs are lossless PNG; 16-bit gray and float inputs come back as 16-bit, alpha passes through.
+    Outputs are lossless PNG; 16-bit (gray, or colour where OpenCV is installed) and float inputs come back
+    as 16-bit, alpha passes through.
     """
     from gankit.fileio import check_output, refuse_inputs_as_outputs
 

@@ -39,14 +39,34 @@ MODES_WIDE = (*MODES_16BIT, "I", "F")
 WIDE_COLOUR = "gankit.16bit_colour"
 
 
-def _gray_alpha_layout(im) -> bool:
-    """True for a 16-bit gray+alpha file (Pillow opens it as 8-bit RGBA; OpenCV as BGRA)."""
+def wide_layout(im) -> dict:
+    """How a colour file with 16 bits per channel is stored, from its header: ``gray`` (16-bit
+    gray+alpha, which Pillow opens as 8-bit RGBA and OpenCV as BGRA), ``maxval`` (a PPM's
+    largest value: 1023 for 10 bits, which OpenCV returns unscaled) and Pillow's 8-bit ``mode``
+    (CMYK, which OpenCV does not read at 16 bits)."""
+    gray, maxval = False, 65535
     for tile in getattr(im, "tile", None) or ():
-        args = tile[3]
+        codec, args = tile[0], tile[3]
         raw = args[0] if isinstance(args, tuple) and args else args
         if isinstance(raw, str) and raw.startswith("LA;16"):
-            return True
-    return False
+            gray = True
+        if codec == "ppm" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int):
+            maxval = args[1]
+    return {"gray": gray, "maxval": maxval, "mode": im.mode}
+
+
+#: Pillow's 8-bit modes of the 16-bit colour layouts OpenCV reads at 16 bits (not CMYK, RGBa).
+WIDE_MODES_READ = ("RGB", "RGBA", "LA")
+
+
+def wide_colour_refusal(path, layout: dict) -> str | None:
+    """Why a 16-bit colour file (its :func:`wide_layout`) cannot be read at 16 bits here, or None."""
+    if cv2_or_none() is None:
+        return wide_colour_error(path)
+    if layout["mode"] not in WIDE_MODES_READ:
+        return (f"{path} is {layout['mode']} with 16 bits per channel, which gankit cannot read at that depth; "
+                "convert it to 16-bit RGB first")
+    return None
 
 
 def colour_bits(im) -> int:
@@ -84,24 +104,34 @@ def cv2_or_none():
     return cv2
 
 
-def read_wide_colour(path: str | os.PathLike, gray: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint16 ``[H, W, 3]`` RGB (``[H, W, 1]`` when ``gray``) and uint16 alpha or None, from a
+def read_wide_colour(path: str | os.PathLike, layout: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint16 ``[H, W, 3]`` RGB (``[H, W, 1]`` for gray+alpha) and uint16 alpha or None, from a
     file with 16 bits per channel in colour, which Pillow would decode at 8 (it has no such
-    modes). OpenCV decodes it (PNG, TIFF, PPM), from bytes so that any path name works; without
-    OpenCV it is refused in one line rather than read at 8 bits."""
+    modes). OpenCV decodes it (PNG, TIFF, PPM), from bytes so that any path name works; a PPM
+    of fewer bits (maxval 1023, 4095) is scaled to 0..65535 as Pillow scales a 16-bit PGM.
+    Without OpenCV, or for a layout it cannot read (CMYK), it is refused in one line rather
+    than read at 8 bits. ``layout``: :func:`wide_layout` of the file (from :func:`open_image`)."""
+    layout = layout or {"gray": False, "maxval": 65535, "mode": "RGB"}
+    refusal = wide_colour_refusal(path, layout)
+    if refusal:
+        raise ImageError(refusal)
     cv2 = cv2_or_none()
-    if cv2 is None:
-        raise ImageError(wide_colour_error(path))
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its decoders log to stderr
     try:
         a = cv2.imdecode(np.fromfile(os.fspath(path), np.uint8), cv2.IMREAD_UNCHANGED)
     except (cv2.error, OSError, ValueError) as exc:
         raise ImageError(f"cannot read image {path}: {first_line(exc, with_type=False)}") from None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
         got = "nothing" if a is None else f"{a.dtype} {'x'.join(map(str, a.shape))}"
         raise ImageError(f"cannot read image {path} at 16 bits per channel: OpenCV decoded {got} (convert it to a "
                          "16-bit RGB or RGBA PNG)")
+    if 255 < layout["maxval"] < 65535:
+        a = np.rint(a.astype(np.float64) * (65535 / layout["maxval"])).clip(0, 65535).astype(np.uint16)
     rgb = np.ascontiguousarray(a[..., 2::-1])  # OpenCV is BGR(A)
-    if gray:  # gray+alpha arrives with gray copied into B, G and R
+    if layout["gray"]:  # gray+alpha arrives with gray copied into B, G and R
         rgb = np.ascontiguousarray(rgb[..., :1])
     return rgb, (np.ascontiguousarray(a[..., 3]) if a.shape[2] == 4 else None)
 
@@ -123,8 +153,7 @@ def open_image(path: str | os.PathLike):
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                # known from the file's layout before decoding only: "gray" (gray+alpha) or "colour"
-                wide = colour_bits(im) == 16 and ("gray" if _gray_alpha_layout(im) else "colour")
+                wide = colour_bits(im) == 16 and wide_layout(im)  # from the header, before decoding only
                 im.load()
                 out = im.copy()
                 if wide:
@@ -197,7 +226,7 @@ def read_image(path: str | os.PathLike, *, keep_depth: bool = True) -> tuple[np.
     im = open_image(path)  # decodes the whole file once with Pillow: a truncated file fails here
     wide = im.info.get(WIDE_COLOUR)
     if keep_depth and wide:
-        return read_wide_colour(path, gray=wide == "gray")
+        return read_wide_colour(path, wide)
     return pil_to_array(im)
 
 

@@ -227,6 +227,8 @@ def _r1_weight(config: dict[str, Any]) -> float:
 GRADIENT_PENALTY = Regularizer("gp", _gp_term, "D", _gp_weight,
                                description="WGAN-GP gradient penalty (Gulrajani et al. 2017): weight gp_weight, "
                                            "else the loss's gradient_penalty")
+
+
 def _r1_every(config: dict[str, Any]) -> int:
     return int(config.get("r1_every", 1) or 1)
 

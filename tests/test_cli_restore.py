@@ -105,6 +105,44 @@ def test_sixteen_bit_colour_comes_back_at_sixteen_bits(cli, up2, tmp_path):
                 assert got.shape[2] == 4 and abs(got[..., 3].astype(float).mean() - alpha.mean()) < 2000, name
 
 
+def _cmyk16_tiff(path, h=4, w=5):
+    """An uncompressed 16-bit CMYK TIFF (no library here writes one), which OpenCV cannot read at 16 bits."""
+    import struct
+
+    data = (np.arange(h * w * 4, dtype="<u2") * 997).tobytes()
+    entries, ifd_at = 10, 8
+    bps_at = ifd_at + 2 + entries * 12 + 4
+    tag = lambda t, typ, n, v: struct.pack("<HHII", t, typ, n, v)  # noqa: E731
+    ifd = [tag(256, 4, 1, w), tag(257, 4, 1, h), tag(258, 3, 4, bps_at), tag(259, 3, 1, 1), tag(262, 3, 1, 5),
+           tag(273, 4, 1, bps_at + 8), tag(277, 3, 1, 4), tag(278, 4, 1, h), tag(279, 4, 1, len(data)), tag(284, 3, 1, 1)]
+    path.write_bytes(b"II*\x00" + struct.pack("<IH", ifd_at, entries) + b"".join(ifd) + struct.pack("<I", 0)
+                     + struct.pack("<4H", 16, 16, 16, 16) + data)
+    return path
+
+
+def test_sixteen_bit_layouts_opencv_reads_differently(cli, up2, tmp_path):
+    """A 10-bit PPM (maxval 1023) is scaled to 16 bits as Pillow scales a 10-bit PGM (OpenCV
+    returned it unscaled, 64 times too dark); 16-bit CMYK, which OpenCV cannot read at 16 bits,
+    is refused before anything in its folder is written, in one line (OpenCV logged three)."""
+    ten = np.random.default_rng(6).integers(0, 1024, (5, 7, 3), dtype=np.uint16)
+    (tmp_path / "ten.ppm").write_bytes(b"P6\n7 5\n1023\n" + ten.astype(">u2").tobytes())
+    assert cli("restore", up2, "--image", tmp_path / "ten.ppm", "--out", tmp_path / "ten.png").code == 0
+    import cv2
+
+    got = cv2.imread(str(tmp_path / "ten.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    want = np.rint(ten.astype(np.float64) * 65535 / 1023).astype(np.uint16)
+    np.testing.assert_array_equal(got, want.repeat(2, 0).repeat(2, 1))
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_img(8, 8)).save(src / "a.png")
+    _cmyk16_tiff(src / "b.tif")
+    for args in (("--image", src / "b.tif", "--out", tmp_path / "o.png"), ("--input-dir", src, "--output-dir", tmp_path / "d")):
+        r = cli("restore", up2, *args)
+        assert_one_line_error(r)
+        assert r.err.count("\n") == 1 and "CMYK with 16 bits per channel" in r.err, r.err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "d").exists()
+
+
 def test_sixteen_bit_colour_without_opencv_is_refused_not_read_at_eight(cli, up2, tmp_path, monkeypatch):
     import gankit.images
 

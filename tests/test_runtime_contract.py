@@ -472,6 +472,14 @@ def test_results_come_back_in_the_callers_dtype(models, tmp_path):
     assert out.dtype == np.int64 and np.array_equal(out, ints.repeat(2, 0).repeat(2, 1))
     filled = models["inpaint"].inpaint((RAMP16 // 257).astype(np.int32), HOLE)
     assert filled.dtype == np.int32 and np.array_equal(filled[~HOLE], (RAMP16 // 257)[~HOLE])
+    # int8 cannot hold 128..255: uint8 comes back rather than values wrapped negative
+    small = models["inpaint"].inpaint(np.full((28, 28), 120, np.int8), HOLE)
+    assert small.dtype == np.uint8 and small.min() >= 0
+    # float64 RGBA: alpha exactly as given everywhere, the hole included
+    rgba = np.random.default_rng(2).random((28, 28, 4))
+    out = models["inpaint"].inpaint(rgba, HOLE)
+    assert out.dtype == np.float64 and np.array_equal(out[..., 3], rgba[..., 3])
+    assert np.array_equal(out[~HOLE], rgba[~HOLE]) and not np.array_equal(out[HOLE][:, :3], rgba[HOLE][:, :3])
 
 
 def test_empty_images_huge_views_and_huge_context_are_refused_up_front(models, tmp_path):

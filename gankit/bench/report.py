@@ -65,7 +65,7 @@ def markdown(records: list[dict[str, Any]]) -> str:
                         if "bf16_ratio" in t else ""))
     for t in (r for r in records if r.get("kind") == "time_to_quality"):
         def fmt(side):
-            return (f"{side['train_s'] / 60:.1f} min (step {side['step']}, FD {side['fd_ratio']:.1f}x then)" if side.get("reached")
+            return (f"{side['train_s'] / 60:.1f} min (step {side['step']}, FD {fd_times(side['fd_ratio'])} then)" if side.get("reached")
                     else f"not reached in {t['max_steps']} steps ({side['spent_s'] / 60:.1f} min; best accuracy "
                          f"{max(c['conditional_accuracy'] for c in side['curve']):.3f})")
         lines.append("")
@@ -136,3 +136,8 @@ def chart(records: list[dict[str, Any]], path: Path) -> None:
 
 def write_json(records: list[dict[str, Any]], path: Path) -> None:
     atomic_write_json(path, records, indent=1, default=float)
+
+
+def fd_times(ratio) -> str:
+    """FD / floor as text: n/a where the record has none (a floor of ~0, gankit.evaluate)."""
+    return "n/a" if ratio is None else f"{ratio:.1f}x"

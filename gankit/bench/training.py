@@ -68,7 +68,9 @@ def _plain_stepper(family, dataset, config):
     batches = _epochs((x, y), int(config["batch_size"]))
     # R1 is part of the recipe where the family's defaults switch it on (cgan): the plain loop
     # pays for it too, written as a reference script would (gamma/2 E|grad D(x)|^2), lazily on
-    # every r1_every-th step with the weight scaled to match, as StyleGAN2's script does
+    # every r1_every-th step with the weight scaled to match, as StyleGAN2's script does. This
+    # loop halves its BCE terms where gankit's bce adds them, so R1 is halved too: the same
+    # balance against the adversarial loss (Adam ignores the overall scale)
     gamma, every = float(config.get("r1") or 0.0), int(config.get("r1_every") or 1)
     count = [0]
 
@@ -94,7 +96,7 @@ def _plain_stepper(family, dataset, config):
         d_loss = (bce(d_real, valid) + bce(D(*d_args(gen.detach(), gen_labels)), fake)) / 2
         if r1_due:
             (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            d_loss = d_loss + every * gamma / 2 * grad.flatten(1).pow(2).sum(1).mean()
+            d_loss = d_loss + every * gamma / 4 * grad.flatten(1).pow(2).sum(1).mean()
         d_loss.backward()
         opt_d.step()
         return {"d_loss": float(d_loss.detach()), "g_loss": float(g_loss.detach())}
@@ -219,6 +221,8 @@ def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[],
                   max_steps: int, eval_every: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Train with ``step_fn`` until the judged conditional accuracy of ``generator()`` reaches
     ``target``; the clock counts training steps only, never the evaluations."""
+    from gankit.bench.report import fd_times
+
     spent, curve = 0.0, []
     for step in range(1, max_steps + 1):
         t0 = time.perf_counter()
@@ -230,7 +234,7 @@ def _accuracy_run(name: str, step_fn: Callable[[], Any], generator: Callable[[],
             curve.append({"step": step, "train_s": round(spent, 2), "conditional_accuracy": acc, "fd_ratio": rec["fd_ratio"]})
             if acc >= target:
                 log(f"  {name}: accuracy {acc:.3f} >= {target:.3f} at step {step}, {spent:.0f} s of training "
-                    f"(FD {rec['fd_ratio']:.1f}x the floor then)")
+                    f"(FD {fd_times(rec['fd_ratio'])} the floor then)")
                 return {"reached": True, "step": step, "train_s": round(spent, 2), "fd_ratio": rec["fd_ratio"], "curve": curve}
     log(f"  {name}: accuracy target {target:.3f} not reached in {max_steps} steps ({spent:.0f} s; best "
         f"{max(c['conditional_accuracy'] for c in curve):.3f})")

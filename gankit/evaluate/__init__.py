@@ -19,9 +19,10 @@ import numpy as np
 from gankit.data import Dataset, to_float
 from gankit.errors import UsageError
 
-# a Frechet distance floor (train split against test split) below this means the two splits are
-# copies of each other: the FD/floor ratio is then reported as null, not as a huge number
-FLOOR_EPS = 1e-6
+# a Frechet distance floor (train split against test split) that rounds to 0 at the record's
+# 4 decimals means the two splits are copies of each other: the FD/floor ratio is then null,
+# not a huge number, and the printed report and the JSON record agree on it
+FLOOR_EPS = 5e-5
 
 SampleFn = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]  # (z, labels) -> float [-1,1] NCHW
 
@@ -106,7 +107,7 @@ def evaluate_generator(sample: SampleFn, dataset: Dataset, *, latent_dim: int, c
         "fd_floor": round(floor, 4),
         # train and test (near) copies of each other leave no scale to divide by: a ratio of
         # 1e9x would be no measurement, so JSON, metrics.jsonl and the plots carry null instead
-        "fd_ratio": round(fd / floor, 3) if floor > FLOOR_EPS else None,
+        "fd_ratio": round(fd / floor, 3) if floor >= FLOOR_EPS else None,
     }
     # intra-class diversity: mean feature distance to the class centroid, generated / real
     # (grouped by the requested label, or by the judge's prediction for unconditional models)
@@ -310,7 +311,7 @@ def format_report(rec: dict[str, Any]):
     n = rec.get("fd_samples", rec.get("samples"))
     t.add_row("Frechet distance (judge features)", f"{rec['fd']:.3f}", f"{rec['fd_floor']:.3f} ({n} train vs test)")
     # records written before the ratio became null still carry 1e9x: the floor decides
-    if rec.get("fd_ratio") is not None and rec["fd_floor"] > FLOOR_EPS:
+    if rec.get("fd_ratio") is not None and rec["fd_floor"] >= FLOOR_EPS:
         t.add_row("FD / floor", f"{rec['fd_ratio']:.2f}x", "1.00x")
     else:
         t.add_row("FD / floor", "n/a", "floor ~0: train and test images nearly identical")

@@ -40,10 +40,8 @@ OUTPUT_NAME = {"generate": "image", "inpaint": "restored", "restore": "restored"
 MAX_SCALE = 8  # x2 and x4 in practice; x8 is the largest a single-image SR model is commonly trained for
 MAX_SIZE_MULTIPLE = 256
 MAX_LAYERS = 256  # style layers of a generator (stylegan at 1024x1024 has 18)
-#: Inputs a generate file may give defaults (``gankit.optional_inputs``; :mod:`gankit.runtime.latent`).
-OPTIONAL_INPUTS = ("truncation", "z2", "crossover")
-MAX_DEGRADATION = 64
-MAX_PLUGIN_NAME = 100  # characters: it is displayed (CLI, serve's page), never interpreted
+MAX_DEGRADATION = 64  # characters: it is displayed (CLI, serve's page), never interpreted
+MAX_PLUGIN_NAME = 100  # characters of gankit.plugin, shown the same way
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
 
 
@@ -173,14 +171,11 @@ def optional_input_names(meta: dict[str, str]) -> list[str]:
 
 
 def _latent_keys(meta: dict[str, str], path: Path) -> None:
-    """``gankit.optional_inputs`` names only inputs the latent tools know, z2 and crossover
-    together; a file that mixes styles says how many layers it has (``gankit.num_layers``) and
-    where its mixing grid crosses over (``gankit.mix_crossover``, default half of them)."""
+    """The latent tools' part of ``gankit.optional_inputs`` (a family may declare other optional
+    inputs of its own): z2 and crossover together; a file that mixes styles says how many
+    layers it has (``gankit.num_layers``) and where its mixing grid crosses over
+    (``gankit.mix_crossover``, default half of them)."""
     names = optional_input_names(meta)
-    unknown = [n for n in names if n not in OPTIONAL_INPUTS]
-    if unknown:
-        raise _bad(path, f"gankit.optional_inputs names {show(','.join(unknown))}; the runtime knows "
-                         f"{', '.join(OPTIONAL_INPUTS)}")
     if ("z2" in names) != ("crossover" in names):
         raise _bad(path, "gankit.optional_inputs names one of z2 and crossover without the other")
     if "crossover" in names:

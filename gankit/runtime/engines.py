@@ -218,7 +218,9 @@ class OpenVINOEngine:
             raise ModelFormatError(f"OpenVINO cannot start for {path} ({first_line(exc, with_type=False)})") from None
         # a plain device name (CPU, GPU.1) must be one OpenVINO has here; AUTO, MULTI:..., HETERO:...
         # are OpenVINO's to resolve
-        if ":" not in device and device != "AUTO" and device not in known and device.split(".")[0] not in known:
+        # "GPU" names GPU.0 where OpenVINO lists GPU.0 and GPU.1; "GPU.1.0" is one tile of GPU.1
+        plain = ":" not in device and device != "AUTO"
+        if plain and not any(device == k or k.startswith(device + ".") or device.startswith(k + ".") for k in known):
             raise RuntimeInputError(f"OpenVINO has no device {show(device)} here (available: {', '.join(known) or 'none'})")
         try:  # any failure of OpenVINO here (the file, the compile) is the file's one-line error
             with tempfile.TemporaryDirectory() as tmp:

@@ -155,6 +155,8 @@ def caller_dtype(image: Any) -> np.dtype | None:
     dtype = getattr(image, "dtype", None)
     if not isinstance(image, np.ndarray) or dtype in (np.uint8, np.uint16, np.float32) or dtype.kind not in "iuf":
         return None
+    if dtype.kind in "iu" and not np.can_cast(np.uint8, dtype):  # int8 cannot hold 128..255: uint8 it is
+        return None
     return dtype
 
 

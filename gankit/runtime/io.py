@@ -15,7 +15,7 @@ from gankit.runtime.errors import RuntimeInputError
 
 def read_image(path: str | os.PathLike, *, keep_depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Pixels ``[H, W, 1|3]`` at the file's depth (uint8, uint16, or float32 in [0, 1] for float
-    files) plus the alpha channel (uint8) or None. See :func:`gankit.images.pil_to_array`.
+    files) plus the alpha channel (uint8; uint16 from a 16-bit colour file) or None. See :func:`gankit.images.pil_to_array`.
     A colour file with 16 bits per channel is read at 16 by OpenCV (refused where it is not
     installed), or at 8 with ``keep_depth=False``."""
     try:

@@ -14,6 +14,7 @@ generate-family file - format 1 without optional inputs included - supports
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,8 @@ def check_truncation(model, truncation: Any) -> float | None:
     if truncation is None:
         return None
     # a number, not a string that float() would parse, nor a bool
+    if isinstance(truncation, np.ndarray) and truncation.ndim == 0:
+        truncation = truncation.item()
     if isinstance(truncation, (bool, np.bool_)) or not isinstance(truncation, (int, float, np.integer, np.floating)):
         raise RuntimeInputError(f"truncation must be a number, got {show(truncation)}")
     psi = float(truncation)
@@ -97,6 +100,8 @@ def run_latent(model, z: np.ndarray, labels: np.ndarray | None = None, *, trunca
         layers = num_layers(model)
         if crossover is None:
             crossover = layers
+        if isinstance(crossover, np.ndarray) and crossover.ndim == 0:
+            crossover = crossover.item()
         if (isinstance(crossover, (bool, np.bool_)) or not isinstance(crossover, (int, float, np.integer, np.floating))
                 or not math.isfinite(crossover) or not float(crossover).is_integer() or not 0 <= int(crossover) <= layers):
             raise RuntimeInputError(f"crossover must be a layer index in 0..{layers}, got {show(crossover)}")
@@ -242,7 +247,7 @@ def save_gif(frames: np.ndarray, path, *, fps: float = 12.0, scale: int = 1) -> 
     scale = _count(scale, "scale", 1, 64)
     from pathlib import Path
 
-    if not Path(path).parent.is_dir():
+    if isinstance(path, (str, os.PathLike)) and not Path(path).parent.is_dir():  # a file object is Pillow's to use
         raise RuntimeInputError(f"folder {Path(path).parent} does not exist")
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)

@@ -329,12 +329,16 @@ class GankitModel:
         self._require("inpaint")
         batch_size = whole("batch_size", batch_size, 1)
         as_pil = flag("as_pil", as_pil)
-        h, w, c = image_shape(image)  # before as_image's copy: a huge view must not be converted first
-        if not fits(h * w, 4 * max(c, self.channels) * 3, MAX_RESULT_BYTES):  # image, prediction and result in float32
-            raise RuntimeInputError(f"a {w}x{h} image exceeds what one inpaint call may hold "
-                                    f"({MAX_RESULT_BYTES >> 30} GiB); inpaint it in parts")
         back = caller_dtype(image)
+
+        def check_size(h: int, w: int, c: int) -> None:  # image, prediction and result in float32
+            if not fits(h * w, 4 * max(c, self.channels) * 3, MAX_RESULT_BYTES):
+                raise RuntimeInputError(f"a {w}x{h} image exceeds what one inpaint call may hold "
+                                        f"({MAX_RESULT_BYTES >> 30} GiB); inpaint it in parts")
+
+        check_size(*image_shape(image))  # before as_image's copy: a huge view must not be converted first
         img = as_image(image)
+        check_size(*img.shape)  # inputs with no shape of their own (lists)
         flat = not is_pil(image) and np.ndim(image) == 2  # [H, W] in, [H, W] out, as restore()
         msk = as_mask(mask)
         if msk.shape != img.shape[:2]:
@@ -357,9 +361,11 @@ class GankitModel:
         out = np.where(msk[..., None], out, rgb)  # known pixels exactly as given
         if alpha is not None:
             out = np.concatenate([out, alpha[..., None]], axis=2)
-        if back is not None:  # the caller's dtype, known pixels from the caller's own array
+        if back is not None:  # the caller's dtype, known pixels and all of alpha from the caller's own array
             given = np.asarray(image).reshape(out.shape)
             out = np.where(msk[..., None], out.astype(back), given)
+            if alpha is not None:
+                out[..., 3] = given[..., 3]
         if as_pil:
             return pil_images(out[None])[0]
         return out[..., 0] if flat else out
@@ -432,12 +438,16 @@ class GankitModel:
         pil_in = is_pil(image)
         as_pil = pil_in if as_pil is None else flag("as_pil", as_pil)
         s = self.scale
-        h, w, c = image_shape(image)  # before as_image's copy: a huge float64 view must not be converted first
-        if not fits(h * w, 4 * s * s * max(c, self.channels), MAX_RESULT_BYTES):  # float32 result
-            raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one call "
-                                    "may return; restore it in parts")
+
+        def check_size(h: int, w: int, c: int) -> None:  # the float32 result
+            if not fits(h * w, 4 * s * s * max(c, self.channels), MAX_RESULT_BYTES):
+                raise RuntimeInputError(f"a {w}x{h} image restored x{s} exceeds the {MAX_RESULT_BYTES >> 30} GiB one "
+                                        "call may return; restore it in parts")
+
+        check_size(*image_shape(image))  # before as_image's copy: a huge float64 view must not be converted first
         back = caller_dtype(image)
         img = as_image(image)
+        check_size(*img.shape)  # inputs with no shape of their own (lists)
         flat = not pil_in and img.ndim == 3 and np.ndim(image) == 2  # [H, W] in, [sH, sW] out
         h, w = img.shape[:2]
         # context beyond the image's own side is only the image reflected again and again; it

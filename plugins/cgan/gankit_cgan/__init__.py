@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 # took the FD to 1.78x-2.28x the floor (all five under the 2.5x target; two of five before) and
 # intra-class diversity from 0.842 to 0.928 on average, at conditional accuracy 0.976 instead
 # of 0.991 (the judge's own: 0.965). R1 on every step did a little better (1.58x-1.98x, 0.936)
-# for 1.28x the step time; lazily it costs a few percent (benchmarks/RESULTS.md, stop 41).
+# for 1.28x the step time; lazily it costs about 1% (benchmarks/RESULTS.md, stop 41).
 CGAN_DEFAULTS = {**DEFAULTS, "steps": 700, "diffaug": "none",
                  "mode_seeking": 0.3, "mode_seeking_until": 0, "ac_weight": 0.5, "lr_decay": [350, 700],
                  "d_extra_convs": 0, "d_hidden": 512, "clusters": 0, "precision": "auto", "r1": 1.0,

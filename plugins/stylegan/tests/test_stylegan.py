@@ -277,7 +277,7 @@ def test_latent_tools_refuse_bad_arguments_in_one_line(exported):
 
 
 @pytest.mark.parametrize("key,value,needle", [
-    ("gankit.optional_inputs", "z2,crossover,truncation,zoom", "the runtime knows"),
+    ("gankit.optional_inputs", "z2,crossover,truncation,zoom", "no input for"),
     ("gankit.optional_inputs", "z2,truncation", "z2 and crossover"),
     ("gankit.mix_crossover", "abc", "not an integer"),
     ("gankit.num_layers", "x", "not an integer"),
