@@ -84,19 +84,11 @@ def _check_header(path: Path) -> bool:
 
 
 def _deep(path: Path) -> bool:
-    """True for an image with more than 8 bits per channel (16-bit gray or colour, or float), from its header."""
-    import warnings
-
-    from PIL import Image
-
-    from gankit.images import MODES_WIDE, colour_bits
-
+    """True for an image with more than 8 bits per channel (16-bit gray or colour, or float),
+    from its header; False for one that does not read, which the restore itself refuses in one line."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a too-large image: the read that follows refuses it in one line
-            with Image.open(path) as im:
-                return im.mode in MODES_WIDE or colour_bits(im) == 16
-    except Exception:  # unreadable: the restore itself reports it in one line
+        return _check_header(path)
+    except UsageError:
         return False
 
 
@@ -105,9 +97,9 @@ def wide_input_options(backend: str, images, deep: Optional[bool] = None) -> dic
     ``images`` has more than 8 bits per channel: bf16 keeps 8 significant bits, so a 16-bit or
     float image would come back with 8 (one such image in a folder runs the whole folder in
     fp32: one model, one load). ``deep``: already known from the headers (a folder's check)."""
-    if deep is None:
-        deep = backend in ("auto", "openvino") and any(_deep(p) for p in images)
-    if backend in ("auto", "openvino") and deep:
+    if backend not in ("auto", "openvino"):
+        return {}
+    if deep if deep is not None else any(_deep(p) for p in images):
         from gankit.runtime.engines import resolve_backend
 
         if resolve_backend(backend) == "openvino":

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gankit.errors import first_line
+from gankit.runtime.contract import optional_input_names
 from gankit.runtime.errors import ModelFormatError, RuntimeInputError, show
 from gankit.sysinfo import cpu_has_bf16  # re-exported: the runtime's callers ask it here
 
@@ -209,7 +210,7 @@ class OpenVINOEngine:
         # stylegan's truncation) become constants in OpenVINO's ONNX reader, so they could not be
         # fed. They are read from a copy of the file without those initializers; run() feeds the
         # defaults a caller leaves out, as onnxruntime does.
-        optional = [n for n in self.metadata.get("gankit.optional_inputs", "").split(",") if n]
+        optional = optional_input_names(self.metadata)
         self.defaults: dict[str, np.ndarray] = {}
         try:
             core = ov.Core()

@@ -59,6 +59,16 @@ def _require(model, names: tuple[str, ...], what: str) -> None:
                                 f"{model.path.name} has none (export a stylegan model)")
 
 
+def _number(value: Any) -> Any:
+    """``value`` as a Python number if it is one (a 0-d array counts), else None; bools and
+    strings that float() would parse are not numbers here."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return value
+
+
 def _check_generate(model) -> None:
     if model.task != "generate":
         raise RuntimeInputError(f"this is an {model.task} model; latent tools need a generate model")
@@ -68,12 +78,9 @@ def check_truncation(model, truncation: Any) -> float | None:
     """``truncation`` as a float (None = the file's default of 1), refusing what the file cannot do."""
     if truncation is None:
         return None
-    # a number, not a string that float() would parse, nor a bool
-    if isinstance(truncation, np.ndarray) and truncation.ndim == 0:
-        truncation = truncation.item()
-    if isinstance(truncation, (bool, np.bool_)) or not isinstance(truncation, (int, float, np.integer, np.floating)):
+    if _number(truncation) is None:
         raise RuntimeInputError(f"truncation must be a number, got {show(truncation)}")
-    psi = float(truncation)
+    psi = float(_number(truncation))
     if not math.isfinite(psi):
         raise RuntimeInputError(f"truncation must be finite, got {truncation!r}")
     if abs(psi) > MAX_TRUNCATION:
@@ -100,11 +107,10 @@ def run_latent(model, z: np.ndarray, labels: np.ndarray | None = None, *, trunca
         layers = num_layers(model)
         if crossover is None:
             crossover = layers
-        if isinstance(crossover, np.ndarray) and crossover.ndim == 0:
-            crossover = crossover.item()
-        if (isinstance(crossover, (bool, np.bool_)) or not isinstance(crossover, (int, float, np.integer, np.floating))
-                or not math.isfinite(crossover) or not float(crossover).is_integer() or not 0 <= int(crossover) <= layers):
-            raise RuntimeInputError(f"crossover must be a layer index in 0..{layers}, got {show(crossover)}")
+        given, crossover = crossover, _number(crossover)
+        if crossover is None or not math.isfinite(crossover) or not float(crossover).is_integer() \
+                or not 0 <= int(crossover) <= layers:
+            raise RuntimeInputError(f"crossover must be a layer index in 0..{layers}, got {show(given)}")
         extra["crossover"] = np.asarray(int(crossover), np.int64)
         if z2 is not None:
             z2 = np.ascontiguousarray(z2, dtype=np.float32)
@@ -235,7 +241,7 @@ def save_gif(frames: np.ndarray, path, *, fps: float = 12.0, scale: int = 1) -> 
     """Write uint8 ``[F, H, W, C]`` frames as a looping GIF (Pillow)."""
     from PIL import Image
 
-    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, (int, float, np.integer, np.floating)):
+    if _number(fps) is None:
         raise RuntimeInputError(f"fps must be a number, got {show(fps)}")
     if not MIN_GIF_FPS <= fps <= MAX_GIF_FPS:
         # GIF delays are whole hundredths of a second in 16 bits (at most 655 s), and viewers slow
